@@ -1,0 +1,130 @@
+"""The connector contract shared by every source module.
+
+A connector module (``extract/<connector>.py``) exposes:
+
+* ``SPEC``: a :class:`ConnectorSpec` naming its config keys;
+* ``snapshot(source, ctx)``: runs its queries against the live source and
+  hands each raw output to ``ctx.capture(...)`` byte for byte;
+* ``count_rows(query_params, path)``: the row count of one raw object
+  (verify recomputes it from the stored bytes);
+* ``load(query_params, path)``: parses one raw object into rows of its raw
+  table, yielding :class:`RawRow`, :class:`Reject` or :class:`Skipped`;
+* optionally ``settings(source)``: non-secret ``(setting, key, value)``
+  triples the staging SQL needs (field maps, time zones, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from soxtrail.quarter import Quarter
+
+SYSTEMS = frozenset({"db_audit", "db_catalog", "iam", "tickets", "backups", "role_catalog"})
+COMMON_KEYS = frozenset({"name", "system", "connector"})
+
+
+@dataclass(frozen=True)
+class ConnectorSpec:
+    """What a connector accepts in its `sources:` entry."""
+
+    name: str
+    systems: frozenset[str]
+    required: frozenset[str] = frozenset()
+    optional: frozenset[str] = frozenset()
+    # keys whose values are secrets even when written literally
+    secret: frozenset[str] = frozenset()
+    # at least one of these groups must be fully present (e.g. dsn | path+roles_path)
+    one_of: tuple[frozenset[str], ...] = ()
+
+
+@dataclass(frozen=True)
+class RawRow:
+    """One row for the raw table: its locator and the payload columns in table order."""
+
+    locator: str
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Reject:
+    """A record that could not be loaded, with the reason and the raw text."""
+
+    locator: str
+    reason: str
+    raw_text: str | None = None
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """Records read and deliberately not loaded (e.g. non-pgaudit log lines)."""
+
+    count: int = 1
+
+
+LoadItem = RawRow | Reject | Skipped
+
+
+@dataclass(frozen=True)
+class Captured:
+    """A raw object written to the store during snapshot."""
+
+    query_name: str
+    key: str
+    sha256: str
+    size: int
+    row_count: int
+    path: Path  # local copy, valid until the source finishes
+
+
+@dataclass
+class Source:
+    """One `sources:` entry with `${ENV}` values resolved (`values`) and as written (`raw`)."""
+
+    name: str
+    system: str
+    connector: str
+    values: dict[str, Any]
+    raw: dict[str, Any] = field(default_factory=dict)
+    base_dir: Path = Path(".")
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def path(self, key: str) -> Path:
+        """A path-valued key, resolved against the config file's folder."""
+        value = Path(str(self.values[key]))
+        return value if value.is_absolute() else self.base_dir / value
+
+
+class SnapshotContext(Protocol):
+    """What a connector may use while snapshotting (implemented by the pipeline)."""
+
+    run_id: str
+    quarter: Quarter
+    executed_by: str
+    clusters: tuple[str, ...] | None
+
+    def capture(
+        self,
+        source: Source,
+        *,
+        query_name: str,
+        query_text: str,
+        params: Mapping[str, Any],
+        ext: str,
+        raw_table: str,
+        chunks: Iterable[bytes],
+        count_rows: Callable[[Path], int],
+    ) -> Captured:
+        """Stream `chunks` to the store (hashing as it goes) and queue its evidence row."""
+        ...
+
+
+def iter_file(path: Path, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+    """Yield a file's bytes in chunks (constant memory)."""
+    with path.open("rb") as handle:
+        while chunk := handle.read(chunk_size):
+            yield chunk

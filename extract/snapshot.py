@@ -1,0 +1,108 @@
+"""Phase 1: run every source's queries and capture each raw output to the store."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from extract.base import Captured, Source
+from extract.store import Store, check_key, spool
+from soxtrail import secrets
+from soxtrail.quarter import Quarter
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._=-]+")
+
+
+def safe_name(text: str) -> str:
+    """A store-key-safe file name for `text`."""
+    name = _UNSAFE.sub("_", text).strip("._") or "object"
+    return name[:180]
+
+
+@dataclass(frozen=True)
+class EvidenceRecord:
+    """One evidence row waiting to be committed (after its object is in the store)."""
+
+    id: str
+    run_id: str
+    source_system: str
+    query_name: str
+    query_text: str
+    query_params: dict[str, Any]
+    executed_at: datetime
+    executed_by: str
+    result_row_count: int
+    result_hash: str
+    raw_output_s3_key: str
+
+
+@dataclass
+class SnapshotRun:
+    """The SnapshotContext handed to connectors: stores objects, queues evidence rows."""
+
+    run_id: str
+    quarter: Quarter
+    executed_by: str
+    store: Store
+    spool_dir: Path
+    clusters: tuple[str, ...] | None = None
+    records: list[EvidenceRecord] = field(default_factory=list)
+    _names: set[str] = field(default_factory=set)
+
+    def key_for(self, source: Source, query_name: str, ext: str) -> str:
+        """`<quarter>/<run_id>/raw/<system>/<source>/<object>.<ext>`."""
+        leaf = safe_name(query_name.split("/")[-1] if "/" in query_name else query_name)
+        if ext and not leaf.endswith("." + ext):
+            leaf = f"{leaf}.{ext}"
+        return check_key(f"{self.quarter.label}/{self.run_id}/raw/{source.system}/"
+                         f"{safe_name(source.name)}/{leaf}")
+
+    def capture(
+        self,
+        source: Source,
+        *,
+        query_name: str,
+        query_text: str,
+        params: Mapping[str, Any],
+        ext: str,
+        raw_table: str,
+        chunks: Iterable[bytes],
+        count_rows: Callable[[Path], int],
+    ) -> Captured:
+        """Stream the raw bytes to the store, hashing as they pass; queue the evidence row."""
+        if query_name in self._names:
+            raise ValueError(f"duplicate query name {query_name!r} in source {source.name!r}")
+        self._names.add(query_name)
+        executed_at = datetime.now(timezone.utc)
+        path, digest, size = spool(chunks, self.spool_dir)
+        rows = count_rows(path)
+        key = self.key_for(source, query_name, ext)
+        self.store.put_file(key, path)
+        all_params = {
+            **{k: secrets.redact_value(v) for k, v in params.items()},
+            "source": source.name,
+            "connector": source.connector,
+            "raw_table": raw_table,
+        }
+        if source.get("cluster") is not None and "cluster" not in all_params:
+            all_params["cluster"] = source.get("cluster")
+        self.records.append(EvidenceRecord(
+            id=str(uuid.uuid4()),
+            run_id=self.run_id,
+            source_system=source.system,
+            query_name=query_name,
+            query_text=secrets.redact(query_text),
+            query_params=all_params,
+            executed_at=executed_at,
+            executed_by=self.executed_by,
+            result_row_count=rows,
+            result_hash=digest,
+            raw_output_s3_key=key,
+        ))
+        return Captured(query_name=query_name, key=key, sha256=digest, size=size,
+                        row_count=rows, path=path)

@@ -1,0 +1,8 @@
+"""`python -m soxtrail` runs the CLI."""
+
+from __future__ import annotations
+
+from soxtrail.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,245 @@
+-- soxtrail platform schema: run registry, evidence, rejects, raw tables.
+-- Idempotent: safe to run on every start.  Evidence and raw tables are
+-- append-only: UPDATE / DELETE / TRUNCATE raise in the database.
+
+create schema if not exists soxtrail;
+create schema if not exists raw;
+
+create table if not exists soxtrail.sox_runs (
+    id uuid primary key,
+    quarter text not null,
+    clusters text[],                       -- null = every in-scope cluster
+    config jsonb not null,                 -- the effective config, secrets redacted
+    config_hash text not null,
+    tool_version text not null,
+    git_commit text,
+    triggered_by text not null,
+    started_at timestamptz not null default now(),
+    finished_at timestamptz,
+    status text not null default 'running'
+        check (status in ('running', 'failed', 'completed')),
+    phase_reached text
+        check (phase_reached in ('snapshot', 'load', 'reconcile', 'render', 'bundle')),
+    error text,
+    summary jsonb not null default '{}'::jsonb
+);
+
+-- Exactly the design's shape.
+create table if not exists soxtrail.sox_evidence (
+    id uuid primary key,
+    run_id uuid not null references soxtrail.sox_runs(id),
+    source_system text not null,
+    query_name text not null,
+    query_text text not null,
+    query_params jsonb not null,
+    executed_at timestamptz not null,
+    executed_by text not null,
+    result_row_count integer not null,
+    result_hash text not null,
+    raw_output_s3_key text not null,
+    created_at timestamptz default now()
+);
+create index if not exists sox_evidence_run_idx on soxtrail.sox_evidence (run_id);
+
+-- Hash chain over evidence rows: each link covers the row and the previous
+-- link, so a row changed with the trigger disabled is detected by verify.
+create table if not exists soxtrail.sox_evidence_chain (
+    seq bigserial primary key,
+    evidence_id uuid not null unique references soxtrail.sox_evidence(id),
+    prev_hash text not null,
+    chain_hash text not null
+);
+
+create table if not exists soxtrail.sox_rejects (
+    run_id uuid not null,
+    evidence_id uuid not null,
+    source_name text not null,
+    raw_table text not null,
+    locator text not null,
+    reason text not null,
+    raw_text text,
+    created_at timestamptz not null default now()
+);
+create index if not exists sox_rejects_run_idx on soxtrail.sox_rejects (run_id);
+
+-- One row per loaded evidence object: read = loaded + rejected + skipped.
+create table if not exists soxtrail.sox_load_stats (
+    run_id uuid not null,
+    evidence_id uuid not null,
+    raw_table text not null,
+    records_read bigint not null,
+    records_loaded bigint not null,
+    records_rejected bigint not null,
+    records_skipped bigint not null,       -- filtered by design (non-audit log lines)
+    loaded_at timestamptz not null default now(),
+    primary key (run_id, evidence_id),
+    check (records_read = records_loaded + records_rejected + records_skipped)
+);
+
+------------------------------------------------------------------------
+-- Raw tables: the source's own form, one per connector family.  Every row
+-- carries run_id, evidence_id, source_name and a locator (file:line or
+-- page#index).  Typing and parsing happen in dbt staging.
+------------------------------------------------------------------------
+
+create table if not exists raw.pgaudit_csvlog (
+    run_id uuid not null, evidence_id uuid not null, source_name text not null,
+    cluster text not null, locator text not null,
+    log_time text, user_name text, database_name text, process_id text,
+    connection_from text, session_id text, session_line_num text,
+    command_tag text, session_start_time text, virtual_transaction_id text,
+    transaction_id text, error_severity text, sql_state_code text,
+    message text, detail text, hint text, internal_query text,
+    internal_query_pos text, context text, query text, query_pos text,
+    location text, application_name text, backend_type text,
+    leader_pid text, query_id text
+);
+
+create table if not exists raw.pgaudit_jsonlog (
+    run_id uuid not null, evidence_id uuid not null, source_name text not null,
+    cluster text not null, locator text not null,
+    doc jsonb not null
+);
+
+-- stderr: the configured log_line_prefix is turned into named fields by the
+-- loader (the prefix is configuration); the entry text is kept whole.
+create table if not exists raw.pgaudit_stderr (
+    run_id uuid not null, evidence_id uuid not null, source_name text not null,
+    cluster text not null, locator text not null,
+    log_time text, user_name text, database_name text, process_id text,
+    session_id text, session_line_num text, application_name text,
+    remote_host text, error_severity text, message text, raw_entry text not null
+);
+
+create table if not exists raw.catalog_memberships (
+    run_id uuid not null, evidence_id uuid not null, source_name text not null,
+    cluster text not null, locator text not null,
+    member text, granted_role text, admin_option text, rolsuper text,
+    rolcanlogin text, rolcreaterole text, rolvaliduntil text
+);
+
+create table if not exists raw.catalog_roles (
+    run_id uuid not null, evidence_id uuid not null, source_name text not null,
+    cluster text not null, locator text not null,
+    rolname text, rolsuper text, rolcreaterole text, rolcanlogin text,
+    rolvaliduntil text
+);
+
+-- JSON documents as received: CloudTrail records, Okta events, file rows
+-- (keyed by the file's own column names).
+create table if not exists raw.iam_events (
+    run_id uuid not null, evidence_id uuid not null, source_name text not null,
+    connector text not null, locator text not null,
+    doc jsonb not null
+);
+
+create table if not exists raw.tickets (
+    run_id uuid not null, evidence_id uuid not null, source_name text not null,
+    connector text not null, locator text not null,
+    doc jsonb not null
+);
+
+create table if not exists raw.backups (
+    run_id uuid not null, evidence_id uuid not null, source_name text not null,
+    connector text not null, locator text not null,
+    doc jsonb not null
+);
+
+-- Version-controlled catalogs (seeds or the config's `catalogs:` files),
+-- loaded per run so every run keeps the catalog it was judged against.
+create table if not exists raw.role_catalog (
+    run_id uuid not null, evidence_id uuid not null, locator text not null,
+    role_name text, cluster_pattern text, is_privileged text,
+    description text, owner text, allowed_holders text
+);
+
+create table if not exists raw.applications (
+    run_id uuid not null, evidence_id uuid not null, locator text not null,
+    application text, cluster text, sox_in_scope text, backup_policy text
+);
+
+create table if not exists raw.identity_map (
+    run_id uuid not null, evidence_id uuid not null, locator text not null,
+    login_role text, identity text, identity_type text, approval_ref text
+);
+
+-- Non-secret per-source settings from the run's recorded config that the
+-- staging SQL needs: ticket field paths, ticket types, approved statuses,
+-- source time zones, stanza -> cluster and ARN -> cluster maps.
+create table if not exists raw.source_settings (
+    run_id uuid not null, source_name text not null, connector text not null,
+    setting text not null, key text not null, value text,
+    primary key (run_id, source_name, setting, key)
+);
+
+------------------------------------------------------------------------
+-- Append-only enforcement.
+------------------------------------------------------------------------
+
+create or replace function soxtrail.refuse_change() returns trigger
+language plpgsql as $$
+begin
+    raise exception 'soxtrail: % on %.% is refused: evidence and raw tables are append-only',
+        tg_op, tg_table_schema, tg_table_name
+        using errcode = 'insufficient_privilege';
+end $$;
+
+create or replace function soxtrail.chain_evidence() returns trigger
+language plpgsql as $$
+declare
+    previous text;
+begin
+    -- serialize chain writers; the lock is released at commit
+    perform pg_advisory_xact_lock(hashtext('soxtrail.sox_evidence_chain'));
+    select chain_hash into previous
+        from soxtrail.sox_evidence_chain order by seq desc limit 1;
+    previous := coalesce(previous, repeat('0', 64));
+    insert into soxtrail.sox_evidence_chain (evidence_id, prev_hash, chain_hash)
+    values (new.id, previous,
+            encode(sha256(convert_to(previous || '|' || soxtrail.evidence_row_text(
+                new.id, new.run_id, new.source_system, new.query_name,
+                new.query_text, new.query_params, new.executed_at,
+                new.executed_by, new.result_row_count, new.result_hash,
+                new.raw_output_s3_key), 'UTF8')), 'hex'));
+    return null;
+end $$;
+
+-- The canonical text of an evidence row, as hashed into the chain.  verify
+-- recomputes it from the row as it stands now.
+create or replace function soxtrail.evidence_row_text(
+    id uuid, run_id uuid, source_system text, query_name text,
+    query_text text, query_params jsonb, executed_at timestamptz,
+    executed_by text, result_row_count integer, result_hash text,
+    raw_output_s3_key text
+) returns text language sql immutable as $$
+    select jsonb_build_array(
+        id::text, run_id::text, source_system, query_name, query_text,
+        query_params,
+        to_char(executed_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        executed_by, result_row_count, result_hash, raw_output_s3_key
+    )::text
+$$;
+
+do $$
+declare
+    t text;
+begin
+    foreach t in array array[
+        'soxtrail.sox_evidence', 'soxtrail.sox_evidence_chain',
+        'raw.pgaudit_csvlog', 'raw.pgaudit_jsonlog', 'raw.pgaudit_stderr',
+        'raw.catalog_memberships', 'raw.catalog_roles', 'raw.iam_events',
+        'raw.tickets', 'raw.backups', 'raw.role_catalog', 'raw.applications',
+        'raw.identity_map', 'raw.source_settings'
+    ] loop
+        execute format('drop trigger if exists append_only on %s', t);
+        execute format('create trigger append_only before update or delete on %s '
+                       'for each row execute function soxtrail.refuse_change()', t);
+        execute format('drop trigger if exists append_only_truncate on %s', t);
+        execute format('create trigger append_only_truncate before truncate on %s '
+                       'for each statement execute function soxtrail.refuse_change()', t);
+    end loop;
+end $$;
+
+drop trigger if exists chain on soxtrail.sox_evidence;
+create trigger chain after insert on soxtrail.sox_evidence
+    for each row execute function soxtrail.chain_evidence();

@@ -1,0 +1,46 @@
+"""Shared fixtures: a fresh PostgreSQL database per test module, a local evidence store."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from extract.store import LocalStore
+from soxtrail.database import Database, bootstrap
+
+# The server the suite creates its databases on: the CI server by default; set
+# SOXTRAIL_TEST_ADMIN_URL to another server's maintenance database to move it.
+ADMIN_URL = os.environ.get("SOXTRAIL_TEST_ADMIN_URL",
+                           "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _with_dbname(url: str, dbname: str) -> str:
+    params = psycopg.conninfo.conninfo_to_dict(url)
+    params["dbname"] = dbname
+    return psycopg.conninfo.make_conninfo(**params)
+
+
+@pytest.fixture(scope="module")
+def pg_database() -> Iterator[Database]:
+    """A new, bootstrapped database on the test server; dropped afterwards."""
+    name = f"soxtrail_t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'create database "{name}"')  # type: ignore[arg-type]
+    db = Database(dsn=_with_dbname(ADMIN_URL, name), embedded=False)
+    bootstrap(db)
+    try:
+        yield db
+    finally:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'drop database if exists "{name}" with (force)')  # type: ignore[arg-type]
+
+
+@pytest.fixture()
+def local_store(tmp_path: Path) -> LocalStore:
+    """An empty local evidence store in a temp folder."""
+    return LocalStore(tmp_path / "store")
