@@ -1,0 +1,66 @@
+# soxtrail — `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+Q      ?=
+CLUSTERS ?=
+CONFIG ?=
+SIZE   ?= small
+# Debian packages the test suite drives as real software
+TEST_DEBS := postgresql-15-pgaudit pgbackrest faketime
+
+.PHONY: help quarter test test-fast lint docs docs-serve bench demo clean system-deps
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "error: python3.11 not found" >&2; exit 2; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,lint]'
+	@touch $(STAMP)
+
+quarter: $(STAMP) ## Run a quarter: make quarter Q=2024Q3 [CLUSTERS=a,b] [CONFIG=soxtrail.yml]
+	@[[ "$(Q)" =~ ^[0-9]{4}Q[1-4]$$ ]] || { echo "error: Q='$(Q)' is not a quarter; expected YYYYQn, e.g. make quarter Q=2024Q3" >&2; exit 2; }
+	$(BIN)/soxtrail run --quarter $(Q) $(if $(CLUSTERS),--clusters $(CLUSTERS)) $(if $(CONFIG),--config $(CONFIG))
+
+system-deps: ## Install the Debian packages the tests drive (pgaudit, pgBackRest, faketime) when missing
+	@missing=""; for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing$$missing"; \
+	    (apt-get install -y -qq $$missing >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq $$missing >/dev/null; }); \
+	  else echo "warning: missing Debian packages:$$missing (run as root or install them)" >&2; fi; \
+	fi
+
+test: $(STAMP) system-deps ## Run the whole test suite
+	$(BIN)/pytest -q
+
+test-fast: $(STAMP) ## Unit tests only
+	$(BIN)/pytest -q tests/unit
+
+lint: $(STAMP) ## ruff, mypy and sqlfluff
+	$(BIN)/ruff check soxtrail extract render tests
+	$(BIN)/mypy
+	$(BIN)/sqlfluff lint models macros
+
+docs: $(STAMP) ## Build the dbt docs site against the last run's database
+	$(BIN)/soxtrail docs generate
+
+docs-serve: $(STAMP) ## Serve the dbt docs site on localhost
+	$(BIN)/soxtrail docs serve
+
+bench: $(STAMP) ## Benchmark: make bench SIZE=small|medium|large
+	$(BIN)/python -m bench.run --size $(SIZE)
+
+demo: $(STAMP) ## Write the demo estate: make demo Q=2024Q3 OUT=demo
+	$(BIN)/soxtrail demo --quarter $(or $(Q),2024Q3) --out $(or $(OUT),demo)
+
+clean: ## Remove the virtualenv and local state (.soxtrail: embedded database, store)
+	-@test -x $(BIN)/python && $(BIN)/python -c "import pgserver" 2>/dev/null; pkill -f '$(CURDIR)/.soxtrail/pg' || true
+	rm -rf $(VENV) .soxtrail

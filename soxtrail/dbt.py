@@ -1,0 +1,96 @@
+"""dbt, in-process: the profile the wrapper writes (never in the user's home) and invocations."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from soxtrail.database import Database
+from soxtrail.errors import PipelineError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Every value comes from the environment at invocation time: no secret is written to disk.
+PROFILE = """\
+# Written by soxtrail: connection values come from environment variables set
+# in-process for each dbt invocation.  See profiles.yml.example for a hand-run profile.
+soxtrail:
+  target: default
+  outputs:
+    default:
+      type: postgres
+      host: "{{ env_var('SOXTRAIL_DB_HOST') }}"
+      port: "{{ env_var('SOXTRAIL_DB_PORT') | as_number }}"
+      user: "{{ env_var('SOXTRAIL_DB_USER') }}"
+      password: "{{ env_var('SOXTRAIL_DB_PASSWORD', '') }}"
+      dbname: "{{ env_var('SOXTRAIL_DB_NAME') }}"
+      schema: marts
+      threads: 2
+      connect_timeout: 10
+"""
+
+
+@dataclass(frozen=True)
+class DbtResult:
+    """What one invocation produced."""
+
+    success: bool
+    results: list[Any]
+    target_path: Path
+
+
+def prepare_environment(db: Database, profiles_dir: Path) -> None:
+    """Write the profile and set the connection variables it reads."""
+    profiles_dir.mkdir(parents=True, exist_ok=True)
+    (profiles_dir / "profiles.yml").write_text(PROFILE, encoding="utf-8")
+    params = db.params
+    os.environ["SOXTRAIL_DB_HOST"] = str(params.get("host") or "127.0.0.1")
+    os.environ["SOXTRAIL_DB_PORT"] = str(params.get("port") or "5432")
+    os.environ["SOXTRAIL_DB_USER"] = str(params.get("user") or os.environ.get("USER", "postgres"))
+    os.environ["SOXTRAIL_DB_PASSWORD"] = str(params.get("password") or "")
+    os.environ["SOXTRAIL_DB_NAME"] = str(params.get("dbname") or "postgres")
+    os.environ["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
+    os.environ["PGTZ"] = "UTC"
+
+
+def invoke(db: Database, args: list[str], *, workdir: Path, vars: dict[str, Any] | None = None,
+           ) -> DbtResult:
+    """Run one dbt command in-process against `db`; artifacts go under `workdir`."""
+    from dbt.cli.main import dbtRunner
+
+    profiles_dir = workdir / "profiles"
+    prepare_environment(db, profiles_dir)
+    target_path = workdir / "target"
+    full = [
+        *args,
+        "--project-dir", str(REPO_ROOT),
+        "--profiles-dir", str(profiles_dir),
+        "--target-path", str(target_path),
+        "--log-path", str(workdir / "logs"),
+        "--no-version-check",
+        "--no-send-anonymous-usage-stats",
+        "--quiet",
+    ]
+    if vars is not None:
+        full += ["--vars", json.dumps(vars, sort_keys=True)]
+    result = dbtRunner().invoke(full)
+    if result.exception is not None:
+        raise PipelineError(f"dbt {args[0]} failed: {result.exception}")
+    results = list(getattr(result.result, "results", []) or [])
+    return DbtResult(success=bool(result.success), results=results, target_path=target_path)
+
+
+def failures(result: DbtResult) -> list[str]:
+    """One line per failed node."""
+    lines = []
+    for item in result.results:
+        status = str(getattr(item, "status", ""))
+        if status.lower() in ("error", "fail", "runtime error", "skipped") or status.endswith(
+                ("ERROR", "FAIL")):
+            node = getattr(item, "node", None)
+            name = getattr(node, "unique_id", "?")
+            lines.append(f"{name}: {status}: {(getattr(item, 'message', '') or '').strip()}")
+    return lines

@@ -1,0 +1,397 @@
+"""The five phases of a run: snapshot → load → reconcile → render → bundle."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from extract.base import Source
+from extract.loader import LoadReport, load_run
+from extract.registry import connector_module
+from extract.snapshot import EvidenceRecord, SnapshotRun
+from extract.store import Store, open_store, sha256_file
+from soxtrail import controls, dbt, runs, secrets
+from soxtrail.config import CATALOG_KEYS, Config, parse_config
+from soxtrail.database import Database, home
+from soxtrail.errors import PipelineError, SoxtrailError, SourceError
+from soxtrail.quarter import Quarter
+
+SNAPSHOT_CONCURRENCY = 4
+
+
+class EventLog:
+    """Structured events of a run (`log.jsonl`), secrets redacted, also echoed to a callback."""
+
+    def __init__(self, path: Path, echo: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.echo = echo
+
+    def emit(self, event: str, **fields: Any) -> None:
+        record = {"ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+                  "event": event, **fields}
+        line = secrets.redact(json.dumps(record, default=str, sort_keys=True))
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+        if self.echo is not None:
+            self.echo(json.loads(line))
+
+
+@dataclass
+class Pipeline:
+    """Everything a phase needs for one run."""
+
+    db: Database
+    conn: psycopg.Connection[Any]
+    run: runs.Run
+    config: Config
+    store: Store
+    events: EventLog
+    template: str = "default"
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def quarter(self) -> Quarter:
+        return Quarter.parse(self.run.quarter)
+
+    @property
+    def workdir(self) -> Path:
+        return run_workdir(self.run.id)
+
+
+def run_workdir(run_id: str) -> Path:
+    """Local working folder of a run (dbt artifacts, spool, rendered files, log)."""
+    return home() / "runs" / run_id
+
+
+def catalog_sources(config: Config) -> list[Source]:
+    """The role catalog, applications and identity map as snapshot sources."""
+    return [Source(name=f"catalog-{key}", system="role_catalog", connector="catalog_file",
+                   values={"path": str(config.catalogs[key]), "catalog": key},
+                   base_dir=config.base_dir)
+            for key in CATALOG_KEYS]
+
+
+def sources_in_scope(config: Config, clusters: tuple[str, ...] | None) -> list[Source]:
+    """Configured sources, minus cluster sources outside the run's `--clusters`."""
+    chosen = []
+    for source in config.sources:
+        cluster = source.get("cluster")
+        if clusters and cluster is not None and cluster not in clusters:
+            continue
+        chosen.append(source)
+    return chosen
+
+
+def record_config(config: Config, store: Store) -> dict[str, Any]:
+    """The config as the run records it (redacted), with the store it writes to."""
+    recorded = config.redacted()
+    recorded["_store"] = store.uri
+    return recorded
+
+
+def config_for_run(run: runs.Run, *, resolve_secrets: bool) -> Config:
+    """Rebuild the run's config from what it recorded (secrets from the environment if asked)."""
+    recorded = dict(run.config)
+    config = parse_config(recorded, path=None, base_dir=Path(recorded.get("_base_dir", ".")),
+                          resolve_secrets=resolve_secrets)
+    config.catalogs = {k: Path(v) for k, v in recorded.get("_catalogs", {}).items()}
+    return config
+
+
+# ---------------------------------------------------------------- phase 1
+
+
+def phase_snapshot(p: Pipeline) -> dict[str, Any]:
+    """Capture every source; commit all evidence rows at once, only if every source succeeded."""
+    done = p.conn.execute(
+        "select count(*), coalesce(sum(result_row_count), 0) from soxtrail.sox_evidence"
+        " where run_id = %s and source_system <> 'reconcile'", (p.run.id,)).fetchone()
+    p.conn.commit()
+    if done and done[0]:
+        # evidence rows are committed all at once: if any exist, the snapshot is complete
+        return {"objects": int(done[0]), "rows": int(done[1]), "already_done": True}
+    sources = sources_in_scope(p.config, p.run.clusters) + catalog_sources(p.config)
+    spool_root = p.workdir / "spool"
+
+    def one(source: Source) -> list[EvidenceRecord]:
+        started = time.monotonic()
+        snap = SnapshotRun(run_id=p.run.id, quarter=p.quarter, executed_by=p.run.triggered_by,
+                           store=p.store, spool_dir=spool_root / source.name,
+                           clusters=p.run.clusters)
+        try:
+            connector_module(source.connector).snapshot(source, snap)
+        except SoxtrailError as exc:
+            raise SourceError(f"source {source.name!r} ({source.connector}) failed: "
+                              f"{secrets.redact(str(exc))}") from exc
+        except Exception as exc:  # a connector bug or an unexpected source answer
+            raise SourceError(f"source {source.name!r} ({source.connector}) failed: "
+                              f"{exc.__class__.__name__}: {secrets.redact(str(exc))}") from exc
+        finally:
+            shutil.rmtree(spool_root / source.name, ignore_errors=True)
+        for record in snap.records:
+            p.events.emit("query", phase="snapshot", source=source.name,
+                          query_name=record.query_name, executed_at=record.executed_at,
+                          executed_by=record.executed_by, rows=record.result_row_count,
+                          sha256=record.result_hash, key=record.raw_output_s3_key)
+        p.events.emit("source_done", source=source.name, objects=len(snap.records),
+                      seconds=round(time.monotonic() - started, 3))
+        return snap.records
+
+    records: list[EvidenceRecord] = []
+    errors: list[BaseException] = []
+    with ThreadPoolExecutor(max_workers=SNAPSHOT_CONCURRENCY) as pool:
+        futures = [pool.submit(one, s) for s in sources]
+        for future in futures:
+            try:
+                records.extend(future.result())
+            except BaseException as exc:
+                errors.append(exc)
+    if errors:
+        raise errors[0]
+    with p.conn.cursor() as cur:
+        cur.executemany(
+            "insert into soxtrail.sox_evidence (id, run_id, source_system, query_name,"
+            " query_text, query_params, executed_at, executed_by, result_row_count,"
+            " result_hash, raw_output_s3_key) values (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+            [(r.id, r.run_id, r.source_system, r.query_name, r.query_text,
+              json.dumps(r.query_params, sort_keys=True), r.executed_at, r.executed_by,
+              r.result_row_count, r.result_hash, r.raw_output_s3_key)
+             for r in sorted(records, key=lambda r: (r.source_system, r.query_name))],
+        )
+    p.conn.commit()
+    return {"sources": len(sources), "objects": len(records),
+            "rows": sum(r.result_row_count for r in records)}
+
+
+# ---------------------------------------------------------------- phase 2
+
+
+def phase_load(p: Pipeline) -> dict[str, Any]:
+    """COPY every snapshot object into its raw table; check read = loaded + rejected + skipped."""
+    sources = sources_in_scope(p.config, p.run.clusters)
+    report: LoadReport = load_run(
+        p.conn, run_id=p.run.id, store=p.store, spool_dir=p.workdir / "spool", sources=sources,
+        progress=lambda name, c: p.events.emit("loaded", object=name, read=c.read,
+                                               loaded=c.loaded, rejected=c.rejected,
+                                               skipped=c.skipped))
+    missing = p.conn.execute(
+        "select count(*) from soxtrail.sox_evidence e where e.run_id = %s"
+        " and e.source_system <> 'reconcile' and not exists (select 1 from"
+        " soxtrail.sox_load_stats s where s.run_id = e.run_id and s.evidence_id = e.id)",
+        (p.run.id,)).fetchone()[0]  # type: ignore[index]
+    if missing:
+        raise PipelineError(f"load: {missing} snapshot objects were not loaded")
+    totals = p.conn.execute(
+        "select coalesce(sum(records_read),0), coalesce(sum(records_loaded),0),"
+        " coalesce(sum(records_rejected),0), coalesce(sum(records_skipped),0)"
+        " from soxtrail.sox_load_stats where run_id = %s", (p.run.id,)).fetchone()
+    p.conn.commit()
+    read, loaded, rejected, skipped = (int(v) for v in totals)  # type: ignore[union-attr]
+    if read != loaded + rejected + skipped:
+        raise PipelineError(f"load: rows read {read} != loaded {loaded} + rejected {rejected}"
+                            f" + skipped {skipped}")
+    p.conn.autocommit = True
+    try:
+        p.conn.execute("analyze raw.pgaudit_csvlog, raw.pgaudit_jsonlog, raw.pgaudit_stderr,"
+                       " raw.catalog_memberships, raw.catalog_roles, raw.iam_events,"
+                       " raw.tickets, raw.backups")
+    finally:
+        p.conn.autocommit = False
+    return {"read": read, "loaded": loaded, "rejected": rejected, "skipped": skipped,
+            "objects": report.objects_loaded + report.objects_already_loaded}
+
+
+# ---------------------------------------------------------------- phase 3
+
+
+def dbt_vars(p: Pipeline) -> dict[str, Any]:
+    """The dbt vars of this run: its id, quarter bounds, scope and policy."""
+    quarter = p.quarter
+    values: dict[str, Any] = {
+        "run_id": p.run.id,
+        "quarter": quarter.label,
+        "quarter_start": quarter.start.isoformat(),
+        "quarter_end": quarter.end.isoformat(),
+        "clusters": list(p.run.clusters or []),
+    }
+    values.update(p.config.policy)
+    return values
+
+
+def phase_reconcile(p: Pipeline) -> dict[str, Any]:
+    """dbt build for the run, then one evidence row per control with its canonical result."""
+    variables = dbt_vars(p)
+    result = dbt.invoke(p.db, ["build", "--exclude", "resource_type:seed"],
+                        workdir=p.workdir / "dbt", vars=variables)
+    failed = dbt.failures(result)
+    if failed or not result.success:
+        raise PipelineError("dbt build failed: " + ("; ".join(failed[:5]) or "see dbt log"))
+    nodes = {getattr(r.node, "name", ""): r.node for r in result.results if hasattr(r, "node")}
+    written = 0
+    for control_id, model in controls.CONTROLS.items():
+        node = nodes.get(model)
+        if node is None:
+            raise PipelineError(f"dbt build did not build control model {model}")
+        written += write_control_evidence(p, control_id, model, node, variables)
+    p.outputs["dbt_target"] = str(result.target_path)
+    return {"controls": len(controls.CONTROLS), "evidence_rows": written}
+
+
+def write_control_evidence(p: Pipeline, control_id: str, model: str, node: Any,
+                           variables: dict[str, Any]) -> int:
+    """Store the mart's canonical result and insert its evidence row (idempotent)."""
+    evidence_id = controls.control_evidence_id(p.run.id, model)
+    key = f"{p.quarter.label}/{p.run.id}/reconcile/{model}.jsonl"
+    spool = p.workdir / "spool" / f"{model}.jsonl"
+    spool.parent.mkdir(parents=True, exist_ok=True)
+    rows = 0
+    executed_at = datetime.now(timezone.utc)
+    with spool.open("wb") as handle:
+        for chunk in controls.canonical_lines(p.conn, controls.canonical_query_for_mart(model),
+                                              (p.run.id,)):
+            handle.write(chunk)
+            rows += 1
+    p.conn.commit()
+    digest, _ = sha256_file(spool)
+    p.store.put_file(key, spool, move=True)
+    params = {
+        "control_id": control_id,
+        "model": model,
+        "unique_id": node.unique_id,
+        "checksum": node.checksum.checksum,
+        "git_commit": p.run.git_commit,
+        "vars": variables,
+    }
+    compiled = getattr(node, "compiled_code", None) or ""
+    if not compiled:
+        raise PipelineError(f"dbt gave no compiled SQL for {model}")
+    existing = p.conn.execute("select result_hash from soxtrail.sox_evidence where id = %s",
+                              (evidence_id,)).fetchone()
+    if existing:
+        p.conn.commit()
+        if existing[0] != digest:
+            raise PipelineError(f"{model}: result differs from the evidence already recorded "
+                                f"for this run ({existing[0][:12]} vs {digest[:12]})")
+        return 0
+    p.conn.execute(
+        "insert into soxtrail.sox_evidence (id, run_id, source_system, query_name, query_text,"
+        " query_params, executed_at, executed_by, result_row_count, result_hash,"
+        " raw_output_s3_key) values (%s,%s,'reconcile',%s,%s,%s,%s,%s,%s,%s,%s)",
+        (evidence_id, p.run.id, f"{node.unique_id}@{node.checksum.checksum[:12]}", compiled,
+         json.dumps(params, sort_keys=True), executed_at, p.run.triggered_by, rows, digest, key))
+    p.conn.commit()
+    p.events.emit("query", phase="reconcile", control_id=control_id, model=model,
+                  executed_at=executed_at, rows=rows, sha256=digest, key=key)
+    return 1
+
+
+# ---------------------------------------------------------------- phases 4 and 5
+
+
+def phase_render(p: Pipeline) -> dict[str, Any]:
+    """The workbook and per-control CSVs, written to the store under report/."""
+    from render.workbook import render_workbook
+
+    out = p.workdir / "report"
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    result = render_workbook(p.conn, run_id=p.run.id, template=p.template, out=out)
+    p.conn.commit()
+    keys = []
+    for path in sorted(out.rglob("*")):
+        if path.is_file():
+            key = f"{p.quarter.label}/{p.run.id}/report/{path.relative_to(out).as_posix()}"
+            p.store.put_file(key, path)
+            keys.append(key)
+    workbook_key = next(k for k in keys if k.endswith(".xlsx"))
+    p.outputs["report_key"] = workbook_key
+    return {"files": len(keys), "report": p.store.location(workbook_key),
+            "rows": getattr(result, "row_counts", None)}
+
+
+def phase_bundle(p: Pipeline) -> dict[str, Any]:
+    """The signed audit-log bundle."""
+    from render.bundle import BundleInputs, write_bundle
+
+    import os
+
+    target = p.workdir / "dbt" / "target"
+    key_path = os.environ.get("SOXTRAIL_SIGNING_KEY")
+    inputs = BundleInputs(
+        query_files=sorted((Path(__file__).parent / "queries").glob("*.sql")),
+        manifest_json=target / "manifest.json",
+        run_results_json=target / "run_results.json",
+        log_jsonl=p.events.path,
+        report_dir=p.workdir / "report",
+    )
+    result = write_bundle(p.conn, p.store, run_id=p.run.id, quarter=p.quarter.label,
+                          files=inputs, signing_key=Path(key_path) if key_path else None)
+    p.conn.commit()
+    prefix = f"{p.quarter.label}/{p.run.id}/bundle"
+    p.outputs["bundle_prefix"] = prefix
+    return {"bundle": p.store.location(prefix), "signed": getattr(result, "signed", False)}
+
+
+PHASE_FUNCTIONS: dict[str, Callable[[Pipeline], dict[str, Any]]] = {
+    "snapshot": phase_snapshot,
+    "load": phase_load,
+    "reconcile": phase_reconcile,
+    "render": phase_render,
+    "bundle": phase_bundle,
+}
+
+
+def control_summary(conn: psycopg.Connection[Any], run_id: str) -> list[dict[str, Any]]:
+    """Per control: population and exceptions, from the summary mart."""
+    with conn.cursor() as cur:
+        cur.execute(f"select control_id, population, exceptions from "
+                    f"{controls.MARTS_SCHEMA}.{controls.SUMMARY_MODEL} where run_id = %s"
+                    " order by control_id", (run_id,))
+        rows = [{"control_id": c, "population": int(pop), "exceptions": int(exc)}
+                for c, pop, exc in cur.fetchall()]
+    conn.commit()
+    return rows
+
+
+def run_phases(p: Pipeline, phases: list[str]) -> None:
+    """Run the given phases in order, recording each one's completion."""
+    for phase in phases:
+        started = time.monotonic()
+        p.events.emit("phase_start", phase=phase, run_id=p.run.id)
+        try:
+            stats = PHASE_FUNCTIONS[phase](p)
+        except BaseException as exc:
+            message = secrets.redact(str(exc)) or exc.__class__.__name__
+            p.events.emit("phase_failed", phase=phase, error=message)
+            try:
+                runs.mark_failed(p.conn, p.run.id, f"{phase}: {message}")
+            except psycopg.Error:
+                pass  # the database itself is the problem; the run stays resumable
+            raise
+        runs.mark_phase(p.conn, p.run.id, phase)
+        p.events.emit("phase_done", phase=phase, seconds=round(time.monotonic() - started, 3),
+                      **{k: v for k, v in stats.items() if not isinstance(v, dict)})
+        p.outputs.setdefault("phases", {})[phase] = {
+            **stats, "seconds": round(time.monotonic() - started, 3)}
+
+
+def open_pipeline(db: Database, conn: psycopg.Connection[Any], run: runs.Run, *,
+                  resolve_secrets: bool, echo: Callable[[dict[str, Any]], None] | None = None,
+                  template: str = "default") -> Pipeline:
+    """A Pipeline for an existing run, from what the run recorded."""
+    config = config_for_run(run, resolve_secrets=resolve_secrets)
+    store = open_store(run.config.get("_store"), home() / "store")
+    events = EventLog(run_workdir(run.id) / "log.jsonl", echo)
+    return Pipeline(db=db, conn=conn, run=run, config=config, store=store, events=events,
+                    template=template)
