@@ -8,7 +8,7 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta, timezone
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import IO, Any, Protocol
 
 from soxtrail.errors import ConfigError, StoreError
@@ -18,14 +18,13 @@ CHUNK = 1 << 20
 
 def check_key(key: str) -> str:
     """Refuse keys that could escape the store (absolute, `..`, backslashes, empty parts)."""
-    parts = PurePosixPath(key).parts
+    parts = key.split("/")
     if (
         not key
         or key.startswith("/")
         or "\\" in key
         or "\x00" in key
-        or any(part in ("..", ".") for part in parts)
-        or "//" in key
+        or any(part in ("..", ".", "") for part in parts)
     ):
         raise StoreError(f"refusing unsafe store key {key!r}")
     return key

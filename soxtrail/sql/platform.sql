@@ -232,8 +232,9 @@ begin
         'raw.identity_map', 'raw.source_settings'
     ] loop
         execute format('drop trigger if exists append_only on %s', t);
+        -- statement-level: refuses even a statement that would touch no row
         execute format('create trigger append_only before update or delete on %s '
-                       'for each row execute function soxtrail.refuse_change()', t);
+                       'for each statement execute function soxtrail.refuse_change()', t);
         execute format('drop trigger if exists append_only_truncate on %s', t);
         execute format('create trigger append_only_truncate before truncate on %s '
                        'for each statement execute function soxtrail.refuse_change()', t);
