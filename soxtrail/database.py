@@ -43,9 +43,9 @@ class Database:
         try:
             return psycopg.connect(self.dsn, **kwargs)
         except psycopg.OperationalError as exc:
+            reason = " ".join(str(exc).split()) or exc.__class__.__name__
             raise DatabaseUnavailable(
-                f"cannot connect to PostgreSQL at {self.display}: "
-                f"{secrets.redact(str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__)}"
+                f"cannot connect to PostgreSQL at {self.display}: {secrets.redact(reason)}"
             ) from exc
 
 

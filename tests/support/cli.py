@@ -1,0 +1,37 @@
+"""Run the real `soxtrail` CLI in a subprocess, as a user or CI would."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Result:
+    """Exit code and output of one CLI call."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+def soxtrail(*args: str, home: Path, database_url: str | None, env: dict[str, str] | None = None,
+             timeout: float = 600) -> Result:
+    """`python -m soxtrail ARGS` with SOXTRAIL_HOME (and SOXTRAIL_DATABASE_URL) set."""
+    full_env = {k: v for k, v in os.environ.items()
+                if k not in ("SOXTRAIL_DATABASE_URL", "SOXTRAIL_STORE")}
+    full_env["SOXTRAIL_HOME"] = str(home)
+    if database_url:
+        full_env["SOXTRAIL_DATABASE_URL"] = database_url
+    full_env.update(env or {})
+    proc = subprocess.run([sys.executable, "-m", "soxtrail", *args], env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+    return Result(proc.returncode, proc.stdout, proc.stderr)
