@@ -45,8 +45,8 @@ class Config:
             spec = connector_module(source.connector).SPEC
             clean = {}
             for key, value in entry.items():
-                if key in spec.secret and not secrets.has_env_ref(value):
-                    clean[key] = secrets.REDACTED
+                if key in spec.secret:
+                    clean[key] = _secret_literals(value)
                 else:
                     clean[key] = secrets.redact_value(value)
             sources.append(clean)
@@ -60,6 +60,21 @@ class Config:
         """SHA-256 of the recorded config (stable key order)."""
         text = json.dumps(self.redacted(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
+
+
+_NOT_SECRET_INSIDE = frozenset({"type", "user", "username", "email"})
+
+
+def _secret_literals(value: Any) -> Any:
+    """A secret-key value with its literal secrets replaced (`${NAME}` references kept)."""
+    if isinstance(value, dict):
+        return {k: v if k in _NOT_SECRET_INSIDE else _secret_literals(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_secret_literals(v) for v in value]
+    if value is None or secrets.has_env_ref(value):
+        return value
+    secrets.remember(str(value))
+    return secrets.REDACTED
 
 
 def _where(path: Path | None, key: str) -> str:
@@ -97,8 +112,8 @@ def _validate_source(entry: Any, index: int, path: Path | None, base_dir: Path,
         raise ConfigError(f"{where}: connector {connector!r} needs {options}")
     values = {k: v for k, v in entry.items() if k not in COMMON_KEYS}
     for key, value in values.items():
-        if key in spec.secret and not secrets.has_env_ref(value):
-            secrets.remember(str(value))
+        if key in spec.secret:
+            _secret_literals(value)  # registers every literal secret for redaction
     if resolve_secrets:
         values = secrets.resolve(values, where)
     return Source(name=name, system=system, connector=connector, values=values,

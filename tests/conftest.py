@@ -13,6 +13,8 @@ import pytest
 from extract.store import LocalStore
 from soxtrail.database import Database, bootstrap
 
+pytest_plugins = ["tests.support.fake_services"]
+
 # The server the suite creates its databases on: the CI server by default; set
 # SOXTRAIL_TEST_ADMIN_URL to another server's maintenance database to move it.
 ADMIN_URL = os.environ.get("SOXTRAIL_TEST_ADMIN_URL",

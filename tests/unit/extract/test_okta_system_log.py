@@ -1,0 +1,183 @@
+"""Connector `okta_system_log` against the fake Okta System Log (Link-header paging)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from extract import okta_system_log
+from extract.base import RawRow, Source
+from extract.snapshot import SnapshotRun
+from extract.store import LocalStore
+from soxtrail.config import parse_config
+from soxtrail.errors import SourceError
+from soxtrail.quarter import Quarter
+from tests.support.fake_services import FakeServices
+
+CANARY = "canary-okta-00c0ffee"
+LOGS = "/api/v1/logs"
+RETRY = {"attempts": 4, "budget_seconds": 5, "backoff_seconds": 0.01,
+         "backoff_max_seconds": 0.02, "connect_timeout_seconds": 1, "read_timeout_seconds": 1}
+
+
+def event(n: int, event_type: str = "user.lifecycle.deactivate",
+          published: str | None = None) -> dict[str, Any]:
+    return {
+        "uuid": f"evt-{n:04d}", "published": published or f"2024-08-{n:02d}T10:00:00.000Z",
+        "eventType": event_type, "displayMessage": "Deactivate Okta user",
+        "actor": {"id": "00u-admin", "type": "User", "alternateId": "admin@example.com",
+                  "displayName": "Admin"},
+        "target": [{"id": f"00u-{n}", "type": "User", "alternateId": f"user{n}@example.com",
+                    "displayName": f"User {n}"}],
+        "outcome": {"result": "SUCCESS"},
+    }
+
+
+@pytest.fixture()
+def services() -> Iterator[FakeServices]:
+    with FakeServices(token=CANARY) as fake:
+        fake.add_okta_events([event(n) for n in range(1, 6)])
+        fake.add_okta_events([
+            event(90, "user.session.start", "2024-08-15T00:00:00.000Z"),  # filtered out
+            event(91, published="2024-06-30T23:59:59.000Z"),              # before the quarter
+            event(92, published="2024-10-01T00:00:00.000Z"),              # after it
+        ])
+        yield fake
+
+
+@pytest.fixture()
+def run(tmp_path: Path, local_store: LocalStore) -> SnapshotRun:
+    return SnapshotRun(run_id="run-1", quarter=Quarter(2024, 3), executed_by="ci",
+                       store=local_store, spool_dir=tmp_path / "spool")
+
+
+@pytest.fixture(autouse=True)
+def token_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OKTA_API_TOKEN", CANARY)
+
+
+def source(tmp_path: Path, services: FakeServices, **extra: Any) -> Source:
+    entry = {"name": "okta", "system": "iam", "connector": "okta_system_log",
+             "url": services.url, "token": "${OKTA_API_TOKEN}", "page_size": 2, "retry": RETRY,
+             **extra}
+    return parse_config({"sources": [entry]}, path=None, base_dir=tmp_path).sources[0]
+
+
+def loaded(run: SnapshotRun, local_store: LocalStore) -> list[Any]:
+    items: list[Any] = []
+    for record in run.records:
+        path = local_store.fetch(record.raw_output_s3_key, Path("unused"))
+        rows = list(okta_system_log.load(record.query_params, path))
+        assert okta_system_log.count_rows(record.query_params, path) == record.result_row_count
+        assert record.result_row_count == len(rows)
+        items.extend(rows)
+    return items
+
+
+def assert_no_canary(run: SnapshotRun, local_store: LocalStore) -> None:
+    for record in run.records:
+        assert CANARY not in record.query_text + json.dumps(record.query_params)
+        assert CANARY not in record.raw_output_s3_key
+    assert not any(CANARY in key for key in local_store.list(""))
+
+
+def test_pages_follow_the_link_header_for_the_quarter(tmp_path: Path, services: FakeServices,
+                                                      run: SnapshotRun,
+                                                      local_store: LocalStore) -> None:
+    okta_system_log.snapshot(source(tmp_path, services), run)
+    requests = services.requests_to(LOGS)
+    assert len(requests) == 3
+    assert requests[0].param("since") == "2024-07-01T00:00:00.000Z"
+    assert requests[0].param("until") == "2024-10-01T00:00:00.000Z"
+    assert requests[0].param("after") is None
+    assert requests[1].param("after") and requests[2].param("after")
+    assert all(r.headers["Authorization"] == f"SSWS {CANARY}" for r in requests)
+    items = loaded(run, local_store)
+    assert all(isinstance(i, RawRow) for i in items)
+    assert [i.values[0]["uuid"] for i in items] == [f"evt-{n:04d}" for n in range(1, 6)]
+    assert items[0].locator == "okta-logs-00000.json#0"
+    assert [r.result_row_count for r in run.records] == [2, 2, 1]
+    assert run.records[0].source_system == "iam"
+    assert run.records[0].query_params["raw_table"] == "raw.iam_events"
+    assert run.records[1].query_text.startswith(f"GET {services.url}{LOGS}?")
+    assert "after=" in run.records[1].query_text
+    assert_no_canary(run, local_store)
+
+
+def test_default_event_types_become_an_eventtype_filter(tmp_path: Path, services: FakeServices,
+                                                        run: SnapshotRun) -> None:
+    okta_system_log.snapshot(source(tmp_path, services), run)
+    sent = services.requests_to(LOGS)[0].param("filter") or ""
+    assert 'eventType eq "user.lifecycle.deactivate"' in sent
+    assert 'eventType eq "group.user_membership.remove"' in sent and " or " in sent
+    assert run.records[0].query_params["filter"] == sent
+
+
+def test_an_empty_event_type_list_asks_for_every_event(tmp_path: Path, services: FakeServices,
+                                                       run: SnapshotRun,
+                                                       local_store: LocalStore) -> None:
+    okta_system_log.snapshot(source(tmp_path, services, event_types=[], page_size=100), run)
+    assert services.requests_to(LOGS)[0].param("filter") is None
+    assert len(loaded(run, local_store)) == 6  # the session event too, not the out-of-quarter
+
+
+def test_429_with_rate_limit_reset_then_success(tmp_path: Path, services: FakeServices,
+                                                run: SnapshotRun,
+                                                local_store: LocalStore) -> None:
+    services.inject(LOGS, "429", after=1, rate_limit_reset_in=0)
+    okta_system_log.snapshot(source(tmp_path, services), run)
+    assert [r.fault for r in services.requests_to(LOGS)] == [None, "429", None, None]
+    assert len(loaded(run, local_store)) == 5
+
+
+@pytest.mark.parametrize("fault", ["500", "truncate", "garble", "reset"])
+def test_a_transient_fault_then_success_captures_every_event_once(
+        tmp_path: Path, services: FakeServices, run: SnapshotRun, local_store: LocalStore,
+        fault: str) -> None:
+    services.inject(LOGS, fault, after=2)
+    okta_system_log.snapshot(source(tmp_path, services), run)
+    assert [i.values[0]["uuid"] for i in loaded(run, local_store)] == [
+        f"evt-{n:04d}" for n in range(1, 6)]
+
+
+def test_a_source_that_stays_down_fails_naming_it(tmp_path: Path, services: FakeServices,
+                                                  run: SnapshotRun,
+                                                  local_store: LocalStore) -> None:
+    services.inject(LOGS, "down", after=1)
+    with pytest.raises(SourceError) as failure:
+        okta_system_log.snapshot(source(tmp_path, services), run)
+    message = str(failure.value)
+    assert message.startswith("source 'okta': GET ") and "after=" in message
+    assert "connection failed" in message and CANARY not in message
+    assert [r.query_params["page"] for r in run.records] == [0]
+    assert len(list(local_store.list(""))) == 1
+
+
+def test_a_next_link_to_another_host_is_not_followed(tmp_path: Path, services: FakeServices,
+                                                     run: SnapshotRun) -> None:
+    services.okta_link_base = "http://127.0.0.2:9"
+    with pytest.raises(SourceError, match="another host") as failure:
+        okta_system_log.snapshot(source(tmp_path, services), run)
+    assert CANARY not in str(failure.value)
+    assert len(services.requests) == 1 and len(run.records) == 1
+
+
+def test_a_revoked_token_fails_at_once_without_leaking_it(tmp_path: Path,
+                                                          services: FakeServices,
+                                                          run: SnapshotRun) -> None:
+    entry_token = CANARY + "-revoked"
+    with pytest.raises(SourceError, match=r"HTTP 401.*E0000011") as failure:
+        okta_system_log.snapshot(source(tmp_path, services, token=entry_token), run)
+    assert CANARY not in str(failure.value) and run.records == []
+
+
+def test_the_next_link_is_read_from_several_link_headers() -> None:
+    headers = {"Link": '<https://x.okta.com/api/v1/logs?limit=2>; rel="self", '
+                       '<https://x.okta.com/api/v1/logs?limit=2&after=abc>; rel="next"'}
+    assert okta_system_log.next_link(headers) == "https://x.okta.com/api/v1/logs?limit=2&after=abc"
+    assert okta_system_log.next_link({"Link": '<https://x>; rel="self"'}) is None
+    assert okta_system_log.next_link({}) is None
