@@ -1,0 +1,69 @@
+"""Ed25519 signing keys: generation, loading, fingerprints, signatures."""
+
+from __future__ import annotations
+
+import hashlib
+import stat
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from render import signing
+from soxtrail.errors import ConfigError
+
+
+def test_generated_key_is_private_pkcs8_pem_and_fingerprint_is_raw_key_sha256(
+        tmp_path: Path) -> None:
+    path = tmp_path / "keys" / "signing.pem"
+    fp = signing.generate_signing_key(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+    key = signing.load_private_key(path)
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw,
+                                        serialization.PublicFormat.Raw)
+    assert fp == hashlib.sha256(raw).hexdigest() == signing.fingerprint(key.public_key())
+
+
+def test_an_existing_key_is_never_overwritten(tmp_path: Path) -> None:
+    path = tmp_path / "signing.pem"
+    path.write_text("keep me")
+    with pytest.raises(ConfigError, match="refusing to overwrite"):
+        signing.generate_signing_key(path)
+    assert path.read_text() == "keep me"
+
+
+def test_signatures_verify_only_under_the_right_key_and_data(tmp_path: Path) -> None:
+    signing.generate_signing_key(tmp_path / "a.pem")
+    signing.generate_signing_key(tmp_path / "b.pem")
+    a = signing.load_private_key(tmp_path / "a.pem")
+    b = signing.load_private_key(tmp_path / "b.pem")
+    signature = signing.sign(a, b"manifest")
+    assert len(signature) == 64
+    assert signing.verify(a.public_key(), b"manifest", signature)
+    assert not signing.verify(b.public_key(), b"manifest", signature)
+    assert not signing.verify(a.public_key(), b"manifest!", signature)
+    pem = signing.public_key_pem(a.public_key())
+    assert signing.raw_public_key(signing.load_public_key(pem, "a.pub")) == \
+        signing.raw_public_key(a.public_key())
+
+
+def test_a_non_ed25519_key_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "ec.pem"
+    path.write_bytes(ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    with pytest.raises(ConfigError, match="expected an Ed25519 key"):
+        signing.load_private_key(path)
+    with pytest.raises(ConfigError, match="cannot read"):
+        signing.load_private_key(tmp_path / "missing.pem")
+
+
+def test_the_key_path_is_the_argument_else_the_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SOXTRAIL_SIGNING_KEY", raising=False)
+    assert signing.signing_key_path(None) is None
+    monkeypatch.setenv("SOXTRAIL_SIGNING_KEY", str(tmp_path / "env.pem"))
+    assert signing.signing_key_path(None) == tmp_path / "env.pem"
+    assert signing.signing_key_path(tmp_path / "arg.pem") == tmp_path / "arg.pem"
