@@ -1,0 +1,491 @@
+"""Connector `pgaudit_log`: PostgreSQL server logs (csvlog, jsonlog, stderr) with pgaudit lines."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+from extract.base import ConnectorSpec, LoadItem, RawRow, Reject, Skipped, Source, iter_file
+from extract.file import (
+    READ_ERRORS,
+    CsvRecordParser,
+    decode_problem,
+    json_needs_check,
+    jsonb_problem,
+    open_bytes,
+    parse_json,
+    preview,
+    s3_chunks,
+    s3_list,
+    split_csv_records,
+)
+from extract.snapshot import safe_name
+from soxtrail.errors import ConfigError, SourceError
+
+SPEC = ConnectorSpec(
+    name="pgaudit_log",
+    systems=frozenset({"db_audit"}),
+    required=frozenset({"cluster", "format", "paths"}),
+    optional=frozenset({"log_line_prefix"}),
+)
+
+RAW_TABLES = {
+    "csvlog": "raw.pgaudit_csvlog",
+    "jsonlog": "raw.pgaudit_jsonlog",
+    "stderr": "raw.pgaudit_stderr",
+}
+DEFAULT_EXT = {"csvlog": "csv", "jsonlog": "json", "stderr": "log"}
+DEFAULT_PREFIX = "%m [%p] %q%u@%d "
+AUDIT = "AUDIT: "
+AUDIT_BYTES = b"AUDIT: "
+
+CSVLOG_WIDTH = 26  # PostgreSQL 14+
+CSVLOG_PG13_WIDTH = 24  # before leader_pid and query_id
+CSVLOG_MESSAGE = 13
+
+_LOG_TIME = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)[ T](\d\d):(\d\d):(\d\d)(?:\.\d{1,9})?"
+    r"(?: ?([A-Za-z]{1,6}|[+-]\d\d(?::?\d\d)?))?"
+)
+
+
+def log_time_problem(value: Any) -> str | None:
+    """Why a log time cannot become a timestamptz (missing, unparseable, no zone), or None."""
+    if not isinstance(value, str) or not value:
+        return "missing log time"
+    match = _LOG_TIME.fullmatch(value)
+    if match is None:
+        return f"unparseable log time {value[:80]!r}"
+    try:
+        year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
+        datetime(year, month, day, hour, minute, second)
+    except ValueError:
+        return f"unparseable log time {value!r}"
+    if match.group(7) is None:
+        return f"log time {value!r} has no time zone"
+    return None
+
+
+# ---------------------------------------------------------------------------
+# stderr: the log_line_prefix as a regular expression
+# ---------------------------------------------------------------------------
+
+_TIME_PATTERN = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?(?: [^ ]+)?"
+# escape -> (raw table column, pattern); other escapes match anything (non-greedy)
+_ESCAPES: dict[str, tuple[str, str]] = {
+    "m": ("log_time", _TIME_PATTERN),
+    "t": ("log_time", _TIME_PATTERN),
+    "u": ("user_name", ".*?"),
+    "d": ("database_name", ".*?"),
+    "p": ("process_id", r"\d+"),
+    "c": ("session_id", r"[0-9a-fA-F]+\.[0-9a-fA-F]+"),
+    "l": ("session_line_num", r"\d+"),
+    "a": ("application_name", ".*?"),
+    "h": ("remote_host", ".*?"),
+    "r": ("remote_host", ".*?"),
+}
+_PREFIX_TOKEN = re.compile(r"%(-?\d+)?(.)|[^%]+|%$", re.DOTALL)
+STDERR_FIELDS = ("log_time", "user_name", "database_name", "process_id", "session_id",
+                 "session_line_num", "application_name", "remote_host")
+_PORT_SUFFIX = re.compile(r"\(\d+\)$")
+# PostgreSQL prints `[unknown]` for an unset %u, %d or %a; csvlog/jsonlog leave them empty
+_UNKNOWN_AS_NULL = ("user_name", "database_name", "application_name")
+
+
+@dataclass(frozen=True)
+class PrefixParser:
+    """A compiled log_line_prefix: which fields it names and the regex of an entry's first line."""
+
+    prefix: str
+    regex: re.Pattern[str]
+    fields: tuple[str, ...]
+    padded: frozenset[str]
+    port_in_host: bool
+
+    @property
+    def has_time(self) -> bool:
+        return "log_time" in self.fields
+
+
+def compile_prefix(prefix: str) -> PrefixParser:
+    """Turn a log_line_prefix into a regex for `<prefix><SEVERITY>:  <message>`.
+
+    Named escapes capture their raw-table column; `%q` makes the rest optional (non-session
+    processes stop the prefix there); unknown escapes match anything, non-greedily.
+    """
+    parts: list[str] = []
+    fields: list[str] = []
+    padded: set[str] = set()
+    port_in_host = False
+    optional_from: int | None = None
+    for match in _PREFIX_TOKEN.finditer(prefix):
+        token = match.group(0)
+        if not token.startswith("%"):
+            parts.append(re.escape(token))
+            continue
+        escape = match.group(2)
+        if escape is None or escape == "%":
+            parts.append("%")
+        elif escape == "q":
+            if optional_from is None:
+                optional_from = len(parts)
+        elif escape in _ESCAPES and _ESCAPES[escape][0] not in fields:
+            column, pattern = _ESCAPES[escape]
+            fields.append(column)
+            if match.group(1):
+                padded.add(column)
+                pattern = ".*?"
+            port_in_host = port_in_host or escape == "r"
+            parts.append(f"(?P<{column}>{pattern})")
+        else:
+            parts.append(".*?")
+    if optional_from is not None:
+        parts[optional_from:] = ["(?:" + "".join(parts[optional_from:]) + ")?"]
+    body = ("".join(parts) + r"(?P<error_severity>[A-Z][A-Z0-9]*):  "
+            r"(?:[0-9A-Z]{5}: (?=AUDIT: ))?(?P<message>.*)")
+    return PrefixParser(prefix, re.compile(body, re.DOTALL), tuple(fields), frozenset(padded),
+                        port_in_host)
+
+
+# ---------------------------------------------------------------------------
+# Records: split a file into records (shared by count_rows and load)
+# ---------------------------------------------------------------------------
+
+
+def _split_lines(handle: IO[bytes]) -> Iterator[tuple[int, bytes, str | None]]:
+    """jsonlog: every non-blank line is a record."""
+    line_no = 0
+    try:
+        for raw in handle:
+            line_no += 1
+            if raw != b"\n" and raw != b"\r\n":
+                yield line_no, raw, None
+    except READ_ERRORS as exc:
+        yield line_no + 1, b"", f"unreadable file after line {line_no}: {exc}"
+
+
+def _split_stderr(handle: IO[bytes]) -> Iterator[tuple[int, list[bytes], str | None]]:
+    """stderr: an entry is a line plus the tab-led continuation lines after it."""
+    line_no = 0
+    start = 0
+    lines: list[bytes] = []
+    try:
+        for raw in handle:
+            line_no += 1
+            if raw[:1] == b"\t" and lines:
+                lines.append(raw)
+                continue
+            if lines:
+                yield start, lines, None
+                lines = []
+            if raw != b"\n" and raw != b"\r\n":
+                start, lines = line_no, [raw]
+    except READ_ERRORS as exc:
+        if lines:
+            yield start, lines, None
+        yield line_no + 1, [], f"unreadable file after line {line_no}: {exc}"
+        return
+    if lines:
+        yield start, lines, None
+
+
+def _records(fmt: str, handle: IO[bytes]) -> Iterator[tuple[int, Any, str | None]]:
+    if fmt == "csvlog":
+        return split_csv_records(handle)
+    if fmt == "jsonlog":
+        return _split_lines(handle)
+    if fmt == "stderr":
+        return _split_stderr(handle)
+    raise ConfigError(f"pgaudit_log: format {fmt!r} unknown (expected csvlog, jsonlog or stderr)")
+
+
+def count_rows(params: Mapping[str, Any], path: Path) -> int:
+    """Number of log records in the file, audit or not (a read error counts as one record)."""
+    with open_bytes(path) as handle:
+        return sum(1 for _ in _records(str(params.get("format")), handle))
+
+
+# ---------------------------------------------------------------------------
+# Classification: each record becomes exactly one RawRow, Reject or skipped count
+# ---------------------------------------------------------------------------
+
+
+class _Csvlog:
+    """csvlog records: decoded strictly, parsed with the C csv reader."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.parser = CsvRecordParser()
+
+    def __call__(self, line: int, data: bytes, problem: str | None) -> LoadItem | None:
+        if problem is not None:
+            return Reject(f"{self.name}:{line}", problem, preview(data))
+        try:
+            fields = self.parser.parse(data.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            return Reject(f"{self.name}:{line}", decode_problem(exc), preview(data))
+        except csv.Error as exc:
+            return Reject(f"{self.name}:{line}", f"broken CSV quoting: {exc}", preview(data))
+        width = len(fields)
+        if width == CSVLOG_PG13_WIDTH:
+            fields.extend(("", ""))
+        elif width != CSVLOG_WIDTH:
+            return Reject(f"{self.name}:{line}", _width_problem(width), preview(data))
+        message = fields[CSVLOG_MESSAGE]
+        if not message.startswith(AUDIT):
+            if message:
+                return None
+            return Reject(f"{self.name}:{line}", "missing message", preview(data))
+        problem = log_time_problem(fields[0])
+        if problem is not None:
+            return Reject(f"{self.name}:{line}", problem, preview(data))
+        return RawRow(f"{self.name}:{line}",
+                      tuple(value if value != "" else None for value in fields))
+
+
+def _width_problem(width: int) -> str:
+    return (f"wrong column count: {width} (expected {CSVLOG_WIDTH} for PostgreSQL 14+ "
+            f"or {CSVLOG_PG13_WIDTH} for PostgreSQL 13)")
+
+
+class _Jsonlog:
+    """jsonlog lines: one JSON object each."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, line: int, raw: bytes, problem: str | None) -> LoadItem | None:
+        if problem is not None:
+            return Reject(f"{self.name}:{line}", problem, preview(raw))
+        data = raw.rstrip(b"\r\n")
+        if AUDIT_BYTES not in data and data[:1] == b"{" and data[-1:] == b"}":
+            # a well-formed-looking non-audit line: skipped without parsing (speed)
+            if data.isascii():
+                return None
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return Reject(f"{self.name}:{line}", decode_problem(exc), preview(data))
+            return None
+        try:
+            text = data.decode("utf-8")
+            doc = parse_json(text)
+        except UnicodeDecodeError as exc:
+            return Reject(f"{self.name}:{line}", decode_problem(exc), preview(data))
+        except ValueError as exc:
+            return Reject(f"{self.name}:{line}", f"invalid JSON: {exc}", preview(data))
+        if not isinstance(doc, dict):
+            return Reject(f"{self.name}:{line}", "not a JSON object", preview(data))
+        message = doc.get("message")
+        if not isinstance(message, str) or not message:
+            return Reject(f"{self.name}:{line}", "missing message", preview(data))
+        if not message.startswith(AUDIT):
+            return None
+        problem = log_time_problem(doc.get("timestamp"))
+        if problem is None and json_needs_check(text):
+            problem = jsonb_problem(doc)
+        if problem is not None:
+            return Reject(f"{self.name}:{line}", problem, preview(data))
+        return RawRow(f"{self.name}:{line}", (doc,))
+
+
+class _Stderr:
+    """stderr entries: the log_line_prefix parsed only for entries that hold `AUDIT: `."""
+
+    def __init__(self, name: str, prefix: PrefixParser) -> None:
+        self.name = name
+        self.prefix = prefix
+
+    def __call__(self, line: int, lines: list[bytes], problem: str | None) -> LoadItem | None:
+        locator = f"{self.name}:{line}"
+        if problem is not None:
+            return Reject(locator, problem, None)
+        if AUDIT_BYTES not in lines[0]:
+            bad = _undecodable(lines)
+            return None if bad is None else Reject(locator, bad, preview(b"".join(lines)))
+        try:
+            texts = [raw.decode("utf-8").rstrip("\r\n") for raw in lines]
+        except UnicodeDecodeError as exc:
+            return Reject(locator, decode_problem(exc), preview(b"".join(lines)))
+        entry = "\n".join(texts)
+        prefix = self.prefix
+        match = prefix.regex.match(texts[0])
+        if match is None:
+            return Reject(locator, f"entry does not match log_line_prefix {prefix.prefix!r}",
+                          entry)
+        message = match.group("message")
+        if len(texts) > 1:
+            message = "\n".join([message, *(text[1:] for text in texts[1:])])
+        if not message.startswith(AUDIT):
+            return None
+        values = {column: match.group(column) for column in prefix.fields}
+        for column in prefix.padded:
+            if values[column] is not None:
+                values[column] = values[column].strip()
+        for column in _UNKNOWN_AS_NULL:
+            if values.get(column) == "[unknown]":
+                values[column] = None
+        if prefix.port_in_host and values.get("remote_host"):
+            values["remote_host"] = _PORT_SUFFIX.sub("", values["remote_host"])
+        problem = (log_time_problem(values.get("log_time")) if prefix.has_time
+                   else f"log_line_prefix {prefix.prefix!r} has no %m or %t: no log time")
+        if problem is not None:
+            return Reject(locator, problem, entry)
+        return RawRow(locator, (
+            *(values.get(column) or None for column in STDERR_FIELDS),
+            match.group("error_severity"),
+            message,
+            entry,
+        ))
+
+
+def _undecodable(lines: list[bytes]) -> str | None:
+    for raw in lines:
+        if not raw.isascii():
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return decode_problem(exc)
+    return None
+
+
+def load(params: Mapping[str, Any], path: Path) -> Iterator[LoadItem]:
+    """One RawRow per pgaudit entry; Skipped for other log records; Reject for broken ones."""
+    fmt = str(params.get("format"))
+    name = str(params.get("file") or path.name)
+    classify: Callable[[int, Any, str | None], LoadItem | None]
+    if fmt == "csvlog":
+        classify = _Csvlog(name)
+    elif fmt == "jsonlog":
+        classify = _Jsonlog(name)
+    else:
+        classify = _Stderr(name, compile_prefix(str(params.get("log_line_prefix")
+                                                    or DEFAULT_PREFIX)))
+    with open_bytes(path) as handle:
+        skipped = 0
+        for record in _records(fmt, handle):
+            item = classify(*record)
+            if item is None:
+                skipped += 1
+                continue
+            if skipped:
+                yield Skipped(skipped)
+                skipped = 0
+            yield item
+        if skipped:
+            yield Skipped(skipped)
+
+
+# ---------------------------------------------------------------------------
+# Snapshot
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogFile:
+    """One matched log file, local or in S3."""
+
+    location: str  # full path or s3:// URI
+    name: str  # basename
+    local: Path | None = None
+    bucket: str = ""
+    key: str = ""
+
+
+def _patterns(source: Source) -> list[str]:
+    paths = source.get("paths")
+    if isinstance(paths, str):
+        paths = [paths]
+    if not isinstance(paths, list) or not paths or not all(isinstance(p, str) and p
+                                                              for p in paths):
+        raise ConfigError(f"source {source.name}: paths: expected a list of globs "
+                          f"or an s3://bucket/prefix")
+    return paths
+
+
+def _match(source: Source, patterns: list[str]) -> list[LogFile]:
+    found: dict[str, LogFile] = {}
+    for pattern in patterns:
+        if pattern.startswith("s3://"):
+            for bucket, key in s3_list(pattern, source.name):
+                uri = f"s3://{bucket}/{key}"
+                found[uri] = LogFile(uri, key.rsplit("/", 1)[-1], bucket=bucket, key=key)
+            continue
+        full = Path(pattern).expanduser()
+        if not full.is_absolute():
+            full = source.base_dir / full
+        for match in glob.glob(str(full), recursive=True):
+            path = Path(match)
+            if path.is_file():
+                found[str(path)] = LogFile(str(path), path.name, local=path)
+    return [found[k] for k in sorted(found)]
+
+
+def _object_names(files: list[LogFile]) -> list[str]:
+    """Store-safe, unique object names (the basename, the parent folder added on a clash)."""
+    used: set[str] = set()
+    names = []
+    for item in files:
+        parent = Path(item.location.split("://", 1)[-1]).parent.name
+        candidates = [safe_name(item.name), safe_name(f"{parent}_{item.name}")]
+        name = next((c for c in candidates if c not in used), None)
+        counter = 2
+        while name is None:
+            candidate = safe_name(f"{counter}_{item.name}")
+            name = candidate if candidate not in used else None
+            counter += 1
+        used.add(name)
+        names.append(name)
+    return names
+
+
+def _ext(name: str, fmt: str) -> str:
+    gz = name.endswith(".gz")
+    stem = name[:-3] if gz else name
+    suffix = Path(stem).suffix.lstrip(".")
+    ext = suffix if suffix and safe_name(suffix) == suffix else DEFAULT_EXT[fmt]
+    return f"{ext}.gz" if gz else ext
+
+
+def snapshot(source: Source, ctx: Any) -> None:
+    """Capture every matched log file byte for byte, one evidence row per file (sorted)."""
+    fmt = str(source.get("format"))
+    if fmt not in RAW_TABLES:
+        raise ConfigError(f"source {source.name}: format {fmt!r} unknown "
+                          f"(expected csvlog, jsonlog or stderr)")
+    patterns = _patterns(source)
+    params: dict[str, Any] = {"cluster": str(source.get("cluster")), "format": fmt,
+                              "paths": patterns}
+    if fmt == "stderr":
+        prefix = str(source.get("log_line_prefix") or DEFAULT_PREFIX)
+        if not compile_prefix(prefix).has_time:
+            raise ConfigError(f"source {source.name}: log_line_prefix {prefix!r} has no %m or "
+                              f"%t: pgaudit entries would have no time")
+        params["log_line_prefix"] = prefix
+    elif source.get("log_line_prefix") is not None:
+        raise ConfigError(f"source {source.name}: log_line_prefix only applies to format stderr")
+    files = _match(source, patterns)
+    if not files:
+        raise SourceError(f"source {source.name}: no log file matches {', '.join(patterns)}")
+    for item, object_name in zip(files, _object_names(files), strict=True):
+        file_params = {**params, "file": item.name}
+        if item.local is not None:
+            chunks = iter_file(item.local)
+        else:
+            chunks = s3_chunks(item.bucket, item.key, source.name)
+        ctx.capture(
+            source,
+            query_name=f"{source.name}/{object_name}",
+            query_text=f"paths: {', '.join(patterns)}\nfile: {item.location}",
+            params=file_params,
+            ext=_ext(object_name, fmt),
+            raw_table=RAW_TABLES[fmt],
+            chunks=chunks,
+            count_rows=lambda p, fp=file_params: count_rows(fp, p),
+        )

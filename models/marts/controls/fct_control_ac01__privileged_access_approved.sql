@@ -1,0 +1,321 @@
+-- AC-01 Privileged access approved.
+-- Question: was every privileged grant on an in-scope cluster this quarter
+-- backed by an access ticket approved, before the grant and within its
+-- validity, by someone other than the grantee, the requester and the person
+-- who ran the grant?
+
+with
+
+grants as (
+
+    select * from {{ ref('int_role_grants_parsed') }}
+
+),
+
+ticket_keys as (
+
+    select * from {{ ref('int_ticket_keys_extracted') }}
+
+),
+
+scoped_clusters as (
+
+    select * from {{ ref('int_clusters_scoped') }}
+
+),
+
+role_catalog as (
+
+    select * from {{ ref('stg_catalogs__roles') }}
+
+),
+
+identity_mappings as (
+
+    select * from {{ ref('stg_catalogs__identity_mappings') }}
+
+),
+
+tickets as (
+
+    select * from {{ ref('stg_tickets__tickets') }}
+
+),
+
+privileged_grants as (
+
+    -- SUPERUSER / CREATEROLE are privileged by definition; other roles when
+    -- a role-catalog entry matching the cluster says so
+    select
+        grants.*,
+        case
+            when grants.granted_role in ('SUPERUSER', 'CREATEROLE') then null::uuid
+            else (
+                select role_catalog.evidence_id
+                from role_catalog
+                where
+                    lower(role_catalog.role_name) = lower(grants.granted_role)
+                    and {{ glob_match('grants.cluster', 'role_catalog.cluster_pattern') }}
+                    and role_catalog.is_privileged
+                order by role_catalog.evidence_locator
+                limit 1
+            )
+        end as role_catalog_evidence_id
+    from grants
+    inner join scoped_clusters
+        on grants.cluster = scoped_clusters.cluster
+    where
+        grants.granted_at >= {{ quarter_start_at() }}
+        and grants.granted_at < {{ quarter_end_at() }}
+        and (
+            grants.granted_role in ('SUPERUSER', 'CREATEROLE')
+            or exists (
+                select 1
+                from role_catalog
+                where
+                    lower(role_catalog.role_name) = lower(grants.granted_role)
+                    and {{ glob_match('grants.cluster', 'role_catalog.cluster_pattern') }}
+                    and role_catalog.is_privileged
+            )
+        )
+
+),
+
+population as (
+
+    select distinct on (item_key)
+        privileged_grants.cluster
+        || '|' || privileged_grants.grantee
+        || '|' || privileged_grants.granted_role
+        || '|' || to_char(privileged_grants.granted_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+            as item_key,
+        privileged_grants.cluster,
+        privileged_grants.grantee,
+        coalesce(grantee_mappings.identity, lower(privileged_grants.grantee)) as grantee_identity,
+        privileged_grants.granted_role,
+        privileged_grants.grant_kind,
+        privileged_grants.granted_at,
+        privileged_grants.granted_by,
+        coalesce(granter_mappings.identity, lower(privileged_grants.granted_by)) as granted_by_identity,
+        privileged_grants.statement_text as grant_statement,
+        ticket_keys.ticket_key as referenced_ticket_key,
+        privileged_grants.role_catalog_evidence_id,
+        privileged_grants.evidence_id,
+        privileged_grants.evidence_locator
+    from privileged_grants
+    left join ticket_keys
+        on privileged_grants.audit_entry_id = ticket_keys.audit_entry_id
+    left join identity_mappings as grantee_mappings
+        on lower(privileged_grants.grantee) = lower(grantee_mappings.login_role)
+    left join identity_mappings as granter_mappings
+        on lower(privileged_grants.granted_by) = lower(granter_mappings.login_role)
+    order by item_key, privileged_grants.evidence_locator
+
+),
+
+implicit_matches as (
+
+    -- no usable key: the access ticket for this user, cluster and role most
+    -- recently approved at or before the grant, else the most recent one
+    select distinct on (population.item_key)
+        population.item_key,
+        tickets.ticket_key
+    from population
+    inner join tickets
+        on
+            tickets.ticket_type = 'access'
+            and population.grantee_identity = tickets.subject_user
+            and lower(tickets.cluster) = lower(population.cluster)
+            and lower(tickets.role) = lower(population.granted_role)
+    order by
+        population.item_key ASC,
+        coalesce(tickets.is_approved and tickets.approved_at <= population.granted_at, false) desc,
+        coalesce(tickets.approved_at, tickets.window_start, tickets.window_end) desc nulls last,
+        tickets.ticket_key desc
+
+),
+
+ticket_matched as (
+
+    -- an explicit key selects its ticket; a key naming no known ticket
+    -- falls back to the implicit match
+    select
+        population.item_key,
+        coalesce(explicit_tickets.ticket_key, implicit_tickets.ticket_key) as ticket_key,
+        case
+            when explicit_tickets.ticket_key is not null then 'explicit'
+            when implicit_tickets.ticket_key is not null then 'implicit'
+        end as ticket_match,
+        coalesce(explicit_tickets.ticket_key, implicit_tickets.ticket_key) is not null
+            as has_ticket,
+        -- a referenced ticket raised for another cluster does not cover this one
+        case
+            when explicit_tickets.ticket_key is not null
+                then
+                    explicit_tickets.cluster is null
+                    or lower(explicit_tickets.cluster) = lower(population.cluster)
+            when implicit_tickets.ticket_key is not null then true
+        end as is_ticket_for_cluster
+    from population
+    left join tickets as explicit_tickets
+        on population.referenced_ticket_key = explicit_tickets.ticket_key
+    left join implicit_matches
+        on population.item_key = implicit_matches.item_key
+    left join tickets as implicit_tickets
+        on implicit_matches.ticket_key = implicit_tickets.ticket_key
+
+),
+
+matched_tickets as (
+
+    select
+        ticket_matched.item_key,
+        tickets.*
+    from ticket_matched
+    inner join tickets
+        on ticket_matched.ticket_key = tickets.ticket_key
+
+),
+
+approved_before_grant as (
+
+    -- approval must precede the grant: access granted first and approved
+    -- later was not authorised when it was used
+    select
+        population.item_key,
+        matched_tickets.is_approved as is_ticket_approved,
+        case
+            when matched_tickets.is_approved
+                then matched_tickets.approved_at <= population.granted_at
+        end as is_approved_before_grant
+    from population
+    left join matched_tickets
+        on population.item_key = matched_tickets.item_key
+
+),
+
+within_validity_window as (
+
+    -- an approval authorises a grant for a limited time: the ticket's window
+    -- end, else approval_validity_days after the approval
+    select
+        population.item_key,
+        coalesce(
+            matched_tickets.window_end,
+            matched_tickets.approved_at + interval '{{ var("approval_validity_days") }} days'
+        ) as validity_ends_at,
+        case
+            when matched_tickets.is_approved
+                then population.granted_at <= coalesce(
+                    matched_tickets.window_end,
+                    matched_tickets.approved_at + interval '{{ var("approval_validity_days") }} days'
+                )
+        end as is_within_validity_window
+    from population
+    left join matched_tickets
+        on population.item_key = matched_tickets.item_key
+
+),
+
+approver_independent as (
+
+    -- segregation of duties: nobody approves their own access, their own
+    -- request, or a grant they run themselves
+    select
+        population.item_key,
+        matched_tickets.approver <> population.grantee_identity as is_approver_not_grantee,
+        matched_tickets.approver <> matched_tickets.requester as is_approver_not_requester,
+        matched_tickets.approver <> population.granted_by_identity as is_approver_not_granter
+    from population
+    left join matched_tickets
+        on population.item_key = matched_tickets.item_key
+
+),
+
+tested as (
+
+    select
+        population.*,
+        ticket_matched.ticket_key,
+        ticket_matched.ticket_match,
+        matched_tickets.status as ticket_status,
+        matched_tickets.requester,
+        matched_tickets.approver,
+        matched_tickets.approved_at,
+        within_validity_window.validity_ends_at,
+        ticket_matched.has_ticket,
+        ticket_matched.is_ticket_for_cluster,
+        approved_before_grant.is_ticket_approved,
+        approved_before_grant.is_approved_before_grant,
+        within_validity_window.is_within_validity_window,
+        approver_independent.is_approver_not_grantee,
+        approver_independent.is_approver_not_requester,
+        approver_independent.is_approver_not_granter,
+        {{ exception_reasons({
+            'NO_TICKET': 'not ticket_matched.has_ticket',
+            'TICKET_CLUSTER_MISMATCH': 'not ticket_matched.is_ticket_for_cluster',
+            'NOT_APPROVED': 'not approved_before_grant.is_ticket_approved',
+            'APPROVED_AFTER_GRANT': 'not approved_before_grant.is_approved_before_grant',
+            'APPROVAL_EXPIRED': 'not within_validity_window.is_within_validity_window',
+            'SELF_APPROVAL': 'not approver_independent.is_approver_not_grantee',
+            'APPROVER_IS_REQUESTER': 'not approver_independent.is_approver_not_requester',
+            'APPROVER_RAN_GRANT': 'not approver_independent.is_approver_not_granter',
+        }) }} as exception_reasons,
+        matched_tickets.evidence_id as ticket_evidence_id
+    from population
+    inner join ticket_matched
+        on population.item_key = ticket_matched.item_key
+    inner join approved_before_grant
+        on population.item_key = approved_before_grant.item_key
+    inner join within_validity_window
+        on population.item_key = within_validity_window.item_key
+    inner join approver_independent
+        on population.item_key = approver_independent.item_key
+    left join matched_tickets
+        on population.item_key = matched_tickets.item_key
+
+),
+
+final as (
+
+    select
+        {{ run_id() }} as run_id,
+        'AC-01' as control_id,
+        tested.item_key,
+        tested.cluster,
+        tested.grantee,
+        tested.grantee_identity,
+        tested.granted_role,
+        tested.grant_kind,
+        tested.granted_at,
+        tested.granted_by,
+        tested.granted_by_identity,
+        tested.grant_statement,
+        tested.referenced_ticket_key,
+        tested.ticket_key,
+        tested.ticket_match,
+        tested.ticket_status,
+        tested.requester,
+        tested.approver,
+        tested.approved_at,
+        tested.validity_ends_at,
+        tested.has_ticket,
+        tested.is_ticket_for_cluster,
+        tested.is_ticket_approved,
+        tested.is_approved_before_grant,
+        tested.is_within_validity_window,
+        tested.is_approver_not_grantee,
+        tested.is_approver_not_requester,
+        tested.is_approver_not_granter,
+        {{ control_result('tested.exception_reasons') }} as result,
+        tested.exception_reasons,
+        tested.evidence_id,
+        tested.evidence_locator,
+        {{ sorted_uuids(['tested.ticket_evidence_id', 'tested.role_catalog_evidence_id']) }}
+            as supporting_evidence_ids,
+        {{ control_evidence_id() }} as control_evidence_id
+    from tested
+
+)
+
+select * from final

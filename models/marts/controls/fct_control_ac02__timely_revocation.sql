@@ -1,0 +1,179 @@
+-- AC-02 Timely revocation.
+-- Question: when a person left (IAM deactivation in the quarter), was every
+-- role they held on an in-scope cluster revoked within the SLA, and is none
+-- of it still there at quarter end?
+
+with
+
+holdings as (
+
+    select * from {{ ref('int_role_holdings_reconstructed') }}
+
+),
+
+deactivated_identities as (
+
+    select * from {{ ref('int_identities_deactivated') }}
+
+),
+
+scoped_clusters as (
+
+    select * from {{ ref('int_clusters_scoped') }}
+
+),
+
+revocations as (
+
+    select * from {{ ref('int_role_revocations_parsed') }}
+
+),
+
+population as (
+
+    select
+        holdings.identity || '|' || holdings.cluster || '|' || holdings.role as item_key,
+        holdings.identity,
+        holdings.cluster,
+        holdings.role,
+        array_agg(distinct holdings.login_role order by holdings.login_role) as login_roles,
+        deactivated_identities.deactivated_at,
+        deactivated_identities.deactivation_event,
+        bool_or(holdings.held_because = 'catalog') as is_held_at_quarter_end,
+        array_agg(distinct holdings.evidence_id) as holding_evidence_ids,
+        deactivated_identities.evidence_id,
+        deactivated_identities.evidence_locator
+    from holdings
+    inner join scoped_clusters
+        on holdings.cluster = scoped_clusters.cluster
+    inner join deactivated_identities
+        on holdings.identity = deactivated_identities.identity
+    group by
+        holdings.identity,
+        holdings.cluster,
+        holdings.role,
+        deactivated_identities.deactivated_at,
+        deactivated_identities.deactivation_event,
+        deactivated_identities.evidence_id,
+        deactivated_identities.evidence_locator
+
+),
+
+login_role_revocations as (
+
+    -- each login role's earliest revocation of the role after the
+    -- deactivation and inside the quarter
+    select
+        population.item_key,
+        population_login_role.login_role,
+        min(revocations.revoked_at) as revoked_at,
+        (array_agg(revocations.revocation_kind order by revocations.revoked_at))[1]
+            as revocation_kind,
+        (array_agg(revocations.evidence_id order by revocations.revoked_at))[1]
+            as revocation_evidence_id
+    from population
+    cross join lateral unnest(population.login_roles) as population_login_role (login_role)
+    left join revocations
+        on
+            population.cluster = revocations.cluster
+            and population_login_role.login_role = revocations.login_role
+            and (
+                population.role = revocations.revoked_role
+                or revocations.revoked_role = '*'
+            )
+            and population.deactivated_at <= revocations.revoked_at
+            and revocations.revoked_at < {{ quarter_end_at() }}
+    group by
+        population.item_key,
+        population_login_role.login_role
+
+),
+
+revoked as (
+
+    -- the person keeps the role until every one of their login roles lost it;
+    -- a role still in the quarter-end catalog was not revoked, whatever the log says
+    select
+        population.item_key,
+        case
+            when bool_and(login_role_revocations.revoked_at is not null)
+                then max(login_role_revocations.revoked_at)
+        end as revoked_at,
+        (array_agg(
+            login_role_revocations.revocation_kind
+            order by login_role_revocations.revoked_at desc nulls first
+        ))[1] as revocation_kind,
+        array_agg(login_role_revocations.revocation_evidence_id)
+        filter (where login_role_revocations.revocation_evidence_id is not null)
+            as revocation_evidence_ids,
+        bool_and(login_role_revocations.revoked_at is not null)
+        and not population.is_held_at_quarter_end as is_revoked
+    from population
+    inner join login_role_revocations
+        on population.item_key = login_role_revocations.item_key
+    group by
+        population.item_key,
+        population.is_held_at_quarter_end
+
+),
+
+revoked_within_sla as (
+
+    -- exactly the SLA passes; a second over does not
+    select
+        revoked.item_key,
+        round(extract(epoch from revoked.revoked_at - population.deactivated_at) / 3600.0, 2)
+            as hours_to_revoke,
+        case
+            when revoked.revoked_at is not null
+                then
+                    revoked.revoked_at - population.deactivated_at
+                    <= interval '{{ var("revocation_sla_hours") }} hours'
+        end as is_revoked_within_sla
+    from revoked
+    inner join population
+        on revoked.item_key = population.item_key
+
+),
+
+final as (
+
+    select
+        {{ run_id() }} as run_id,
+        'AC-02' as control_id,
+        population.item_key,
+        population.identity,
+        population.cluster,
+        population.role,
+        population.login_roles,
+        population.deactivated_at,
+        population.deactivation_event,
+        revoked.revoked_at,
+        revoked.revocation_kind,
+        revoked_within_sla.hours_to_revoke,
+        population.is_held_at_quarter_end,
+        revoked.is_revoked,
+        revoked_within_sla.is_revoked_within_sla,
+        {{ control_result('reasons.exception_reasons') }} as result,
+        reasons.exception_reasons,
+        population.evidence_id,
+        population.evidence_locator,
+        {{ sorted_uuids(arrays=['population.holding_evidence_ids', 'revoked.revocation_evidence_ids']) }}
+            as supporting_evidence_ids,
+        {{ control_evidence_id() }} as control_evidence_id
+    from population
+    inner join revoked
+        on population.item_key = revoked.item_key
+    inner join revoked_within_sla
+        on population.item_key = revoked_within_sla.item_key
+    cross join lateral (
+        select
+            {{ exception_reasons({
+                'NOT_REVOKED': 'not revoked.is_revoked',
+                'REVOKED_LATE': 'not revoked_within_sla.is_revoked_within_sla',
+            }) }} as exception_reasons
+    ) as reasons
+
+)
+
+select * from final

@@ -1,0 +1,217 @@
+-- AC-03 Quarter-end access listing.
+-- Question: at quarter end, is every role held by a login role on an
+-- in-scope cluster a known role, held by an active identity, and, when
+-- privileged, backed by an approval on record?
+
+with
+
+memberships as (
+
+    select * from {{ ref('stg_db_catalog__memberships') }}
+
+),
+
+catalog_roles as (
+
+    select * from {{ ref('stg_db_catalog__roles') }}
+
+),
+
+scoped_clusters as (
+
+    select * from {{ ref('int_clusters_scoped') }}
+
+),
+
+role_catalog as (
+
+    select * from {{ ref('stg_catalogs__roles') }}
+
+),
+
+identity_mappings as (
+
+    select * from {{ ref('stg_catalogs__identity_mappings') }}
+
+),
+
+deactivated_identities as (
+
+    select * from {{ ref('int_identities_deactivated') }}
+
+),
+
+tickets as (
+
+    select * from {{ ref('stg_tickets__tickets') }}
+
+),
+
+held_roles as (
+
+    select
+        memberships.cluster,
+        memberships.member_role as login_role,
+        memberships.granted_role,
+        memberships.evidence_id,
+        memberships.evidence_locator
+    from memberships
+    where memberships.can_member_login
+
+    union all
+
+    -- superusers and CREATEROLE holders are privileged without any membership
+    select
+        catalog_roles.cluster,
+        catalog_roles.role_name as login_role,
+        role_attribute.granted_role,
+        catalog_roles.evidence_id,
+        catalog_roles.evidence_locator
+    from catalog_roles
+    cross join
+        lateral unnest(array[
+            case when catalog_roles.is_superuser then 'SUPERUSER' end,
+            case when catalog_roles.can_create_role then 'CREATEROLE' end
+        ]) as role_attribute (granted_role)
+    where
+        catalog_roles.can_login
+        and role_attribute.granted_role is not null
+
+),
+
+population as (
+
+    select distinct on (item_key)
+        held_roles.cluster || '|' || held_roles.login_role || '|' || held_roles.granted_role
+            as item_key,
+        held_roles.cluster,
+        held_roles.login_role,
+        coalesce(identity_mappings.identity, lower(held_roles.login_role)) as holder_identity,
+        coalesce(identity_mappings.identity_type, 'person') as holder_identity_type,
+        identity_mappings.approval_ref,
+        identity_mappings.evidence_id as identity_map_evidence_id,
+        held_roles.granted_role,
+        held_roles.evidence_id,
+        held_roles.evidence_locator
+    from held_roles
+    inner join scoped_clusters
+        on held_roles.cluster = scoped_clusters.cluster
+    left join identity_mappings
+        on lower(held_roles.login_role) = lower(identity_mappings.login_role)
+    order by item_key, held_roles.evidence_locator
+
+),
+
+role_in_catalog as (
+
+    -- an unknown role on a cluster is an exception, not an error
+    select
+        population.item_key,
+        count(role_catalog.role_name) > 0 as has_role_catalog_entry,
+        population.granted_role in ('SUPERUSER', 'CREATEROLE')
+        or coalesce(bool_or(role_catalog.is_privileged), false) as is_privileged_role,
+        (array_agg(role_catalog.evidence_id order by role_catalog.evidence_locator))[1]
+            as role_catalog_evidence_id
+    from population
+    left join role_catalog
+        on
+            lower(population.granted_role) = lower(role_catalog.role_name)
+            and {{ glob_match('population.cluster', 'role_catalog.cluster_pattern') }}
+    group by
+        population.item_key,
+        population.granted_role
+
+),
+
+holder_active as (
+
+    select
+        population.item_key,
+        deactivated_identities.identity is null as is_holder_active,
+        deactivated_identities.evidence_id as deactivation_evidence_id
+    from population
+    left join deactivated_identities
+        on population.holder_identity = deactivated_identities.identity
+
+),
+
+approval_on_record as (
+
+    -- privileged access needs a standing approval (identity map
+    -- approval_ref) or an approved access ticket from before quarter end
+    select
+        population.item_key,
+        case
+            when role_in_catalog.is_privileged_role
+                then population.approval_ref is not null or approving_tickets.ticket_key is not null
+        end as has_approval_on_record,
+        approving_tickets.ticket_key as approval_ticket_key,
+        approving_tickets.evidence_id as approval_ticket_evidence_id
+    from population
+    inner join role_in_catalog
+        on population.item_key = role_in_catalog.item_key
+    left join lateral (
+        select
+            tickets.ticket_key,
+            tickets.evidence_id
+        from tickets
+        where
+            tickets.ticket_type = 'access'
+            and tickets.is_approved
+            and tickets.approved_at < {{ quarter_end_at() }}
+            and tickets.subject_user = population.holder_identity
+            and lower(tickets.cluster) = lower(population.cluster)
+            and lower(tickets.role) = lower(population.granted_role)
+        order by tickets.approved_at desc, tickets.ticket_key ASC
+        limit 1
+    ) as approving_tickets on true
+
+),
+
+final as (
+
+    select
+        {{ run_id() }} as run_id,
+        'AC-03' as control_id,
+        population.item_key,
+        population.cluster,
+        population.login_role,
+        population.holder_identity,
+        population.holder_identity_type,
+        population.granted_role,
+        role_in_catalog.is_privileged_role,
+        population.approval_ref,
+        approval_on_record.approval_ticket_key,
+        role_in_catalog.has_role_catalog_entry,
+        holder_active.is_holder_active,
+        approval_on_record.has_approval_on_record,
+        {{ control_result('reasons.exception_reasons') }} as result,
+        reasons.exception_reasons,
+        population.evidence_id,
+        population.evidence_locator,
+        {{ sorted_uuids([
+            'role_in_catalog.role_catalog_evidence_id',
+            'population.identity_map_evidence_id',
+            'holder_active.deactivation_evidence_id',
+            'approval_on_record.approval_ticket_evidence_id',
+        ]) }} as supporting_evidence_ids,
+        {{ control_evidence_id() }} as control_evidence_id
+    from population
+    inner join role_in_catalog
+        on population.item_key = role_in_catalog.item_key
+    inner join holder_active
+        on population.item_key = holder_active.item_key
+    inner join approval_on_record
+        on population.item_key = approval_on_record.item_key
+    cross join lateral (
+        select
+            {{ exception_reasons({
+                'UNKNOWN_ROLE': 'not role_in_catalog.has_role_catalog_entry',
+                'INACTIVE_HOLDER': 'not holder_active.is_holder_active',
+                'NO_APPROVAL_ON_RECORD': 'not approval_on_record.has_approval_on_record',
+            }) }} as exception_reasons
+    ) as reasons
+
+)
+
+select * from final

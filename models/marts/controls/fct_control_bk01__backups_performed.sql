@@ -1,0 +1,97 @@
+-- BK-01 Backups performed.
+-- Question: for every in-scope cluster and every UTC day of the quarter, is
+-- there a successful backup as the cluster's policy requires (daily: that
+-- day; weekly: within the 7 days ending that day)?
+
+with
+
+scoped_clusters as (
+
+    select * from {{ ref('int_clusters_scoped') }}
+
+),
+
+backup_days as (
+
+    select * from {{ ref('int_backup_days_aggregated') }}
+
+),
+
+quarter_days as (
+
+    select quarter_day::date as backup_day
+    from generate_series(
+        ({{ quarter_start_at() }} at time zone 'UTC')::date,
+        ({{ quarter_end_at() }} at time zone 'UTC')::date - 1,
+        interval '1 day'
+    ) as quarter_days (quarter_day)
+
+),
+
+population as (
+
+    select
+        scoped_clusters.cluster || '|' || to_char(quarter_days.backup_day, 'YYYY-MM-DD') as item_key,
+        scoped_clusters.cluster,
+        quarter_days.backup_day,
+        scoped_clusters.backup_policy,
+        -- the policy's look-back: a weekly backup covers the 7 days ending that day
+        case when scoped_clusters.backup_policy = 'weekly' then 7 else 1 end as window_days,
+        scoped_clusters.evidence_id,
+        scoped_clusters.evidence_locator
+    from scoped_clusters
+    cross join quarter_days
+
+),
+
+successful_backup as (
+
+    -- failed and aborted backups do not count
+    select
+        population.item_key,
+        coalesce(sum(backup_days.successful_backups), 0) as successful_backups,
+        max(backup_days.last_completed_at) as last_completed_at,
+        count(backup_days.backup_day) > 0 as has_successful_backup,
+        array_agg(distinct backup_days.evidence_id) filter (where backup_days.evidence_id is not null)
+            as backup_evidence_ids
+    from population
+    left join backup_days
+        on
+            population.cluster = backup_days.cluster
+            and backup_days.backup_day > population.backup_day - population.window_days
+            and population.backup_day >= backup_days.backup_day
+    group by population.item_key
+
+),
+
+final as (
+
+    select
+        {{ run_id() }} as run_id,
+        'BK-01' as control_id,
+        population.item_key,
+        population.cluster,
+        population.backup_day,
+        population.backup_policy,
+        successful_backup.successful_backups,
+        successful_backup.last_completed_at,
+        successful_backup.has_successful_backup,
+        {{ control_result('reasons.exception_reasons') }} as result,
+        reasons.exception_reasons,
+        population.evidence_id,
+        population.evidence_locator,
+        {{ sorted_uuids(arrays=['successful_backup.backup_evidence_ids']) }} as supporting_evidence_ids,
+        {{ control_evidence_id() }} as control_evidence_id
+    from population
+    inner join successful_backup
+        on population.item_key = successful_backup.item_key
+    cross join lateral (
+        select
+            {{ exception_reasons({
+                'NO_BACKUP': 'not successful_backup.has_successful_backup',
+            }) }} as exception_reasons
+    ) as reasons
+
+)
+
+select * from final

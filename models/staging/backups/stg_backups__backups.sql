@@ -1,0 +1,161 @@
+-- One row per backup the backup tools report, normalised to
+-- cluster, backup id, completion time and success.
+
+with
+
+backups as (
+
+    select * from {{ source('backups', 'backups') }} as backups
+    where {{ this_run('backups') }}
+
+),
+
+source_settings as (
+
+    select * from {{ ref('stg_run_config__source_settings') }}
+
+),
+
+file_columns as (
+
+    select
+        source_settings.source_name,
+        max(case
+            when source_settings.setting = 'column' and source_settings.setting_key = 'cluster'
+                then source_settings.setting_value
+        end) as cluster_column,
+        max(case
+            when source_settings.setting = 'column' and source_settings.setting_key = 'backup_id'
+                then source_settings.setting_value
+        end) as backup_id_column,
+        max(case
+            when source_settings.setting = 'column' and source_settings.setting_key = 'completed_at'
+                then source_settings.setting_value
+        end) as completed_at_column,
+        max(case
+            when source_settings.setting = 'column' and source_settings.setting_key = 'status'
+                then source_settings.setting_value
+        end) as status_column,
+        max(case
+            when source_settings.setting = 'timezone'
+                then source_settings.setting_value
+        end) as time_zone
+    from source_settings
+    group by source_settings.source_name
+
+),
+
+stanza_clusters as (
+
+    select
+        source_settings.source_name,
+        source_settings.setting_key as stanza,
+        source_settings.setting_value as cluster
+    from source_settings
+    where source_settings.setting = 'stanza_cluster'
+
+),
+
+resource_clusters as (
+
+    select
+        source_settings.source_name,
+        source_settings.setting_key as resource_arn,
+        source_settings.setting_value as cluster
+    from source_settings
+    where source_settings.setting = 'resource_cluster'
+
+),
+
+pgbackrest as (
+
+    -- pgBackRest lists completed backups only; `error` flags a backup whose
+    -- files failed checksum validation
+    select
+        coalesce(stanza_clusters.cluster, backups.doc ->> 'stanza') as cluster,
+        backups.doc #>> '{backup,label}' as backup_id,
+        backups.doc #>> '{backup,timestamp,stop}' as completed_at_text,
+        not coalesce((backups.doc #>> '{backup,error}')::boolean, false) as is_success,
+        null::text as time_zone,
+        backups.source_name,
+        backups.connector,
+        {{ carry_evidence('backups') }}
+    from backups
+    left join stanza_clusters
+        on
+            backups.source_name = stanza_clusters.source_name
+            and backups.doc ->> 'stanza' = stanza_clusters.stanza
+    where backups.connector = 'pgbackrest_info'
+
+),
+
+aws_backup as (
+
+    select
+        coalesce(
+            resource_clusters.cluster,
+            regexp_replace(backups.doc ->> 'ResourceArn', '^.*[:/]', '')
+        ) as cluster,
+        backups.doc ->> 'BackupJobId' as backup_id,
+        backups.doc ->> 'CompletionDate' as completed_at_text,
+        coalesce(backups.doc ->> 'State' = 'COMPLETED', false) as is_success,
+        null::text as time_zone,
+        backups.source_name,
+        backups.connector,
+        {{ carry_evidence('backups') }}
+    from backups
+    left join resource_clusters
+        on
+            backups.source_name = resource_clusters.source_name
+            and backups.doc ->> 'ResourceArn' = resource_clusters.resource_arn
+    where backups.connector = 'aws_backup'
+
+),
+
+file_rows as (
+
+    select
+        backups.doc ->> coalesce(file_columns.cluster_column, 'cluster') as cluster,
+        backups.doc ->> coalesce(file_columns.backup_id_column, 'backup_id') as backup_id,
+        backups.doc ->> coalesce(file_columns.completed_at_column, 'completed_at') as completed_at_text,
+        lower(btrim(backups.doc ->> coalesce(file_columns.status_column, 'status')))
+        in ('completed', 'success', 'succeeded', 'ok', 'true', 't', 'ok')
+            as is_success,
+        file_columns.time_zone,
+        backups.source_name,
+        backups.connector,
+        {{ carry_evidence('backups') }}
+    from backups
+    left join file_columns
+        on backups.source_name = file_columns.source_name
+    where backups.connector = 'file'
+
+),
+
+unioned as (
+
+    select * from pgbackrest
+    union all
+    select * from aws_backup
+    union all
+    select * from file_rows
+
+),
+
+final as (
+
+    select
+        btrim(unioned.cluster) as cluster,
+        unioned.backup_id,
+        {{ to_utc_timestamp('unioned.completed_at_text', 'unioned.time_zone') }} as completed_at,
+        unioned.is_success,
+        unioned.source_name,
+        unioned.connector,
+        unioned.run_id,
+        unioned.evidence_id,
+        unioned.evidence_locator
+    from unioned
+
+)
+
+select * from final

@@ -1,0 +1,141 @@
+-- One row per IAM event that ends a person's access: CloudTrail DeleteUser /
+-- DeleteLoginProfile, Okta user deactivation / suspension, HR file rows.
+
+with
+
+iam_events as (
+
+    select * from {{ source('iam', 'iam_events') }} as iam_events
+    where {{ this_run('iam_events') }}
+
+),
+
+source_settings as (
+
+    select * from {{ ref('stg_run_config__source_settings') }}
+
+),
+
+file_columns as (
+
+    select
+        source_settings.source_name,
+        max(case
+            when source_settings.setting = 'column' and source_settings.setting_key = 'identity'
+                then source_settings.setting_value
+        end) as identity_column,
+        max(case
+            when source_settings.setting = 'column' and source_settings.setting_key = 'deactivated_at'
+                then source_settings.setting_value
+        end) as deactivated_at_column,
+        max(case
+            when source_settings.setting = 'column' and source_settings.setting_key = 'event'
+                then source_settings.setting_value
+        end) as event_column,
+        max(case
+            when source_settings.setting = 'timezone'
+                then source_settings.setting_value
+        end) as time_zone
+    from source_settings
+    group by source_settings.source_name
+
+),
+
+cloudtrail as (
+
+    -- CloudTrail files hold every service's events: keep IAM's own
+    select
+        iam_events.doc #>> '{requestParameters,userName}' as identity_text,
+        iam_events.doc ->> 'eventTime' as deactivated_at_text,
+        iam_events.doc ->> 'eventName' as event_name,
+        iam_events.source_name,
+        iam_events.connector,
+        {{ carry_evidence('iam_events') }}
+    from iam_events
+    where
+        iam_events.connector = 'aws_cloudtrail'
+        and iam_events.doc ->> 'eventSource' = 'iam.amazonaws.com'
+        and iam_events.doc ->> 'eventName' in ('DeleteUser', 'DeleteLoginProfile')
+        and iam_events.doc ->> 'errorCode' is null
+
+),
+
+okta as (
+
+    select
+        okta_target.value ->> 'alternateId' as identity_text,
+        iam_events.doc ->> 'published' as deactivated_at_text,
+        iam_events.doc ->> 'eventType' as event_name,
+        iam_events.source_name,
+        iam_events.connector,
+        {{ carry_evidence('iam_events') }}
+    from iam_events
+    cross join
+        lateral jsonb_array_elements(
+            case
+                when jsonb_typeof(iam_events.doc -> 'target') = 'array' then iam_events.doc -> 'target'
+                else '[]'::jsonb
+            end
+        ) as okta_target (value)
+    where
+        iam_events.connector = 'okta_system_log'
+        and iam_events.doc ->> 'eventType' in ('user.lifecycle.deactivate', 'user.lifecycle.suspend')
+        and lower(okta_target.value ->> 'type') = 'user'
+        and coalesce(iam_events.doc #>> '{outcome,result}', 'SUCCESS') = 'SUCCESS'
+
+),
+
+file_rows as (
+
+    select
+        iam_events.doc ->> coalesce(file_columns.identity_column, 'identity') as identity_text,
+        iam_events.doc ->> coalesce(file_columns.deactivated_at_column, 'deactivated_at')
+            as deactivated_at_text,
+        coalesce(
+            iam_events.doc ->> coalesce(file_columns.event_column, 'event'),
+            'file'
+        ) as event_name,
+        iam_events.source_name,
+        iam_events.connector,
+        {{ carry_evidence('iam_events') }},
+        file_columns.time_zone
+    from iam_events
+    left join file_columns
+        on iam_events.source_name = file_columns.source_name
+    where iam_events.connector = 'file'
+
+),
+
+events as (
+
+    select
+        cloudtrail.*,
+        null::text as time_zone
+    from cloudtrail
+    union all
+    select
+        okta.*,
+        null::text as time_zone
+    from okta
+    union all
+    select * from file_rows
+
+),
+
+final as (
+
+    select
+        {{ normalize_identity('events.identity_text') }} as identity,
+        {{ to_utc_timestamp('events.deactivated_at_text', 'events.time_zone') }} as deactivated_at,
+        events.event_name,
+        events.source_name,
+        events.connector,
+        events.run_id,
+        events.evidence_id,
+        events.evidence_locator
+    from events
+    where {{ normalize_identity('events.identity_text') }} is not null
+
+)
+
+select * from final

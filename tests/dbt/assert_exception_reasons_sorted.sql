@@ -1,0 +1,41 @@
+-- Reason codes are sorted and unique, so equal findings hash equal in the
+-- canonical result.
+
+{%- set controls = [
+    'fct_control_ac01__privileged_access_approved',
+    'fct_control_ac02__timely_revocation',
+    'fct_control_ac03__quarter_end_access',
+    'fct_control_cm01__changes_authorized',
+    'fct_control_bk01__backups_performed',
+] %}
+
+with
+
+control_rows as (
+
+    {%- for model_name in controls %}
+        select
+            control.run_id,
+            control.item_key,
+            control.exception_reasons
+        from {{ ref(model_name) }} as control
+                {{ "union all" if not loop.last }}
+    {%- endfor %}
+
+),
+
+final as (
+
+    select control_rows.*
+    from control_rows
+    where
+        control_rows.exception_reasons is distinct from array(
+            select reason.code
+            from unnest(control_rows.exception_reasons) as reason (code)
+            group by reason.code
+            order by reason.code collate "C"
+        )
+
+)
+
+select * from final

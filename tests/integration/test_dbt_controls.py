@@ -1,0 +1,447 @@
+"""The dbt project end to end on a small estate: raw rows in, control marts out."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import yaml
+
+from soxtrail.database import Database
+
+pytestmark = pytest.mark.integration
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+RUN_ID = str(uuid.uuid4())
+QUARTER_VARS = {
+    "run_id": RUN_ID,
+    "quarter": "2024Q3",
+    "quarter_start": "2024-07-01T00:00:00Z",
+    "quarter_end": "2024-10-01T00:00:00Z",
+    "clusters": [],
+}
+
+# One evidence row per snapshot object the raw rows claim to come from.
+EVIDENCE = {
+    name: str(uuid.uuid5(uuid.NAMESPACE_URL, f"soxtrail-test:{RUN_ID}:{name}"))
+    for name in ("csvlog", "jsonlog", "stderr", "memberships", "roles", "cloudtrail",
+                 "okta", "jira", "servicenow", "pgbackrest", "aws_backup", "role_catalog",
+                 "applications", "identity_map")
+}
+SYSTEM = {
+    "csvlog": "db_audit", "jsonlog": "db_audit", "stderr": "db_audit",
+    "memberships": "db_catalog", "roles": "db_catalog", "cloudtrail": "iam", "okta": "iam",
+    "jira": "tickets", "servicenow": "tickets", "pgbackrest": "backups",
+    "aws_backup": "backups", "role_catalog": "role_catalog", "applications": "role_catalog",
+    "identity_map": "role_catalog",
+}
+
+
+def _audit(statement_id: int, substatement_id: int, audit_class: str, command: str,
+           statement: str, object_type: str = "", object_name: str = "") -> str:
+    """A pgaudit message, CSV-quoting the statement the way pgaudit does."""
+    if any(ch in statement for ch in ',"\n\r'):
+        statement = '"' + statement.replace('"', '""') + '"'
+    return (f"AUDIT: SESSION,{statement_id},{substatement_id},{audit_class},{command},"
+            f"{object_type},{object_name},{statement},<not logged>")
+
+
+def _csvlog(cluster: str, line: int, log_time: str, user: str, session: str,
+            message: str, application_name: str = "psql") -> dict[str, Any]:
+    return {"cluster": cluster, "locator": f"postgresql.csv:{line}", "log_time": log_time,
+            "user_name": user, "database_name": "app", "process_id": "4242",
+            "session_id": session, "session_line_num": str(line), "error_severity": "LOG",
+            "message": message, "application_name": application_name}
+
+
+CSVLOG = [
+    # AC-01: explicit key, approved the day before by someone independent -> PASS
+    _csvlog("pg-fin-01", 1, "2024-07-05 10:00:00.123 UTC", "dba_bob", "s1",
+            _audit(1, 1, "ROLE", "GRANT", "/* ACC-101 */ GRANT fin_admin TO carol")),
+    # AC-01: implicit match, approved the day after -> APPROVED_AFTER_GRANT
+    _csvlog("pg-fin-01", 2, "2024-07-06 09:00:00 UTC", "dba_bob", "s1",
+            _audit(2, 1, "ROLE", "GRANT", "GRANT fin_admin, app_read TO erin")),
+    # out-of-scope cluster: never in a population
+    _csvlog("pg-dev-09", 3, "2024-07-06 09:00:00 UTC", "dba_bob", "s9",
+            _audit(1, 1, "ROLE", "ALTER ROLE", "ALTER ROLE zed SUPERUSER")),
+    # CM-01: one multi-line statement logged twice (log_relation) -> one PASS item
+    _csvlog("pg-fin-01", 4, "2024-07-10 09:00:00 UTC", "dba_bob", "s2",
+            _audit(1, 1, "DDL", "CREATE TABLE",
+                   "/* CHG-2001 */ CREATE TABLE ledger (\n    id int,\n    note text\n)",
+                   "TABLE", "public.ledger")),
+    _csvlog("pg-fin-01", 5, "2024-07-10 09:00:00 UTC", "dba_bob", "s2",
+            _audit(1, 1, "DDL", "CREATE TABLE",
+                   "/* CHG-2001 */ CREATE TABLE ledger (\n    id int,\n    note text\n)",
+                   "INDEX", "public.ledger_pkey")),
+    # CM-01: service account inside / outside the approved window, no key
+    _csvlog("pg-fin-01", 6, "2024-07-11 03:00:00 UTC", "svc_deploy", "s3",
+            _audit(1, 1, "DDL", "ALTER TABLE", "ALTER TABLE ledger ADD COLUMN amount numeric")),
+    _csvlog("pg-fin-01", 7, "2024-07-12 03:00:00 UTC", "svc_deploy", "s3",
+            _audit(2, 1, "DDL", "ALTER TABLE", "ALTER TABLE ledger ADD COLUMN currency text")),
+    # AC-02: gina deactivated 2024-08-01 10:00Z; role revoked at exactly 24 h,
+    # login dropped one second over
+    _csvlog("pg-fin-01", 8, "2024-08-02 10:00:00 UTC", "dba_bob", "s4",
+            _audit(1, 1, "ROLE", "REVOKE", "REVOKE fin_admin FROM gina")),
+    _csvlog("pg-fin-01", 9, "2024-08-02 10:00:01 UTC", "dba_bob", "s4",
+            _audit(2, 1, "ROLE", "DROP ROLE", "DROP ROLE gina")),
+]
+
+JSONLOG = [
+    # AC-01: the approver ran the grant himself; key in application_name
+    {"cluster": "pg-fin-01", "locator": "postgresql.json:1", "doc": {
+        "timestamp": "2024-07-08 12:00:00.000 UTC", "user": "dave", "dbname": "app",
+        "pid": 777, "session_id": "j1", "line_num": 1, "error_severity": "LOG",
+        "application_name": "psql ACC-103",
+        "message": _audit(1, 1, "ROLE", "ALTER ROLE", "ALTER ROLE frank WITH SUPERUSER")}},
+]
+
+STDERR = [
+    # CM-01: key names a ticket raised for another cluster
+    {"cluster": "pg-hr-02", "locator": "postgresql.log:1", "log_time": "2024-07-10 09:30:00 UTC",
+     "user_name": "dba_bob", "database_name": "hr", "process_id": "555", "session_id": None,
+     "session_line_num": "1", "application_name": None, "remote_host": None,
+     "error_severity": "LOG",
+     "message": _audit(1, 1, "DDL", "CREATE INDEX", "-- CHG-2001\nCREATE INDEX ON staff (id)"),
+     "raw_entry": "…"},
+]
+
+MEMBERSHIPS = [
+    ("pg-fin-01", "carol", "fin_admin", "t"),
+    ("pg-fin-01", "erin", "fin_admin", "t"),
+    ("pg-fin-01", "carol", "app_read", "t"),
+    ("pg-fin-01", "svc_deploy", "mystery_role", "t"),
+    ("pg-hr-02", "gina", "hr_admin", "t"),
+    ("pg-dev-09", "zed", "fin_admin", "t"),
+]
+ROLES = [
+    # cluster, rolname, rolsuper, rolcreaterole, rolcanlogin
+    ("pg-fin-01", "carol", "f", "f", "t"),
+    ("pg-fin-01", "erin", "f", "f", "t"),
+    ("pg-fin-01", "frank", "t", "f", "t"),
+    ("pg-fin-01", "dba_bob", "f", "t", "t"),
+    ("pg-fin-01", "svc_deploy", "f", "f", "t"),
+    ("pg-fin-01", "fin_admin", "f", "f", "f"),
+    ("pg-hr-02", "gina", "f", "f", "t"),
+    ("pg-dev-09", "zed", "t", "f", "t"),
+]
+IAM = [
+    ("cloudtrail", "aws_cloudtrail", {
+        "eventVersion": "1.08", "eventTime": "2024-08-01T10:00:00Z",
+        "eventSource": "iam.amazonaws.com", "eventName": "DeleteUser",
+        "requestParameters": {"userName": "gina"}}),
+    ("cloudtrail", "aws_cloudtrail", {
+        "eventVersion": "1.08", "eventTime": "2024-08-01T09:00:00Z",
+        "eventSource": "s3.amazonaws.com", "eventName": "DeleteBucket",
+        "requestParameters": {"bucketName": "erin"}}),
+    ("okta", "okta_system_log", {
+        "uuid": "u1", "published": "2024-09-01T00:00:00.000Z",
+        "eventType": "user.lifecycle.suspend", "outcome": {"result": "SUCCESS"},
+        "target": [{"type": "User", "alternateId": "henry@corp.example"}]}),
+]
+
+
+def _jira(key: str, issue_type: str, status: str, reporter: str, approver: str | None,
+          subject: str | None, cluster: str, role: str | None, approved: str | None,
+          window: tuple[str, str] | None = None) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "summary": key, "status": {"name": status}, "issuetype": {"name": issue_type},
+        "reporter": {"name": reporter}, "customfield_10402": {"value": cluster},
+    }
+    if approver:
+        fields["customfield_10500"] = {"name": approver}
+    if subject:
+        fields["customfield_10401"] = {"name": subject}
+    if role:
+        fields["customfield_10403"] = role
+    if window:
+        fields["customfield_10404"], fields["customfield_10405"] = window
+    histories = []
+    if approved:
+        histories.append({"created": approved, "items": [
+            {"field": "status", "fromString": "In Review", "toString": "Approved"}]})
+    return {"id": key, "key": key, "fields": fields, "changelog": {"histories": histories}}
+
+
+TICKETS = [
+    ("jira", "jira", _jira("ACC-101", "Access Request", "Done", "carol", "dave", "carol",
+                            "pg-fin-01", "fin_admin", "2024-07-04T16:20:00.000+0000")),
+    ("jira", "jira", _jira("ACC-102", "Access Request", "Done", "erin", "dave", "erin",
+                            "pg-fin-01", "fin_admin", "2024-07-07T10:00:00.000+0000")),
+    ("jira", "jira", _jira("CHG-2001", "Change", "Closed", "dba_bob", "dave", None,
+                            "pg-fin-01", None, "2024-07-09T10:00:00.000+0000",
+                            ("2024-07-10T08:00:00.000+0000", "2024-07-10T12:00:00.000+0000"))),
+    # ServiceNow times are local to the instance (Europe/Berlin: UTC+2 in summer)
+    ("servicenow", "servicenow", {
+        "number": "ACC-103", "u_type": "access", "approval": "approved",
+        "requested_by": {"display_value": "frank"}, "u_approver": "dave",
+        "sys_updated_on": "2024-07-08 13:00:00", "u_user": "frank", "cmdb_ci": "pg-fin-01",
+        "u_role": "SUPERUSER"}),
+    ("servicenow", "servicenow", {
+        "number": "CHG-2002", "u_type": "change", "approval": "approved",
+        "requested_by": {"display_value": "svc_deploy"}, "u_approver": "dave",
+        "sys_updated_on": "2024-07-10 12:00:00", "cmdb_ci": "pg-fin-01",
+        "start_date": "2024-07-11 04:00:00", "end_date": "2024-07-11 06:00:00"}),
+]
+
+SETTINGS = [
+    ("jira", "jira", "field", "approver", "fields.customfield_10500.name"),
+    ("jira", "jira", "field", "approved_at", "changelog"),
+    ("jira", "jira", "field", "subject_user", "fields.customfield_10401.name"),
+    ("jira", "jira", "field", "cluster", "fields.customfield_10402.value"),
+    ("jira", "jira", "field", "role", "fields.customfield_10403"),
+    ("jira", "jira", "field", "window_start", "fields.customfield_10404"),
+    ("jira", "jira", "field", "window_end", "fields.customfield_10405"),
+    ("jira", "jira", "type", "Access Request", "access"),
+    ("jira", "jira", "type", "Change", "change"),
+    ("servicenow", "servicenow", "field", "ticket_type", "u_type"),
+    ("servicenow", "servicenow", "field", "status", "approval"),
+    ("servicenow", "servicenow", "field", "requester", "requested_by.display_value"),
+    ("servicenow", "servicenow", "field", "approver", "u_approver"),
+    ("servicenow", "servicenow", "field", "approved_at", "sys_updated_on"),
+    ("servicenow", "servicenow", "field", "subject_user", "u_user"),
+    ("servicenow", "servicenow", "field", "cluster", "cmdb_ci"),
+    ("servicenow", "servicenow", "field", "role", "u_role"),
+    ("servicenow", "servicenow", "approved_status", "approved", "true"),
+    ("servicenow", "servicenow", "timezone", "", "Europe/Berlin"),
+    ("aws_backup", "aws_backup", "resource_cluster",
+     "arn:aws:rds:eu-west-1:123456789012:db:hr-primary", "pg-hr-02"),
+]
+
+ROLE_CATALOG = [
+    ("fin_admin", "pg-fin-*", "true"), ("hr_admin", "pg-hr-*", "true"),
+    ("app_read", "*", "false"), ("SUPERUSER", "*", "true"), ("CREATEROLE", "*", "true"),
+]
+APPLICATIONS = [
+    ("ledger", "pg-fin-01", "true", "daily"), ("payroll", "pg-hr-02", "true", "weekly"),
+    ("sandbox", "pg-dev-09", "false", "daily"),
+]
+IDENTITY_MAP = [("svc_deploy", "deploy-bot", "service", "CAB-1")]
+
+
+def _backups() -> list[tuple[str, str, dict[str, Any]]]:
+    rows: list[tuple[str, str, dict[str, Any]]] = []
+    day = date(2024, 7, 1)
+    while day < date(2024, 10, 1):
+        stop = datetime(day.year, day.month, day.day, 2, 30, tzinfo=timezone.utc)
+        label = day.strftime("%Y%m%d-020000F")
+        if day != date(2024, 8, 15):  # a missing backup: a gap
+            rows.append(("pgbackrest", "pgbackrest_info", {"stanza": "pg-fin-01", "backup": {
+                "label": label, "type": "full", "error": day == date(2024, 8, 16),
+                "timestamp": {"start": int(stop.timestamp()) - 1800,
+                              "stop": int(stop.timestamp())}}}))
+        day += timedelta(days=1)
+    day = date(2024, 7, 1)
+    while day < date(2024, 10, 1):
+        rows.append(("aws_backup", "aws_backup", {
+            "BackupJobId": f"job-{day.isoformat()}",
+            "ResourceArn": "arn:aws:rds:eu-west-1:123456789012:db:hr-primary",
+            "CompletionDate": f"{day.isoformat()}T03:00:00Z",
+            "State": "FAILED" if day == date(2024, 9, 2) else "COMPLETED"}))
+        day += timedelta(days=7)
+    return rows
+
+
+def _load(db: Database) -> None:
+    with db.connect() as conn, conn.cursor() as cur:
+        cur.execute(
+            "insert into soxtrail.sox_runs (id, quarter, clusters, config, config_hash,"
+            " tool_version, triggered_by) values (%s, '2024Q3', null, '{}', 'x', 'test', 'pytest')",
+            (RUN_ID,))
+        for name, evidence_id in EVIDENCE.items():
+            cur.execute(
+                "insert into soxtrail.sox_evidence (id, run_id, source_system, query_name,"
+                " query_text, query_params, executed_at, executed_by, result_row_count,"
+                " result_hash, raw_output_s3_key) values (%s, %s, %s, %s, 'q', '{}', now(),"
+                " 'pytest', 0, 'h', %s)",
+                (evidence_id, RUN_ID, SYSTEM[name], name, f"2024Q3/{RUN_ID}/raw/{name}"))
+        for row in CSVLOG:
+            columns = ["run_id", "evidence_id", "source_name", *row]
+            cur.execute(
+                f"insert into raw.pgaudit_csvlog ({', '.join(columns)})"
+                f" values ({', '.join(['%s'] * len(columns))})",
+                (RUN_ID, EVIDENCE["csvlog"], "pg-logs", *row.values()))
+        for row in JSONLOG:
+            cur.execute(
+                "insert into raw.pgaudit_jsonlog (run_id, evidence_id, source_name, cluster,"
+                " locator, doc) values (%s, %s, 'pg-json', %s, %s, %s)",
+                (RUN_ID, EVIDENCE["jsonlog"], row["cluster"], row["locator"],
+                 json.dumps(row["doc"])))
+        for row in STDERR:
+            columns = ["run_id", "evidence_id", "source_name", *row]
+            cur.execute(
+                f"insert into raw.pgaudit_stderr ({', '.join(columns)})"
+                f" values ({', '.join(['%s'] * len(columns))})",
+                (RUN_ID, EVIDENCE["stderr"], "pg-stderr", *row.values()))
+        for index, (cluster, member, granted, login) in enumerate(MEMBERSHIPS):
+            cur.execute(
+                "insert into raw.catalog_memberships (run_id, evidence_id, source_name, cluster,"
+                " locator, member, granted_role, admin_option, rolsuper, rolcanlogin,"
+                " rolcreaterole, rolvaliduntil) values (%s, %s, 'catalog', %s, %s, %s, %s,"
+                " 'f', 'f', %s, 'f', null)",
+                (RUN_ID, EVIDENCE["memberships"], cluster, f"memberships.csv:{index + 2}",
+                 member, granted, login))
+        for index, (cluster, name, rolsuper, createrole, login) in enumerate(ROLES):
+            cur.execute(
+                "insert into raw.catalog_roles (run_id, evidence_id, source_name, cluster,"
+                " locator, rolname, rolsuper, rolcreaterole, rolcanlogin, rolvaliduntil)"
+                " values (%s, %s, 'catalog', %s, %s, %s, %s, %s, %s, 'infinity')",
+                (RUN_ID, EVIDENCE["roles"], cluster, f"roles.csv:{index + 2}", name, rolsuper,
+                 createrole, login))
+        for table, rows in (("iam_events", IAM), ("tickets", TICKETS), ("backups", _backups())):
+            for index, (source, connector, doc) in enumerate(rows):
+                cur.execute(
+                    f"insert into raw.{table} (run_id, evidence_id, source_name, connector,"
+                    " locator, doc) values (%s, %s, %s, %s, %s, %s)",
+                    (RUN_ID, EVIDENCE[source], source, connector, f"page-0.json#{index}",
+                     json.dumps(doc)))
+        for index, (role, pattern, privileged) in enumerate(ROLE_CATALOG):
+            cur.execute(
+                "insert into raw.role_catalog (run_id, evidence_id, locator, role_name,"
+                " cluster_pattern, is_privileged, description, owner, allowed_holders)"
+                " values (%s, %s, %s, %s, %s, %s, '', 'dba', '')",
+                (RUN_ID, EVIDENCE["role_catalog"], f"role_catalog.csv:{index + 2}", role,
+                 pattern, privileged))
+        for index, (application, cluster, in_scope, policy) in enumerate(APPLICATIONS):
+            cur.execute(
+                "insert into raw.applications (run_id, evidence_id, locator, application,"
+                " cluster, sox_in_scope, backup_policy) values (%s, %s, %s, %s, %s, %s, %s)",
+                (RUN_ID, EVIDENCE["applications"], f"applications.csv:{index + 2}",
+                 application, cluster, in_scope, policy))
+        for index, (login_role, identity, kind, ref) in enumerate(IDENTITY_MAP):
+            cur.execute(
+                "insert into raw.identity_map (run_id, evidence_id, locator, login_role,"
+                " identity, identity_type, approval_ref) values (%s, %s, %s, %s, %s, %s, %s)",
+                (RUN_ID, EVIDENCE["identity_map"], f"identity_map.csv:{index + 2}",
+                 login_role, identity, kind, ref))
+        for source, connector, setting, key, value in SETTINGS:
+            cur.execute(
+                "insert into raw.source_settings (run_id, source_name, connector, setting, key,"
+                " value) values (%s, %s, %s, %s, %s, %s)",
+                (RUN_ID, source, connector, setting, key, value))
+        conn.commit()
+
+
+@pytest.fixture(scope="module")
+def built(pg_database: Database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Load the estate, run one `dbt build` (models, snapshot, data and unit tests)."""
+    from dbt.cli.main import dbtRunner
+
+    _load(pg_database)
+    work = tmp_path_factory.mktemp("dbt")
+    params = pg_database.params
+    profile = {"soxtrail": {"target": "test", "outputs": {"test": {
+        "type": "postgres", "host": params.get("host", "127.0.0.1"),
+        "port": int(params.get("port", 5432)), "user": params.get("user", "postgres"),
+        "password": params.get("password", ""), "dbname": params["dbname"],
+        "schema": "marts", "threads": 2}}}}
+    (work / "profiles.yml").write_text(yaml.safe_dump(profile), encoding="utf-8")
+    result = dbtRunner().invoke([
+        "build", "--vars", json.dumps(QUARTER_VARS),
+        "--profiles-dir", str(work), "--project-dir", str(PROJECT_DIR),
+        "--target-path", str(work / "target"), "--log-path", str(work / "logs"),
+    ])
+    yield result
+
+
+def _rows(db: Database, model: str) -> dict[str, dict[str, Any]]:
+    with db.connect() as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        cur.execute(f"select * from marts.{model} where run_id = %s", (RUN_ID,))  # type: ignore[arg-type]
+        return {row["item_key"]: row for row in cur.fetchall()}
+
+
+def _verdicts(rows: dict[str, dict[str, Any]]) -> dict[str, tuple[str, list[str]]]:
+    return {key: (row["result"], row["exception_reasons"]) for key, row in rows.items()}
+
+
+def test_build_runs_models_snapshot_data_and_unit_tests_without_failure(built: Any) -> None:
+    failures = [(r.node.unique_id, str(r.status), r.message) for r in built.result
+                if str(r.status) not in ("success", "pass")]
+    assert built.success, failures
+    kinds = {r.node.resource_type for r in built.result}
+    assert {"model", "snapshot", "test", "unit_test"} <= {str(k) for k in kinds}
+
+
+def test_privileged_grants_are_judged_by_their_ticket(built: Any, pg_database: Database) -> None:
+    rows = _rows(pg_database, "fct_control_ac01__privileged_access_approved")
+    assert _verdicts(rows) == {
+        "pg-fin-01|carol|fin_admin|2024-07-05T10:00:00Z": ("PASS", []),
+        "pg-fin-01|erin|fin_admin|2024-07-06T09:00:00Z": ("EXCEPTION", ["APPROVED_AFTER_GRANT"]),
+        "pg-fin-01|frank|SUPERUSER|2024-07-08T12:00:00Z": ("EXCEPTION", ["APPROVER_RAN_GRANT"]),
+    }
+    carol = rows["pg-fin-01|carol|fin_admin|2024-07-05T10:00:00Z"]
+    assert (carol["ticket_key"], carol["ticket_match"]) == ("ACC-101", "explicit")
+    assert str(carol["evidence_id"]) == EVIDENCE["csvlog"]
+    assert [str(e) for e in carol["supporting_evidence_ids"]] == sorted(
+        [EVIDENCE["jira"], EVIDENCE["role_catalog"]])
+    frank = rows["pg-fin-01|frank|SUPERUSER|2024-07-08T12:00:00Z"]
+    # ServiceNow 13:00 Europe/Berlin is 11:00 UTC: approved an hour before the grant
+    assert frank["approved_at"] == datetime(2024, 7, 8, 11, tzinfo=timezone.utc)
+
+
+def test_revocations_are_timed_against_the_sla(built: Any, pg_database: Database) -> None:
+    assert _verdicts(_rows(pg_database, "fct_control_ac02__timely_revocation")) == {
+        "gina|pg-fin-01|fin_admin": ("PASS", []),
+        "gina|pg-fin-01|LOGIN": ("EXCEPTION", ["REVOKED_LATE"]),
+        "gina|pg-hr-02|hr_admin": ("EXCEPTION", ["NOT_REVOKED"]),
+        "gina|pg-hr-02|LOGIN": ("EXCEPTION", ["NOT_REVOKED"]),
+    }
+
+
+def test_quarter_end_access_is_listed_and_checked(built: Any, pg_database: Database) -> None:
+    assert _verdicts(_rows(pg_database, "fct_control_ac03__quarter_end_access")) == {
+        "pg-fin-01|carol|fin_admin": ("PASS", []),
+        "pg-fin-01|carol|app_read": ("PASS", []),
+        "pg-fin-01|erin|fin_admin": ("PASS", []),
+        "pg-fin-01|frank|SUPERUSER": ("PASS", []),
+        "pg-fin-01|dba_bob|CREATEROLE": ("EXCEPTION", ["NO_APPROVAL_ON_RECORD"]),
+        "pg-fin-01|svc_deploy|mystery_role": ("EXCEPTION", ["UNKNOWN_ROLE"]),
+        "pg-hr-02|gina|hr_admin": ("EXCEPTION", ["INACTIVE_HOLDER", "NO_APPROVAL_ON_RECORD"]),
+    }
+
+
+def test_ddl_is_one_item_per_statement_and_needs_a_change_ticket(
+        built: Any, pg_database: Database) -> None:
+    rows = _rows(pg_database, "fct_control_cm01__changes_authorized")
+    assert _verdicts(rows) == {
+        "pg-fin-01|s2|1": ("PASS", []),
+        "pg-fin-01|s3|1": ("PASS", []),
+        "pg-fin-01|s3|2": ("EXCEPTION", ["OUTSIDE_CHANGE_WINDOW"]),
+        "pg-hr-02|555|1": ("EXCEPTION", ["TICKET_CLUSTER_MISMATCH"]),
+    }
+    ledger = rows["pg-fin-01|s2|1"]
+    assert ledger["audit_entry_count"] == 2
+    assert ledger["statement_text"].startswith("/* CHG-2001 */ CREATE TABLE ledger (\n")
+    assert rows["pg-fin-01|s3|1"]["executed_by_identity_type"] == "service"
+
+
+def test_backup_days_follow_each_clusters_policy(built: Any, pg_database: Database) -> None:
+    rows = _rows(pg_database, "fct_control_bk01__backups_performed")
+    assert len(rows) == 2 * 92
+    exceptions = sorted(key for key, row in rows.items() if row["result"] == "EXCEPTION")
+    assert exceptions == (
+        ["pg-fin-01|2024-08-15", "pg-fin-01|2024-08-16"]
+        + [f"pg-hr-02|2024-09-0{day}" for day in range(2, 9)]
+    )
+    assert all(row["exception_reasons"] == ["NO_BACKUP"] for key, row in rows.items()
+               if key in exceptions)
+
+
+def test_summary_counts_every_control(built: Any, pg_database: Database) -> None:
+    rows = _rows(pg_database, "fct_control_summary")
+    assert {key: (row["population"], row["exceptions"], row["result"])
+            for key, row in rows.items()} == {
+        "AC-01": (3, 2, "EXCEPTIONS"),
+        "AC-02": (4, 3, "EXCEPTIONS"),
+        "AC-03": (7, 3, "EXCEPTIONS"),
+        "CM-01": (4, 2, "EXCEPTIONS"),
+        "BK-01": (184, 9, "EXCEPTIONS"),
+    }
+    expected_id = uuid.UUID(bytes=__import__("hashlib").md5(
+        f"soxtrail:{RUN_ID}:fct_control_ac01__privileged_access_approved".encode()).digest())
+    assert rows["AC-01"]["control_evidence_id"] == expected_id

@@ -1,0 +1,122 @@
+"""pgbackrest_info: command or file, one capture, one row per backup, stanza settings."""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from extract import pgbackrest_info
+from extract.base import RawRow, Reject, Source
+from extract.snapshot import SnapshotRun
+from extract.store import LocalStore
+from soxtrail.errors import ConfigError, SourceError
+from soxtrail.quarter import Quarter
+
+
+def backup(label: str, kind: str, start: int) -> dict[str, object]:
+    return {"label": label, "type": kind, "timestamp": {"start": start, "stop": start + 60},
+            "error": False, "info": {"size": 1, "delta": 1,
+                                     "repository": {"size": 1, "delta": 1}},
+            "prior": None, "reference": None, "database": {"id": 1, "repo-key": 1}}
+
+
+INFO = [
+    {"name": "fin", "status": {"code": 0, "message": "ok"}, "db": [], "archive": [],
+     "backup": [backup("20240701-020000F", "full", 1719799200),
+                backup("20240701-020000F_20240702-020000I", "incr", 1719885600)]},
+    {"name": "hr", "status": {"code": 2, "message": "no valid backups"}, "backup": []},
+    {"name": "ops", "status": {"code": 0, "message": "ok"},
+     "backup": [backup("20240703-020000F", "full", 1719972000)]},
+]
+INFO_BYTES = json.dumps(INFO, indent=2).encode()
+
+
+def make_run(tmp_path: Path) -> SnapshotRun:
+    return SnapshotRun(run_id=str(uuid.uuid4()), quarter=Quarter.parse("2024Q3"),
+                       executed_by="ci", store=LocalStore(tmp_path / "store"),
+                       spool_dir=tmp_path / "spool")
+
+
+def source(tmp_path: Path, **values: object) -> Source:
+    return Source(name="backrest", system="backups", connector="pgbackrest_info",
+                  values=values, base_dir=tmp_path)
+
+
+def test_file_is_captured_as_is_and_loads_one_row_per_backup(tmp_path: Path) -> None:
+    (tmp_path / "info.json").write_bytes(INFO_BYTES)
+    run = make_run(tmp_path)
+    pgbackrest_info.snapshot(source(tmp_path, path="info.json"), run)
+    (record,) = run.records
+    assert record.result_row_count == 3
+    assert record.query_params["raw_table"] == "raw.backups"
+    stored = run.store.fetch(record.raw_output_s3_key, tmp_path)
+    assert stored.read_bytes() == INFO_BYTES
+    items = list(pgbackrest_info.load(record.query_params, stored))
+    assert [i.locator for i in items] == ["info.json#0.0", "info.json#0.1", "info.json#2.0"]
+    assert isinstance(items[1], RawRow)
+    assert items[1].values == ({"stanza": "fin", "backup": INFO[0]["backup"][1]},)  # type: ignore[index]
+
+
+def test_command_output_is_captured_exactly(tmp_path: Path) -> None:
+    script = tmp_path / "fake_info.py"
+    script.write_text(f"import sys; sys.stdout.buffer.write({INFO_BYTES!r})")
+    argv = [sys.executable, str(script), "--output=json"]
+    run = make_run(tmp_path)
+    pgbackrest_info.snapshot(source(tmp_path, command=argv), run)
+    (record,) = run.records
+    assert record.query_text.endswith("fake_info.py --output=json")
+    assert record.query_params["command"] == argv
+    assert run.store.fetch(record.raw_output_s3_key, tmp_path).read_bytes() == INFO_BYTES
+    assert record.result_row_count == 3
+
+
+def test_failing_command_names_the_source_and_exit_code(tmp_path: Path) -> None:
+    argv = [sys.executable, "-c", "import sys; print('ERROR: [055]: unable to open', "
+                                  "file=sys.stderr); sys.exit(55)"]
+    with pytest.raises(SourceError, match=r"backrest: .* exited with 55: ERROR: \[055\]"):
+        pgbackrest_info.snapshot(source(tmp_path, command=argv), make_run(tmp_path))
+
+
+def test_command_that_hangs_times_out(tmp_path: Path) -> None:
+    argv = [sys.executable, "-c", "import time; time.sleep(30)"]
+    with pytest.raises(SourceError, match=r"timed out after 0\.5 s"):
+        pgbackrest_info.snapshot(source(tmp_path, command=argv, timeout=0.5), make_run(tmp_path))
+
+
+def test_command_must_be_an_argument_list(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="argument list"):
+        pgbackrest_info.snapshot(source(tmp_path, command="pgbackrest info | cat"),
+                                 make_run(tmp_path))
+
+
+@pytest.mark.parametrize(("data", "reason"), [
+    (b"[{", "invalid JSON"),
+    (b'{"name": "fin"}', "expected a JSON array"),
+    (b"\xff", "invalid UTF-8"),
+])
+def test_unreadable_output_is_one_reject(tmp_path: Path, data: bytes, reason: str) -> None:
+    path = tmp_path / "info.json"
+    path.write_bytes(data)
+    (reject,) = pgbackrest_info.load({"file": "info.json"}, path)
+    assert isinstance(reject, Reject) and reason in reject.reason
+    assert pgbackrest_info.count_rows({"file": "info.json"}, path) == 1
+
+
+def test_malformed_stanza_is_rejected_and_counts_add_up(tmp_path: Path) -> None:
+    path = tmp_path / "info.json"
+    path.write_text(json.dumps([{"name": "fin"}, INFO[0]]))
+    items = list(pgbackrest_info.load({"file": "info.json"}, path))
+    assert isinstance(items[0], Reject) and items[0].locator == "info.json#0"
+    assert len(items) == 3 == pgbackrest_info.count_rows({}, path)
+
+
+def test_settings_map_stanzas_to_clusters(tmp_path: Path) -> None:
+    src = source(tmp_path, path="x", stanza_cluster={"fin": "pg-fin-01", "hr": "pg-hr-02"})
+    assert list(pgbackrest_info.settings(src)) == [("stanza_cluster", "fin", "pg-fin-01"),
+                                                  ("stanza_cluster", "hr", "pg-hr-02")]
+    with pytest.raises(ConfigError, match="stanza_cluster"):
+        list(pgbackrest_info.settings(source(tmp_path, path="x", stanza_cluster=["fin"])))
