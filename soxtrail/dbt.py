@@ -78,7 +78,7 @@ def invoke(db: Database, args: list[str], *, workdir: Path, vars: dict[str, Any]
         full += ["--vars", json.dumps(vars, sort_keys=True)]
     result = dbtRunner().invoke(full)
     if result.exception is not None:
-        raise PipelineError(f"dbt {args[0]} failed: {result.exception}")
+        raise PipelineError(f"dbt {' '.join(args[:2])} failed: {result.exception}")
     results = list(getattr(result.result, "results", []) or [])
     return DbtResult(success=bool(result.success), results=results, target_path=target_path)
 

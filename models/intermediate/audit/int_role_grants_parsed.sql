@@ -30,7 +30,8 @@ grant_statements as (
             'i'
         ) as grant_parts
     from role_statements
-    where role_statements.command = 'GRANT'
+    -- pgaudit logs the command tag: GRANT ROLE for role grants (older versions: GRANT)
+    where role_statements.command in ('GRANT', 'GRANT ROLE')
 
 ),
 

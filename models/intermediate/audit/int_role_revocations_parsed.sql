@@ -32,7 +32,8 @@ revoke_statements as (
             'i'
         ) as revoke_parts
     from role_statements
-    where role_statements.command = 'REVOKE'
+    -- pgaudit logs the command tag: REVOKE ROLE for role revokes (older versions: REVOKE)
+    where role_statements.command in ('REVOKE', 'REVOKE ROLE')
 
 ),
 
