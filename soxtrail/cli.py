@@ -41,7 +41,8 @@ out = Console(highlight=False, soft_wrap=True)
 
 QuarterOpt = Annotated[str, typer.Option("--quarter", "-q", help="Quarter to report, e.g. 2024Q3.")]
 ConfigOpt = Annotated[Path | None, typer.Option(
-    "--config", "-c", help="soxtrail.yml; without it the demo estate is used (generated if missing).")]
+    "--config", "-c",
+    help="soxtrail.yml; without it the demo estate is used (generated if missing).")]
 ClustersOpt = Annotated[str | None, typer.Option(
     "--clusters", help="Comma-separated clusters in scope (default: every in-scope cluster).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary.")]
@@ -325,3 +326,7 @@ def main() -> None:
 
 
 _ = EXIT_USAGE  # re-exported for callers that import exit codes from the CLI
+
+# command groups living in their own modules register themselves on `app`
+import soxtrail.audit_cli  # noqa: E402
+import soxtrail.docs_cli  # noqa: E402, F401

@@ -198,5 +198,6 @@ def recorded_config(recorded: dict[str, Any]) -> Config:
     """Rebuild a run's config from its recorded (redacted) form, without resolving secrets."""
     base_dir = Path(recorded.get("_base_dir", "."))
     config = parse_config(recorded, path=None, base_dir=base_dir, resolve_secrets=False)
-    config.catalogs = {k: Path(v) for k, v in recorded.get("_catalogs", {}).items()} or config.catalogs
+    catalogs = {k: Path(v) for k, v in recorded.get("_catalogs", {}).items()}
+    config.catalogs = catalogs or config.catalogs
     return config

@@ -64,12 +64,13 @@ def resolve_database() -> Database:
     """SOXTRAIL_DATABASE_URL when set, else the embedded server (started if needed)."""
     dsn = os.environ.get("SOXTRAIL_DATABASE_URL", "").strip()
     if dsn:
-        secrets.remember(conninfo.conninfo_to_dict(dsn).get("password") or "")
+        secrets.remember(str(conninfo.conninfo_to_dict(dsn).get("password") or ""))
         return Database(dsn=dsn, embedded=False)
     try:
         return Database(dsn=_embedded_dsn(), embedded=True)
     except Exception as exc:  # pgserver raises plain exceptions on start-up failures
-        raise DatabaseUnavailable(f"cannot start the embedded PostgreSQL under {home() / 'pg'}: {exc}") from exc
+        raise DatabaseUnavailable(
+            f"cannot start the embedded PostgreSQL under {home() / 'pg'}: {exc}") from exc
 
 
 def bootstrap(db: Database) -> None:

@@ -112,7 +112,8 @@ def get_run(conn: psycopg.Connection[Any], run_id: str) -> Run:
             rows = cur.fetchall()
         except ValueError:
             if len(run_id) < 8:
-                raise PipelineError(f"run id {run_id!r}: give the full id or at least 8 characters")
+                raise PipelineError(
+                    f"run id {run_id!r}: give the full id or at least 8 characters") from None
             cur.execute("select * from soxtrail.sox_runs where id::text like %s", (run_id + "%",))
             rows = cur.fetchall()
     if not rows:

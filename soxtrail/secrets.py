@@ -11,11 +11,12 @@ from soxtrail.errors import ConfigError
 
 REDACTED = "***"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@",
-                           re.IGNORECASE)
+_URL_PASSWORD = re.compile(
+    r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@", re.IGNORECASE)
 _KV_PASSWORD = re.compile(r"(?P<k>\bpassword\s*=\s*)(?P<v>'[^']*'|\S+)", re.IGNORECASE)
-_SECRET_PARAMS = re.compile(r"(?P<k>[?&](?:token|access_token|api_key|apikey|key|sig|signature|password)=)"
-                            r"(?P<v>[^&\s]+)", re.IGNORECASE)
+_SECRET_PARAMS = re.compile(
+    r"(?P<k>[?&](?:token|access_token|api_key|apikey|key|sig|signature|password)=)"
+    r"(?P<v>[^&\s]+)", re.IGNORECASE)
 
 # every secret value seen in this process; redact() removes each of them
 _known: set[str] = set()

@@ -39,7 +39,8 @@ def completed_run(pg_database: Database, demo_estate: Path,
     return summary
 
 
-def _mart_rows(conn: psycopg.Connection, model: str, run_id: str) -> dict[str, tuple[str, list[str]]]:
+def _mart_rows(conn: psycopg.Connection, model: str,
+               run_id: str) -> dict[str, tuple[str, list[str]]]:
     rows = conn.execute(f"select item_key, result, exception_reasons from marts.{model}"
                         " where run_id = %s", (run_id,)).fetchall()
     return {key: (result, sorted(reasons)) for key, result, reasons in rows}

@@ -1,4 +1,4 @@
-"""The platform schema: append-only evidence and raw tables, the hash chain, idempotent bootstrap."""
+"""The platform schema: append-only evidence and raw tables, the hash chain, bootstrap."""
 
 from __future__ import annotations
 

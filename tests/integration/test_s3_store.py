@@ -56,7 +56,7 @@ def test_locked_objects_cannot_be_deleted(s3_endpoint: str) -> None:
     head = client.head_object(Bucket=bucket, Key="p/2024Q3/run/bundle/MANIFEST.sha256")
     assert head["ObjectLockMode"] == "COMPLIANCE"
     version = head["VersionId"]
-    with pytest.raises(ClientError, match="AccessDenied|locked|WORM|retention"):
+    with pytest.raises(ClientError, match=r"AccessDenied|locked|WORM|retention"):
         client.delete_object(Bucket=bucket, Key="p/2024Q3/run/bundle/MANIFEST.sha256",
                              VersionId=version)
     assert store.open("2024Q3/run/bundle/MANIFEST.sha256").read() == b"abc  file\n"

@@ -23,13 +23,14 @@ def test_an_unknown_top_level_key_names_the_key_and_file(tmp_path: Path) -> None
 
 def test_an_unknown_connector_is_named(tmp_path: Path) -> None:
     path = _write(tmp_path, "sources:\n  - {name: x, system: iam, connector: ldap}\n")
-    with pytest.raises(ConfigError, match=r"sources\[0\] \(x\)\.connector: unknown connector 'ldap'"):
+    with pytest.raises(ConfigError,
+                       match=r"sources\[0\] \(x\)\.connector: unknown connector 'ldap'"):
         load_config(path)
 
 
 def test_an_unknown_policy_key_is_named(tmp_path: Path) -> None:
     path = _write(tmp_path, "policy:\n  revocation_sla_hourz: 4\n")
-    with pytest.raises(ConfigError, match="policy.revocation_sla_hourz"):
+    with pytest.raises(ConfigError, match=r"policy\.revocation_sla_hourz"):
         load_config(path)
 
 

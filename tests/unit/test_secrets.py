@@ -6,7 +6,8 @@ from soxtrail import secrets
 from soxtrail.errors import ConfigError
 
 
-def test_env_references_resolve_and_are_redacted_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_references_resolve_and_are_redacted_everywhere(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CANARY_TOKEN", "canary-7f3a9c1e")
     value = secrets.resolve({"auth": {"token": "${CANARY_TOKEN}"}}, "sources[0]")
     assert value == {"auth": {"token": "canary-7f3a9c1e"}}
@@ -16,7 +17,8 @@ def test_env_references_resolve_and_are_redacted_everywhere(monkeypatch: pytest.
 
 def test_a_missing_env_variable_names_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NOPE_NOT_SET", raising=False)
-    with pytest.raises(ConfigError, match=r"sources\[2\]\.token: environment variable NOPE_NOT_SET"):
+    with pytest.raises(ConfigError,
+                       match=r"sources\[2\]\.token: environment variable NOPE_NOT_SET"):
         secrets.resolve({"token": "${NOPE_NOT_SET}"}, "sources[2]")
 
 
