@@ -47,7 +47,7 @@ test-fast: $(STAMP) ## Unit tests only
 lint: $(STAMP) ## ruff, mypy and sqlfluff
 	$(BIN)/ruff check soxtrail extract render tests
 	$(BIN)/mypy
-	$(BIN)/sqlfluff lint models macros
+	$(BIN)/python -m soxtrail.sqllint models macros
 
 docs: $(STAMP) ## Build the dbt docs site against the last run's database
 	$(BIN)/soxtrail docs generate
