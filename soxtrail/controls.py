@@ -59,7 +59,8 @@ def canonical_lines(conn: psycopg.Connection[Any], query: str,
     conn.execute("set time zone 'UTC'")
     with conn.cursor(name="soxtrail_canonical") as cur:
         cur.itersize = 5000
-        cur.execute(query, params)  # type: ignore[arg-type]
+        # no parameters → no placeholder parsing, so a `%` in compiled SQL is literal
+        cur.execute(query, params or None)  # type: ignore[arg-type]
         first = True
         for (line,) in cur:
             yield (line if first else "\n" + line).encode("utf-8")

@@ -233,8 +233,8 @@ def check_control(conn: psycopg.Connection[Any], row: dict[str, Any]) -> list[Ve
     control_id, model = _control_of(row)
     subject = f"{control_id} {model} (evidence {row['id']})"
     verdicts = []
-    # canonical_digest always passes parameters, so a literal `%` in the SQL must be doubled
-    rerun = _digest(conn, controls.canonical_query_for_sql(row["query_text"]).replace("%", "%%"))
+    # no parameters: the compiled SQL is sent as it is, a `%` in it stays literal
+    rerun = _digest(conn, controls.canonical_query_for_sql(row["query_text"]))
     if isinstance(rerun, str):
         verdicts.append(Verdict("FAIL", "control", subject,
                                 f"the stored compiled SQL does not run: {rerun}"))
