@@ -103,8 +103,9 @@ def _client(source: Source, policy: http.RetryPolicy, endpoint: str | None) -> A
         connect_timeout=policy.connect_timeout_seconds,
         read_timeout=policy.read_timeout_seconds,
     )
-    client = boto3.client("backup", region_name=str(source.get("region")),
-                          endpoint_url=endpoint, config=config)
+    # a fresh session: credentials come from the environment as it is now
+    client = boto3.session.Session().client(
+        "backup", region_name=str(source.get("region")), endpoint_url=endpoint, config=config)
     client.meta.events.register("before-parse.backup.ListBackupJobs", _check_body)
     return client
 

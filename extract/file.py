@@ -240,9 +240,11 @@ def s3_client() -> Any:
     import boto3
     from botocore.config import Config
 
-    return boto3.client("s3", endpoint_url=os.environ.get("SOXTRAIL_S3_ENDPOINT_URL") or None,
-                        config=Config(retries={"max_attempts": 8, "mode": "adaptive"},
-                                      connect_timeout=10, read_timeout=60))
+    # a fresh session: credentials come from the environment as it is now
+    return boto3.session.Session().client(
+        "s3", endpoint_url=os.environ.get("SOXTRAIL_S3_ENDPOINT_URL") or None,
+        config=Config(retries={"max_attempts": 8, "mode": "adaptive"},
+                      connect_timeout=10, read_timeout=60))
 
 
 def split_s3_uri(uri: str, source_name: str) -> tuple[str, str]:
