@@ -87,7 +87,9 @@ population as (
         privileged_grants.cluster
         || '|' || privileged_grants.grantee
         || '|' || privileged_grants.granted_role
-        || '|' || to_char(privileged_grants.granted_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+        || '|' || to_char(
+            privileged_grants.granted_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'
+        )
             as item_key,
         privileged_grants.cluster,
         privileged_grants.grantee,
@@ -96,7 +98,9 @@ population as (
         privileged_grants.grant_kind,
         privileged_grants.granted_at,
         privileged_grants.granted_by,
-        coalesce(granter_mappings.identity, lower(privileged_grants.granted_by)) as granted_by_identity,
+        coalesce(
+            granter_mappings.identity, lower(privileged_grants.granted_by)
+        ) as granted_by_identity,
         privileged_grants.statement_text as grant_statement,
         ticket_keys.ticket_key as referenced_ticket_key,
         privileged_grants.role_catalog_evidence_id,
@@ -128,7 +132,7 @@ implicit_matches as (
             and lower(tickets.cluster) = lower(population.cluster)
             and lower(tickets.role) = lower(population.granted_role)
     order by
-        population.item_key ASC,
+        population.item_key asc,
         coalesce(tickets.is_approved and tickets.approved_at <= population.granted_at, false) desc,
         coalesce(tickets.approved_at, tickets.window_start, tickets.window_end) desc nulls last,
         tickets.ticket_key desc
@@ -208,7 +212,8 @@ within_validity_window as (
             when matched_tickets.is_approved
                 then population.granted_at <= coalesce(
                     matched_tickets.window_end,
-                    matched_tickets.approved_at + interval '{{ var("approval_validity_days") }} days'
+                    matched_tickets.approved_at
+                    + interval '{{ var("approval_validity_days") }} days'
                 )
         end as is_within_validity_window
     from population

@@ -136,6 +136,23 @@ revoked_within_sla as (
 
 ),
 
+reasons as (
+
+    -- every reason code whose test fails, sorted; empty when the item passes
+    select
+        population.item_key,
+        {{ exception_reasons({
+            'NOT_REVOKED': 'not revoked.is_revoked',
+            'REVOKED_LATE': 'not revoked_within_sla.is_revoked_within_sla',
+        }) }} as exception_reasons
+    from population
+    inner join revoked
+        on population.item_key = revoked.item_key
+    inner join revoked_within_sla
+        on population.item_key = revoked_within_sla.item_key
+
+),
+
 final as (
 
     select
@@ -158,7 +175,9 @@ final as (
         reasons.exception_reasons,
         population.evidence_id,
         population.evidence_locator,
-        {{ sorted_uuids(arrays=['population.holding_evidence_ids', 'revoked.revocation_evidence_ids']) }}
+        {{ sorted_uuids(arrays=[
+            'population.holding_evidence_ids', 'revoked.revocation_evidence_ids',
+        ]) }}
             as supporting_evidence_ids,
         {{ control_evidence_id() }} as control_evidence_id
     from population
@@ -166,13 +185,8 @@ final as (
         on population.item_key = revoked.item_key
     inner join revoked_within_sla
         on population.item_key = revoked_within_sla.item_key
-    cross join lateral (
-        select
-            {{ exception_reasons({
-                'NOT_REVOKED': 'not revoked.is_revoked',
-                'REVOKED_LATE': 'not revoked_within_sla.is_revoked_within_sla',
-            }) }} as exception_reasons
-    ) as reasons
+    inner join reasons
+        on population.item_key = reasons.item_key
 
 )
 

@@ -162,9 +162,29 @@ approval_on_record as (
             and tickets.subject_user = population.holder_identity
             and lower(tickets.cluster) = lower(population.cluster)
             and lower(tickets.role) = lower(population.granted_role)
-        order by tickets.approved_at desc, tickets.ticket_key ASC
+        order by tickets.approved_at desc, tickets.ticket_key asc
         limit 1
     ) as approving_tickets on true
+
+),
+
+reasons as (
+
+    -- every reason code whose test fails, sorted; empty when the item passes
+    select
+        population.item_key,
+        {{ exception_reasons({
+            'UNKNOWN_ROLE': 'not role_in_catalog.has_role_catalog_entry',
+            'INACTIVE_HOLDER': 'not holder_active.is_holder_active',
+            'NO_APPROVAL_ON_RECORD': 'not approval_on_record.has_approval_on_record',
+        }) }} as exception_reasons
+    from population
+    inner join role_in_catalog
+        on population.item_key = role_in_catalog.item_key
+    inner join holder_active
+        on population.item_key = holder_active.item_key
+    inner join approval_on_record
+        on population.item_key = approval_on_record.item_key
 
 ),
 
@@ -203,14 +223,8 @@ final as (
         on population.item_key = holder_active.item_key
     inner join approval_on_record
         on population.item_key = approval_on_record.item_key
-    cross join lateral (
-        select
-            {{ exception_reasons({
-                'UNKNOWN_ROLE': 'not role_in_catalog.has_role_catalog_entry',
-                'INACTIVE_HOLDER': 'not holder_active.is_holder_active',
-                'NO_APPROVAL_ON_RECORD': 'not approval_on_record.has_approval_on_record',
-            }) }} as exception_reasons
-    ) as reasons
+    inner join reasons
+        on population.item_key = reasons.item_key
 
 )
 

@@ -31,7 +31,8 @@ quarter_days as (
 population as (
 
     select
-        scoped_clusters.cluster || '|' || to_char(quarter_days.backup_day, 'YYYY-MM-DD') as item_key,
+        scoped_clusters.cluster
+        || '|' || to_char(quarter_days.backup_day, 'YYYY-MM-DD') as item_key,
         scoped_clusters.cluster,
         quarter_days.backup_day,
         scoped_clusters.backup_policy,
@@ -52,8 +53,9 @@ successful_backup as (
         coalesce(sum(backup_days.successful_backups), 0) as successful_backups,
         max(backup_days.last_completed_at) as last_completed_at,
         count(backup_days.backup_day) > 0 as has_successful_backup,
-        array_agg(distinct backup_days.evidence_id) filter (where backup_days.evidence_id is not null)
-            as backup_evidence_ids
+        array_agg(distinct backup_days.evidence_id) filter (
+            where backup_days.evidence_id is not null
+        ) as backup_evidence_ids
     from population
     left join backup_days
         on
@@ -61,6 +63,20 @@ successful_backup as (
             and backup_days.backup_day > population.backup_day - population.window_days
             and population.backup_day >= backup_days.backup_day
     group by population.item_key
+
+),
+
+reasons as (
+
+    -- every reason code whose test fails, sorted; empty when the item passes
+    select
+        population.item_key,
+        {{ exception_reasons({
+            'NO_BACKUP': 'not successful_backup.has_successful_backup',
+        }) }} as exception_reasons
+    from population
+    inner join successful_backup
+        on population.item_key = successful_backup.item_key
 
 ),
 
@@ -80,17 +96,14 @@ final as (
         reasons.exception_reasons,
         population.evidence_id,
         population.evidence_locator,
-        {{ sorted_uuids(arrays=['successful_backup.backup_evidence_ids']) }} as supporting_evidence_ids,
+        {{ sorted_uuids(arrays=['successful_backup.backup_evidence_ids']) }}
+            as supporting_evidence_ids,
         {{ control_evidence_id() }} as control_evidence_id
     from population
     inner join successful_backup
         on population.item_key = successful_backup.item_key
-    cross join lateral (
-        select
-            {{ exception_reasons({
-                'NO_BACKUP': 'not successful_backup.has_successful_backup',
-            }) }} as exception_reasons
-    ) as reasons
+    inner join reasons
+        on population.item_key = reasons.item_key
 
 )
 

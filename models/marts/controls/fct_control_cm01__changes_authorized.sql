@@ -51,7 +51,9 @@ population as (
         ddl_statements.statement_id,
         ddl_statements.executed_at,
         ddl_statements.executed_by,
-        coalesce(identity_mappings.identity, lower(ddl_statements.executed_by)) as executed_by_identity,
+        coalesce(
+            identity_mappings.identity, lower(ddl_statements.executed_by)
+        ) as executed_by_identity,
         coalesce(identity_mappings.identity_type, 'person') as executed_by_identity_type,
         ddl_statements.command,
         ddl_statements.object_type,
@@ -160,7 +162,8 @@ ticket_for_cluster as (
     select
         population.item_key,
         case
-            when population.referenced_ticket_key is not null then explicit_tickets.is_ticket_for_cluster
+            when population.referenced_ticket_key is not null
+                then explicit_tickets.is_ticket_for_cluster
         end as is_ticket_for_cluster
     from population
     left join explicit_tickets
@@ -173,7 +176,8 @@ ticket_approved as (
     select
         population.item_key,
         case
-            when population.referenced_ticket_key is not null then explicit_tickets.is_ticket_approved
+            when population.referenced_ticket_key is not null
+                then explicit_tickets.is_ticket_approved
         end as is_ticket_approved
     from population
     left join explicit_tickets
@@ -196,6 +200,29 @@ within_change_window as (
         on population.item_key = explicit_tickets.item_key
     left join window_tickets
         on population.item_key = window_tickets.item_key
+
+),
+
+reasons as (
+
+    -- every reason code whose test fails, sorted; empty when the item passes
+    select
+        population.item_key,
+        {{ exception_reasons({
+            'NO_CHANGE_TICKET': 'not change_ticket.has_change_ticket',
+            'TICKET_CLUSTER_MISMATCH': 'not ticket_for_cluster.is_ticket_for_cluster',
+            'NOT_APPROVED': 'not ticket_approved.is_ticket_approved',
+            'OUTSIDE_CHANGE_WINDOW': 'not within_change_window.is_within_change_window',
+        }) }} as exception_reasons
+    from population
+    inner join change_ticket
+        on population.item_key = change_ticket.item_key
+    inner join ticket_for_cluster
+        on population.item_key = ticket_for_cluster.item_key
+    inner join ticket_approved
+        on population.item_key = ticket_approved.item_key
+    inner join within_change_window
+        on population.item_key = within_change_window.item_key
 
 ),
 
@@ -239,15 +266,8 @@ final as (
         on population.item_key = ticket_approved.item_key
     inner join within_change_window
         on population.item_key = within_change_window.item_key
-    cross join lateral (
-        select
-            {{ exception_reasons({
-                'NO_CHANGE_TICKET': 'not change_ticket.has_change_ticket',
-                'TICKET_CLUSTER_MISMATCH': 'not ticket_for_cluster.is_ticket_for_cluster',
-                'NOT_APPROVED': 'not ticket_approved.is_ticket_approved',
-                'OUTSIDE_CHANGE_WINDOW': 'not within_change_window.is_within_change_window',
-            }) }} as exception_reasons
-    ) as reasons
+    inner join reasons
+        on population.item_key = reasons.item_key
 
 )
 

@@ -25,7 +25,7 @@ controls as (
             '{{ control_name }}' as control_name,
             '{{ description | replace("'", "''") }}' as description,
             {{ control_evidence_id(model_name) }} as control_evidence_id
-                {{ "union all" if not loop.last }}
+        {{ "union all" if not loop.last }}
     {%- endfor %}
 
 ),
@@ -38,7 +38,7 @@ control_results as (
             control_rows.result
         from {{ ref(model_name) }} as control_rows
         where {{ this_run('control_rows') }}
-                {{ "union all" if not loop.last }}
+        {{ "union all" if not loop.last }}
     {%- endfor %}
 
 ),
