@@ -83,8 +83,14 @@ attribute_grants as (
     from attribute_statements
     cross join
         lateral unnest(array[
-            case when attribute_statements.attribute_parts[2] ~* '(^|\s)superuser(\s|$)' then 'SUPERUSER' end,
-            case when attribute_statements.attribute_parts[2] ~* '(^|\s)createrole(\s|$)' then 'CREATEROLE' end
+            case
+                when attribute_statements.attribute_parts[2] ~* '(^|\s)superuser(\s|$)'
+                    then 'SUPERUSER'
+            end,
+            case
+                when attribute_statements.attribute_parts[2] ~* '(^|\s)createrole(\s|$)'
+                    then 'CREATEROLE'
+            end
         ]) with ordinality as granted_attribute (name, name_position)
     where
         attribute_statements.attribute_parts is not null

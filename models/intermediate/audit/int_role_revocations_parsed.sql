@@ -43,7 +43,8 @@ role_revokes as (
     -- `REVOKE SELECT ON t` revokes a privilege, not a role
     select
         revoke_statements.audit_entry_id,
-        {{ unquote_identifier("regexp_replace(revokee.name, '^group\s+', '', 'i')") }} as login_role,
+        {{ unquote_identifier("regexp_replace(revokee.name, '^group\s+', '', 'i')") }}
+            as login_role,
         {{ unquote_identifier('revoked.name') }} as revoked_role,
         'REVOKE' as revocation_kind
     from revoke_statements
@@ -110,8 +111,10 @@ alter_options as (
         alter_statements.audit_entry_id,
         {{ unquote_identifier('alter_statements.alter_parts[1]') }} as login_role,
         alter_statements.alter_parts[2] as options,
-        {{ to_utc_timestamp("substring(alter_statements.alter_parts[2] from '(?i)valid\s+until\s+''([^'']*)''')") }}
-            as valid_until,
+        {{ to_utc_timestamp(
+            "substring(alter_statements.alter_parts[2]"
+            ~ " from '(?i)valid\s+until\s+''([^'']*)''')"
+        ) }} as valid_until,
         alter_statements.logged_at
     from alter_statements
     where

@@ -70,6 +70,25 @@ catalog_holdings as (
 
 ),
 
+seen_login_roles as (
+
+    select
+        catalog_holdings.cluster,
+        catalog_holdings.login_role
+    from catalog_holdings
+    union
+    select
+        grants.cluster,
+        grants.grantee
+    from grants
+    union
+    select
+        revocations.cluster,
+        revocations.login_role
+    from revocations
+
+),
+
 login_roles as (
 
     -- every login role seen anywhere, with the identity it belongs to
@@ -77,22 +96,7 @@ login_roles as (
         seen.cluster,
         seen.login_role,
         coalesce(identity_mappings.identity, lower(seen.login_role)) as identity
-    from (
-        select
-            catalog_holdings.cluster,
-            catalog_holdings.login_role
-        from catalog_holdings
-        union
-        select
-            grants.cluster,
-            grants.grantee
-        from grants
-        union
-        select
-            revocations.cluster,
-            revocations.login_role
-        from revocations
-    ) as seen
+    from seen_login_roles as seen
     left join identity_mappings
         on lower(seen.login_role) = lower(identity_mappings.login_role)
 

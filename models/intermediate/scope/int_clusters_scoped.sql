@@ -17,10 +17,11 @@ clusters as (
             as applications,
         bool_or(applications.is_sox_in_scope) as is_sox_in_scope,
         -- a cluster shared by applications is backed up per the strictest policy
+        {% set policy = "coalesce(applications.backup_policy, '"
+            ~ var("default_backup_policy") ~ "')" %}
         case
-            when bool_or(coalesce(applications.backup_policy, '{{ var("default_backup_policy") }}') = 'daily')
-                then 'daily'
-            else min(coalesce(applications.backup_policy, '{{ var("default_backup_policy") }}'))
+            when bool_or({{ policy }} = 'daily') then 'daily'
+            else min({{ policy }})
         end as backup_policy,
         (array_agg(applications.evidence_id order by applications.evidence_locator))[1]
             as evidence_id,

@@ -117,7 +117,8 @@ file_rows as (
     select
         backups.doc ->> coalesce(file_columns.cluster_column, 'cluster') as cluster,
         backups.doc ->> coalesce(file_columns.backup_id_column, 'backup_id') as backup_id,
-        backups.doc ->> coalesce(file_columns.completed_at_column, 'completed_at') as completed_at_text,
+        backups.doc ->> coalesce(file_columns.completed_at_column, 'completed_at')
+            as completed_at_text,
         lower(btrim(backups.doc ->> coalesce(file_columns.status_column, 'status')))
         in ('completed', 'success', 'succeeded', 'ok', 'true', 't', 'ok')
             as is_success,

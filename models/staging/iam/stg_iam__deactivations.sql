@@ -25,7 +25,9 @@ file_columns as (
                 then source_settings.setting_value
         end) as identity_column,
         max(case
-            when source_settings.setting = 'column' and source_settings.setting_key = 'deactivated_at'
+            when
+                source_settings.setting = 'column'
+                and source_settings.setting_key = 'deactivated_at'
                 then source_settings.setting_value
         end) as deactivated_at_column,
         max(case
@@ -73,13 +75,16 @@ okta as (
     cross join
         lateral jsonb_array_elements(
             case
-                when jsonb_typeof(iam_events.doc -> 'target') = 'array' then iam_events.doc -> 'target'
+                when jsonb_typeof(iam_events.doc -> 'target') = 'array'
+                    then iam_events.doc -> 'target'
                 else '[]'::jsonb
             end
         ) as okta_target (value)
     where
         iam_events.connector = 'okta_system_log'
-        and iam_events.doc ->> 'eventType' in ('user.lifecycle.deactivate', 'user.lifecycle.suspend')
+        and iam_events.doc ->> 'eventType' in (
+            'user.lifecycle.deactivate', 'user.lifecycle.suspend'
+        )
         and lower(okta_target.value ->> 'type') = 'user'
         and coalesce(iam_events.doc #>> '{outcome,result}', 'SUCCESS') = 'SUCCESS'
 
