@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,9 +57,32 @@ def prepare_environment(db: Database, profiles_dir: Path) -> None:
     os.environ["PGTZ"] = "UTC"
 
 
+def node_finished_callback(report: Callable[[str, str, float], None]) -> Callable[[Any], None]:
+    """A dbt event callback calling `report(node, status, seconds)` as each node finishes."""
+
+    def callback(event: Any) -> None:
+        if event.info.name != "NodeFinished":
+            return
+        node = event.data.node_info
+        status = getattr(event.data.run_result, "status", "") or node.node_status
+        started, finished = node.node_started_at, node.node_finished_at
+        seconds = 0.0
+        if started and finished:
+            from datetime import datetime
+
+            seconds = (datetime.fromisoformat(finished) - datetime.fromisoformat(started)
+                       ).total_seconds()
+        report(node.unique_id, str(status), round(seconds, 3))
+
+    return callback
+
+
 def invoke(db: Database, args: list[str], *, workdir: Path, vars: dict[str, Any] | None = None,
-           ) -> DbtResult:
-    """Run one dbt command in-process against `db`; artifacts go under `workdir`."""
+           on_node: Callable[[str, str, float], None] | None = None) -> DbtResult:
+    """Run one dbt command in-process against `db`; artifacts go under `workdir`.
+
+    `on_node(unique_id, status, seconds)` is called as each node finishes.
+    """
     from dbt.cli.main import dbtRunner
 
     profiles_dir = workdir / "profiles"
@@ -76,7 +100,8 @@ def invoke(db: Database, args: list[str], *, workdir: Path, vars: dict[str, Any]
     ]
     if vars is not None:
         full += ["--vars", json.dumps(vars, sort_keys=True)]
-    result = dbtRunner().invoke(full)
+    callbacks = [node_finished_callback(on_node)] if on_node is not None else []
+    result = dbtRunner(callbacks=callbacks).invoke(full)
     if result.exception is not None:
         raise PipelineError(f"dbt {' '.join(args[:2])} failed: {result.exception}")
     results = list(getattr(result.result, "results", []) or [])
