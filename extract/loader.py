@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import multiprocessing
+import os
+import re
+import shutil
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +19,7 @@ from typing import Any
 import psycopg
 
 from extract.base import RawRow, Reject, Skipped, Source
+from extract.file import jsonb_problem
 from extract.registry import connector_module
 from extract.store import Store
 from soxtrail import secrets
@@ -105,9 +114,35 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def copy_object(conn: psycopg.Connection[Any], *, run_id: str, evidence_id: str,
-                params: dict[str, Any], path: Path) -> LoadCounts:
-    """COPY one object into its raw table inside the caller's transaction."""
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _payload(values: tuple[Any, ...]) -> tuple[tuple[Any, ...], str | None, str | None]:
+    """The row's COPY values, or why jsonb would refuse it (NUL, lone surrogate, NaN) + its text.
+
+    One such value would fail the COPY of the whole object: the record is rejected instead.
+    """
+    out = []
+    for value in values:
+        if isinstance(value, (dict, list)):
+            try:
+                text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+            except ValueError:
+                return values, "NaN or Infinity (jsonb cannot store it)", \
+                    json.dumps(value)[:MAX_REJECT_TEXT]
+            if "\\u0000" in text or _SURROGATE.search(text):
+                problem = jsonb_problem(value)
+                if problem:
+                    return values, problem, json.dumps(value)[:MAX_REJECT_TEXT]
+            value = text
+        out.append(value)
+    return tuple(out), None, None
+
+
+def _rows(params: dict[str, Any], path: Path, *, run_id: str, evidence_id: str,
+          counts: LoadCounts, rejects: list[tuple[str, str, str | None]]
+          ) -> Iterator[tuple[Any, ...]]:
+    """The COPY rows of one object; counts and rejects are filled in as they pass."""
     table_name = params["raw_table"]
     table = RAW_TABLES.get(table_name)
     if table is None:
@@ -115,50 +150,167 @@ def copy_object(conn: psycopg.Connection[Any], *, run_id: str, evidence_id: str,
     module = connector_module(params["connector"])
     context = tuple(params.get(col) if col != "source_name" else params.get("source")
                     for col in table.context)
+    width = len(table.payload)
+    for item in module.load(params, path):
+        if isinstance(item, RawRow):
+            counts.read += 1
+            values, problem, text = _payload(item.values)
+            if len(values) != width:
+                raise PipelineError(f"{params['connector']} produced {len(values)} "
+                                    f"values for {table_name} (expected {width})")
+            if problem is None and (_has_nul(values) or "\x00" in item.locator):
+                problem = "NUL byte in value"
+            if problem is not None:
+                counts.rejected += 1
+                rejects.append((item.locator.replace("\x00", ""), problem, text))
+                continue
+            yield (run_id, evidence_id, *context, item.locator, *values)
+            counts.loaded += 1
+        elif isinstance(item, Reject):
+            counts.read += 1
+            counts.rejected += 1
+            text = item.raw_text
+            if text is not None:
+                text = text.replace("\x00", "\\x00")
+                if len(text) > MAX_REJECT_TEXT:
+                    text = text[:MAX_REJECT_TEXT] + f"… [{len(text)} chars, truncated]"
+            rejects.append((item.locator, item.reason, text))
+        elif isinstance(item, Skipped):
+            counts.read += item.count
+            counts.skipped += item.count
+
+
+def _copy_sql(table_name: str) -> str:
+    return f"copy {table_name} ({', '.join(RAW_TABLES[table_name].columns)}) from stdin"
+
+
+def _finish_object(cur: psycopg.Cursor[Any], *, run_id: str, evidence_id: str,
+                   params: dict[str, Any], counts: LoadCounts,
+                   rejects: list[tuple[str, str, str | None]]) -> None:
+    """The object's rejects and its load-stats row (same transaction as its rows)."""
+    table_name = params["raw_table"]
+    if rejects:
+        with cur.copy("copy soxtrail.sox_rejects (run_id, evidence_id, source_name, raw_table, "
+                      "locator, reason, raw_text) from stdin") as copy:
+            for locator, reason, text in rejects:
+                copy.write_row((run_id, evidence_id, params.get("source", ""), table_name,
+                                locator, reason, text))
+    cur.execute(
+        "insert into soxtrail.sox_load_stats (run_id, evidence_id, raw_table, records_read,"
+        " records_loaded, records_rejected, records_skipped) values (%s,%s,%s,%s,%s,%s,%s)",
+        (run_id, evidence_id, table_name, counts.read, counts.loaded, counts.rejected,
+         counts.skipped),
+    )
+
+
+def copy_object(conn: psycopg.Connection[Any], *, run_id: str, evidence_id: str,
+                params: dict[str, Any], path: Path) -> LoadCounts:
+    """COPY one object into its raw table inside the caller's transaction."""
     counts = LoadCounts()
     rejects: list[tuple[str, str, str | None]] = []
-    width = len(table.payload)
-    columns = ", ".join(table.columns)
+    rows = _rows(params, path, run_id=run_id, evidence_id=evidence_id, counts=counts,
+                 rejects=rejects)
     with conn.cursor() as cur:
-        with cur.copy(f"copy {table_name} ({columns}) from stdin") as copy:  # type: ignore[arg-type]
-            for item in module.load(params, path):
-                if isinstance(item, RawRow):
-                    counts.read += 1
-                    values = tuple(_jsonable(v) for v in item.values)
-                    if len(values) != width:
-                        raise PipelineError(f"{params['connector']} produced {len(values)} "
-                                            f"values for {table_name} (expected {width})")
-                    if _has_nul(values) or "\x00" in item.locator:
-                        counts.rejected += 1
-                        rejects.append((item.locator.replace("\x00", ""), "NUL byte in value", None))
-                        continue
-                    copy.write_row((run_id, evidence_id, *context, item.locator, *values))
-                    counts.loaded += 1
-                elif isinstance(item, Reject):
-                    counts.read += 1
-                    counts.rejected += 1
-                    text = item.raw_text
-                    if text is not None:
-                        text = text.replace("\x00", "\\x00")
-                        if len(text) > MAX_REJECT_TEXT:
-                            text = text[:MAX_REJECT_TEXT] + f"… [{len(text)} chars, truncated]"
-                    rejects.append((item.locator, item.reason, text))
-                elif isinstance(item, Skipped):
-                    counts.read += item.count
-                    counts.skipped += item.count
-        if rejects:
-            with cur.copy("copy soxtrail.sox_rejects (run_id, evidence_id, source_name, raw_table, "
-                          "locator, reason, raw_text) from stdin") as copy:
-                for locator, reason, text in rejects:
-                    copy.write_row((run_id, evidence_id, params.get("source", ""), table_name,
-                                    locator, reason, text))
-        cur.execute(
-            "insert into soxtrail.sox_load_stats (run_id, evidence_id, raw_table, records_read,"
-            " records_loaded, records_rejected, records_skipped) values (%s,%s,%s,%s,%s,%s,%s)",
-            (run_id, evidence_id, table_name, counts.read, counts.loaded, counts.rejected,
-             counts.skipped),
-        )
+        with cur.copy(_copy_sql(params["raw_table"])) as copy:  # type: ignore[arg-type]
+            for row in rows:
+                copy.write_row(row)
+        _finish_object(cur, run_id=run_id, evidence_id=evidence_id, params=params,
+                       counts=counts, rejects=rejects)
     return counts
+
+
+# ---------------------------------------------------------------------------
+# Parallel load: worker processes parse objects into COPY text (the CPU-bound
+# part, in Python); the caller's one connection streams that text into
+# PostgreSQL and commits each object in order, exactly as copy_object does.
+# ---------------------------------------------------------------------------
+
+LOAD_WORKERS_ENV = "SOXTRAIL_LOAD_WORKERS"
+ENCODE_BUFFER = 1 << 20
+_COPY_ESCAPE = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
+
+
+class _NotText(Exception):
+    """A value the text encoder does not handle: psycopg's adapters load the object."""
+
+
+def _copy_line(row: tuple[Any, ...]) -> str:
+    """One row in COPY text format (what psycopg's write_row sends for str and None)."""
+    try:
+        probe = "".join([v for v in row if v is not None])
+    except TypeError:
+        raise _NotText from None
+    if "\\" in probe or "\n" in probe or "\r" in probe or "\t" in probe:
+        return "\t".join(["\\N" if v is None else v.translate(_COPY_ESCAPE) for v in row]) + "\n"
+    return "\t".join(["\\N" if v is None else v for v in row]) + "\n"
+
+
+@dataclass
+class EncodedObject:
+    """One object parsed by a worker: its counts, rejects and COPY text file."""
+
+    counts: LoadCounts
+    rejects: list[tuple[str, str, str | None]]
+    data: Path
+
+
+def encode_object(*, run_id: str, evidence_id: str, params: dict[str, Any], path: Path,
+                  out: Path) -> EncodedObject | None:
+    """Parse one object into COPY text at `out` (constant memory); None when a value is not
+    text (the caller then loads the object with copy_object)."""
+    counts = LoadCounts()
+    rejects: list[tuple[str, str, str | None]] = []
+    rows = _rows(params, path, run_id=run_id, evidence_id=evidence_id, counts=counts,
+                 rejects=rejects)
+    try:
+        with out.open("w", encoding="utf-8", newline="", buffering=ENCODE_BUFFER) as handle:
+            write = handle.write
+            for row in rows:
+                write(_copy_line(row))
+    except _NotText:
+        out.unlink(missing_ok=True)
+        return None
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
+    return EncodedObject(counts, rejects, out)
+
+
+def copy_encoded(conn: psycopg.Connection[Any], *, run_id: str, evidence_id: str,
+                 params: dict[str, Any], encoded: EncodedObject) -> LoadCounts:
+    """COPY an encoded object into its raw table inside the caller's transaction."""
+    with conn.cursor() as cur:
+        with cur.copy(_copy_sql(params["raw_table"])) as copy:  # type: ignore[arg-type]
+            with encoded.data.open("rb") as handle:
+                while chunk := handle.read(ENCODE_BUFFER):
+                    copy.write(chunk)
+        _finish_object(cur, run_id=run_id, evidence_id=evidence_id, params=params,
+                       counts=encoded.counts, rejects=encoded.rejects)
+    return encoded.counts
+
+
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer: exit when the loading process is gone (e.g. SIGKILLed).
+
+    Orphaned workers would otherwise live on, holding the caller's stdout/stderr pipes
+    (a CI step waiting for them never ends) and their spool files.
+    """
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="soxtrail-parent-watch", daemon=True).start()
+
+
+def load_workers(objects: int) -> int:
+    """Parse processes for a load: SOXTRAIL_LOAD_WORKERS, else one per CPU up to 4."""
+    configured = os.environ.get(LOAD_WORKERS_ENV, "").strip()
+    try:
+        workers = int(configured) if configured else min(os.cpu_count() or 1, 4)
+    except ValueError as exc:
+        raise PipelineError(f"{LOAD_WORKERS_ENV}={configured!r}: expected a number") from exc
+    return max(1, min(workers, objects))
 
 
 def load_settings(conn: psycopg.Connection[Any], run_id: str, sources: Iterable[Source]) -> int:
@@ -195,6 +347,11 @@ def load_run(conn: psycopg.Connection[Any], *, run_id: str, store: Store, spool_
         cur.execute("select count(*) from soxtrail.sox_load_stats where run_id = %s", (run_id,))
         report.objects_already_loaded = cur.fetchone()[0]  # type: ignore[index]
     conn.commit()
+    workers = load_workers(len(pending))
+    if workers > 1:
+        _load_parallel(conn, pending, workers, run_id=run_id, store=store,
+                       spool_dir=spool_dir, report=report, progress=progress)
+        pending = []
     for evidence_id, params, key, query_name in pending:
         local = store.fetch(key, spool_dir / "load" / Path(key).name)
         try:
@@ -214,3 +371,65 @@ def load_run(conn: psycopg.Connection[Any], *, run_id: str, store: Store, spool_
     load_settings(conn, run_id, sources)
     conn.commit()
     return report
+
+
+def _load_parallel(conn: psycopg.Connection[Any], pending: list[Any], workers: int, *,
+                   run_id: str, store: Store, spool_dir: Path, report: LoadReport,
+                   progress: Any) -> None:
+    """Workers parse the next objects while this connection COPYs and commits each one in order."""
+    work = spool_dir / "load"
+    work.mkdir(parents=True, exist_ok=True)
+    items = iter(pending)
+    window: deque[tuple[Any, Path, Future[EncodedObject | None]]] = deque()
+    pool = ProcessPoolExecutor(max_workers=workers,
+                               mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_die_with_parent, initargs=(os.getpid(),))
+
+    def submit() -> None:
+        item = next(items, None)
+        if item is None:
+            return
+        evidence_id, params, key, _ = item
+        # one folder per object: objects of two clusters share file names, and several
+        # are fetched ahead at once (the file name stays: it is the locators' file name)
+        local = store.fetch(key, work / evidence_id / Path(key).name)
+        window.append((item, local, pool.submit(
+            encode_object, run_id=run_id, evidence_id=evidence_id, params=params, path=local,
+            out=work / f"{evidence_id}.copy")))
+
+    def discard(local: Path, future: Future[EncodedObject | None] | None) -> None:
+        if local.parent.parent == work:  # a fetched copy (a LocalStore hands its own file)
+            local.unlink(missing_ok=True)
+            shutil.rmtree(local.parent, ignore_errors=True)
+        if future is not None and future.done() and not future.cancelled() \
+                and future.exception() is None and future.result() is not None:
+            future.result().data.unlink(missing_ok=True)  # type: ignore[union-attr]
+
+    try:
+        for _ in range(workers * 2):
+            submit()
+        while window:
+            (evidence_id, params, _, query_name), local, future = window.popleft()
+            submit()
+            try:
+                encoded = future.result()
+                if encoded is None:
+                    counts = copy_object(conn, run_id=run_id, evidence_id=evidence_id,
+                                         params=params, path=local)
+                else:
+                    counts = copy_encoded(conn, run_id=run_id, evidence_id=evidence_id,
+                                          params=params, encoded=encoded)
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+            finally:
+                discard(local, future)
+            report.tables.setdefault(params["raw_table"], LoadCounts()).add(counts)
+            report.objects_loaded += 1
+            if progress is not None:
+                progress(query_name, counts)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        for _, local, future in window:
+            discard(local, future)

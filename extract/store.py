@@ -135,7 +135,8 @@ class S3Store:
     """`s3://bucket/prefix` through boto3 (any S3-compatible endpoint), optionally WORM."""
 
     def __init__(self, uri: str, *, endpoint_url: str | None = None,
-                 object_lock: str | None = None, retention_days: int = 0) -> None:
+                 object_lock: str | None = None, retention_days: int = 0,
+                 max_attempts: int = 8) -> None:
         import boto3
         from botocore.config import Config
 
@@ -151,10 +152,12 @@ class S3Store:
             )
         self.object_lock = object_lock
         self.retention_days = retention_days
-        self.client = boto3.client(
+        self.client = boto3.session.Session().client(
             "s3",
             endpoint_url=endpoint_url,
-            config=Config(retries={"max_attempts": 8, "mode": "adaptive"},
+            # throttling (503 SlowDown), 5xx and connection errors are retried with
+            # back-off; what is still failing after that is a StoreError naming the object
+            config=Config(retries={"max_attempts": max_attempts, "mode": "adaptive"},
                           connect_timeout=10, read_timeout=60),
         )
 
@@ -169,11 +172,14 @@ class S3Store:
         return {"ObjectLockMode": self.object_lock, "ObjectLockRetainUntilDate": until}
 
     def _call(self, what: str, key: str, func: Any, **kwargs: Any) -> Any:
+        from boto3.exceptions import Boto3Error
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             return func(**kwargs)
-        except (BotoCoreError, ClientError) as exc:
+        except (BotoCoreError, ClientError, Boto3Error) as exc:
+            # Boto3Error: upload_file/download_file (s3transfer) wrap the ClientError in
+            # S3UploadFailedError / S3TransferFailedError
             raise StoreError(f"S3 {what} of {self.location(key)} failed: {exc}") from exc
 
     def put_file(self, key: str, path: Path, *, move: bool = False) -> None:
@@ -237,7 +243,10 @@ def open_store(uri: str | None, default_root: Path) -> Store:
             days = int(retention)
         except ValueError as exc:
             raise ConfigError(f"SOXTRAIL_S3_RETENTION_DAYS={retention!r}: expected a number") from exc
+        attempts = os.environ.get("SOXTRAIL_S3_MAX_ATTEMPTS", "8") or "8"
+        if not attempts.isdigit() or int(attempts) < 1:
+            raise ConfigError(f"SOXTRAIL_S3_MAX_ATTEMPTS={attempts!r}: expected a number >= 1")
         return S3Store(uri, endpoint_url=os.environ.get("SOXTRAIL_S3_ENDPOINT_URL") or None,
                        object_lock=os.environ.get("SOXTRAIL_S3_OBJECT_LOCK") or None,
-                       retention_days=days)
+                       retention_days=days, max_attempts=int(attempts))
     return LocalStore(Path(uri))

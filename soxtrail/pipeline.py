@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,10 +25,51 @@ from extract.store import Store, open_store, sha256_file
 from soxtrail import controls, dbt, runs, secrets
 from soxtrail.config import CATALOG_KEYS, Config, parse_config
 from soxtrail.database import Database, home
-from soxtrail.errors import PipelineError, SoxtrailError, SourceError
+from soxtrail.errors import PipelineError, SourceError, SoxtrailError, StoreError
 from soxtrail.quarter import Quarter
 
 SNAPSHOT_CONCURRENCY = 4
+
+# Fault injection for tests/reliability: `<phase>:<point>` (points: `start`, `done`,
+# `put<N>` after the Nth store write of the phase, `object<N>` after the Nth object
+# loaded, `control<N>` after the Nth control evidence row). KILL sends this process
+# SIGKILL there; PAUSE (`<phase>:<point>=<marker file>`) writes the marker and waits
+# until it is removed (at most 120 s). Unset in production: one dict lookup per point.
+TEST_KILL_ENV = "SOXTRAIL_TEST_KILL_AT"
+TEST_PAUSE_ENV = "SOXTRAIL_TEST_PAUSE_AT"
+
+
+def checkpoint(phase: str, point: str) -> None:
+    """The one place the test fault hooks are read (see TEST_KILL_ENV)."""
+    here = f"{phase}:{point}"
+    if os.environ.get(TEST_KILL_ENV) == here:
+        os.kill(os.getpid(), signal.SIGKILL)
+    pause = os.environ.get(TEST_PAUSE_ENV, "")
+    where, _, marker = pause.partition("=")
+    if marker and where == here:
+        flag = Path(marker)
+        flag.write_text(str(os.getpid()), encoding="utf-8")
+        deadline = time.monotonic() + 120
+        while flag.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def _count_store_writes(store: Store, phase: list[str]) -> None:
+    """Call checkpoint(phase, 'put<N>') after each store write (only under the test hooks)."""
+    lock = threading.Lock()
+    counts: dict[str, int] = {}
+
+    def wrap(method: Callable[..., Any]) -> Callable[..., Any]:
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            result = method(*args, **kwargs)
+            with lock:
+                counts[phase[0]] = number = counts.get(phase[0], 0) + 1
+            checkpoint(phase[0], f"put{number}")
+            return result
+        return counted
+
+    for name in ("put_file", "put_bytes"):
+        setattr(store, name, wrap(getattr(store, name)))
 
 
 class EventLog:
@@ -130,6 +174,9 @@ def phase_snapshot(p: Pipeline) -> dict[str, Any]:
                            clusters=p.run.clusters)
         try:
             connector_module(source.connector).snapshot(source, snap)
+        except StoreError as exc:  # the store, not the source, is down: say so
+            raise StoreError(f"evidence store failed while capturing source {source.name!r}: "
+                             f"{secrets.redact(str(exc))}") from exc
         except SoxtrailError as exc:
             raise SourceError(f"source {source.name!r} ({source.connector}) failed: "
                               f"{secrets.redact(str(exc))}") from exc
@@ -151,11 +198,16 @@ def phase_snapshot(p: Pipeline) -> dict[str, Any]:
     errors: list[BaseException] = []
     with ThreadPoolExecutor(max_workers=SNAPSHOT_CONCURRENCY) as pool:
         futures = [pool.submit(one, s) for s in sources]
-        for future in futures:
+        for future in as_completed(futures):
             try:
                 records.extend(future.result())
+            except CancelledError:
+                continue
             except BaseException as exc:
                 errors.append(exc)
+                # nothing is committed once one source failed: start no other source
+                for pending in futures:
+                    pending.cancel()
     if errors:
         raise errors[0]
     with p.conn.cursor() as cur:
@@ -179,11 +231,17 @@ def phase_snapshot(p: Pipeline) -> dict[str, Any]:
 def phase_load(p: Pipeline) -> dict[str, Any]:
     """COPY every snapshot object into its raw table; check read = loaded + rejected + skipped."""
     sources = sources_in_scope(p.config, p.run.clusters)
+    done = [0]
+
+    def progress(name: str, c: Any) -> None:
+        p.events.emit("loaded", object=name, read=c.read, loaded=c.loaded,
+                      rejected=c.rejected, skipped=c.skipped)
+        done[0] += 1
+        checkpoint("load", f"object{done[0]}")
+
     report: LoadReport = load_run(
         p.conn, run_id=p.run.id, store=p.store, spool_dir=p.workdir / "spool", sources=sources,
-        progress=lambda name, c: p.events.emit("loaded", object=name, read=c.read,
-                                               loaded=c.loaded, rejected=c.rejected,
-                                               skipped=c.skipped))
+        progress=progress)
     missing = p.conn.execute(
         "select count(*) from soxtrail.sox_evidence e where e.run_id = %s"
         " and e.source_system <> 'reconcile' and not exists (select 1 from"
@@ -231,8 +289,18 @@ def dbt_vars(p: Pipeline) -> dict[str, Any]:
 def phase_reconcile(p: Pipeline) -> dict[str, Any]:
     """dbt build for the run, then one evidence row per control with its canonical result."""
     variables = dbt_vars(p)
-    result = dbt.invoke(p.db, ["build", "--exclude", "resource_type:seed"],
-                        workdir=p.workdir / "dbt", vars=variables)
+    # Unit tests are the project's own tests (run by the test suite, with their own
+    # fixtures); a run executes the models, the snapshot and the data tests.  One
+    # dbt build at a time per database: concurrent DDL on the same marts collides.
+    p.conn.execute("select pg_advisory_lock(hashtext('soxtrail.reconcile'))")
+    p.conn.commit()
+    try:
+        result = dbt.invoke(
+            p.db, ["build", "--exclude", "resource_type:seed", "resource_type:unit_test"],
+            workdir=p.workdir / "dbt", vars=variables)
+    finally:
+        p.conn.execute("select pg_advisory_unlock(hashtext('soxtrail.reconcile'))")
+        p.conn.commit()
     failed = dbt.failures(result)
     if failed or not result.success:
         raise PipelineError("dbt build failed: " + ("; ".join(failed[:5]) or "see dbt log"))
@@ -243,6 +311,7 @@ def phase_reconcile(p: Pipeline) -> dict[str, Any]:
         if node is None:
             raise PipelineError(f"dbt build did not build control model {model}")
         written += write_control_evidence(p, control_id, model, node, variables)
+        checkpoint("reconcile", f"control{list(controls.CONTROLS).index(control_id) + 1}")
     p.outputs["dbt_target"] = str(result.target_path)
     return {"controls": len(controls.CONTROLS), "evidence_rows": written}
 
@@ -324,8 +393,6 @@ def phase_bundle(p: Pipeline) -> dict[str, Any]:
     """The signed audit-log bundle."""
     from render.bundle import BundleInputs, write_bundle
 
-    import os
-
     target = p.workdir / "dbt" / "target"
     key_path = os.environ.get("SOXTRAIL_SIGNING_KEY")
     inputs = BundleInputs(
@@ -340,6 +407,11 @@ def phase_bundle(p: Pipeline) -> dict[str, Any]:
     p.conn.commit()
     prefix = f"{p.quarter.label}/{p.run.id}/bundle"
     p.outputs["bundle_prefix"] = prefix
+    if "report_key" not in p.outputs:  # resumed after render: name the report all the same
+        report = next((k for k in p.store.list(f"{p.quarter.label}/{p.run.id}/report")
+                       if k.endswith(".xlsx")), None)
+        if report is not None:
+            p.outputs["report_key"] = report
     return {"bundle": p.store.location(prefix), "signed": getattr(result, "signed", False)}
 
 
@@ -364,20 +436,45 @@ def control_summary(conn: psycopg.Connection[Any], run_id: str) -> list[dict[str
     return rows
 
 
+def _record_failure(p: Pipeline, error: str) -> None:
+    """Mark the run failed, over a fresh connection when the phase's one is broken."""
+    try:
+        runs.mark_failed(p.conn, p.run.id, error)
+        return
+    except psycopg.Error:
+        pass
+    try:
+        with p.db.connect() as fresh:
+            runs.mark_failed(fresh, p.run.id, error)
+    except (psycopg.Error, SoxtrailError):
+        pass  # the database itself is the problem; the run stays resumable
+
+
 def run_phases(p: Pipeline, phases: list[str]) -> None:
-    """Run the given phases in order, recording each one's completion."""
+    """Run the given phases in order, recording each one's completion.
+
+    A database error (lost connection, server restart) becomes a PipelineError naming
+    the phase: the phase's work is committed per object, so `soxtrail resume` continues.
+    """
+    current = [""]
+    if os.environ.get(TEST_KILL_ENV) or os.environ.get(TEST_PAUSE_ENV):
+        _count_store_writes(p.store, current)
     for phase in phases:
+        current[0] = phase
         started = time.monotonic()
         p.events.emit("phase_start", phase=phase, run_id=p.run.id)
         try:
+            checkpoint(phase, "start")
             stats = PHASE_FUNCTIONS[phase](p)
+            checkpoint(phase, "done")
         except BaseException as exc:
-            message = secrets.redact(str(exc)) or exc.__class__.__name__
+            message = secrets.redact(" ".join(str(exc).split())) or exc.__class__.__name__
             p.events.emit("phase_failed", phase=phase, error=message)
-            try:
-                runs.mark_failed(p.conn, p.run.id, f"{phase}: {message}")
-            except psycopg.Error:
-                pass  # the database itself is the problem; the run stays resumable
+            _record_failure(p, f"{phase}: {message}")
+            if isinstance(exc, psycopg.Error):
+                raise PipelineError(
+                    f"{phase}: database error ({exc.__class__.__name__}): {message}; what was "
+                    f"committed stays, continue with: soxtrail resume {p.run.id}") from exc
             raise
         runs.mark_phase(p.conn, p.run.id, phase)
         p.events.emit("phase_done", phase=phase, seconds=round(time.monotonic() - started, 3),

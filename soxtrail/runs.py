@@ -18,14 +18,20 @@ import psycopg
 from psycopg.rows import dict_row
 
 from soxtrail import __version__, secrets
-from soxtrail.errors import PipelineError, SoxtrailError
+from soxtrail.errors import EXIT_PIPELINE_FAILURE, PipelineError, SoxtrailError
 
 PHASES = ("snapshot", "load", "reconcile", "render", "bundle")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 class RunBusy(SoxtrailError):
-    """Another run of the same quarter holds the lock."""
+    """Another run of the same quarter holds the lock.
+
+    Exit 3 (not 2): the command was right, it just cannot run now; CI retries it later or
+    passes `--wait` (docs/reliability.md).
+    """
+
+    exit_code = EXIT_PIPELINE_FAILURE
 
 
 @dataclass(frozen=True)

@@ -68,9 +68,13 @@ def redact(text: str) -> str:
     for secret in sorted(_known, key=len, reverse=True):
         if secret in text:
             text = text.replace(secret, REDACTED)
-    text = _URL_PASSWORD.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:{REDACTED}@", text)
-    text = _KV_PASSWORD.sub(lambda m: f"{m.group('k')}{REDACTED}", text)
-    return _SECRET_PARAMS.sub(lambda m: f"{m.group('k')}{REDACTED}", text)
+    # a `${NAME}` reference is not a secret: kept, so a recorded config still resolves
+    text = _URL_PASSWORD.sub(lambda m: m.group(0) if _ENV_REF.fullmatch(m.group("pw")) else
+                             f"{m.group('scheme')}{m.group('user')}:{REDACTED}@", text)
+    text = _KV_PASSWORD.sub(lambda m: m.group(0) if _ENV_REF.fullmatch(m.group("v")) else
+                            f"{m.group('k')}{REDACTED}", text)
+    return _SECRET_PARAMS.sub(lambda m: m.group(0) if _ENV_REF.fullmatch(m.group("v")) else
+                              f"{m.group('k')}{REDACTED}", text)
 
 
 def redact_value(value: Any) -> Any:
