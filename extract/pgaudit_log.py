@@ -55,6 +55,23 @@ _LOG_TIME = re.compile(
 )
 
 
+_VALID_DAYS: dict[tuple[str, str, str], bool] = {}
+
+
+def _valid_day(year: str, month: str, day: str) -> bool:
+    key = (year, month, day)
+    valid = _VALID_DAYS.get(key)
+    if valid is None:
+        try:
+            datetime(int(year), int(month), int(day))
+            valid = True
+        except ValueError:
+            valid = False
+        if len(_VALID_DAYS) < 100_000:  # a log spans few days: the cache stays small
+            _VALID_DAYS[key] = valid
+    return valid
+
+
 def log_time_problem(value: Any) -> str | None:
     """Why a log time cannot become a timestamptz (missing, unparseable, no zone), or None."""
     if not isinstance(value, str) or not value:
@@ -62,12 +79,11 @@ def log_time_problem(value: Any) -> str | None:
     match = _LOG_TIME.fullmatch(value)
     if match is None:
         return f"unparseable log time {value[:80]!r}"
-    try:
-        year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
-        datetime(year, month, day, hour, minute, second)
-    except ValueError:
+    year, month, day, hour, minute, second, zone = match.groups()
+    # two-digit fields compare as text; the date part is checked once per day
+    if hour > "23" or minute > "59" or second > "59" or not _valid_day(year, month, day):
         return f"unparseable log time {value!r}"
-    if match.group(7) is None:
+    if zone is None:
         return f"log time {value!r} has no time zone"
     return None
 

@@ -49,6 +49,15 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable 
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="Print only the final lines.")]
 RunOpt = Annotated[str, typer.Option("--run", help="The run id (or a unique 8+ character prefix).")]
 TemplateOpt = Annotated[str, typer.Option("--template", help="Workbook layout (render/templates).")]
+LogFormatOpt = Annotated[str, typer.Option(
+    "--log-format", help="Progress on stderr: text (human) or json (one event per line).")]
+
+
+def check_log_format(value: str) -> str:
+    """text | json, else a usage error."""
+    if value not in ("text", "json"):
+        raise ConfigError(f"--log-format {value!r}: expected text or json")
+    return value
 
 
 def fail(message: str, code: int) -> typer.Exit:
@@ -96,25 +105,63 @@ def open_database() -> tuple[Database, Any]:
     return db, db.connect()
 
 
-def echo_events(quiet: bool) -> Callable[[dict[str, Any]], None] | None:
-    """Progress lines on stderr for phase events (none when quiet)."""
-    if quiet:
-        return None
+class TerminalProgress:
+    """Human progress on stderr: phases, sources, a bar for loading, dbt nodes."""
 
-    def echo(event: dict[str, Any]) -> None:
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self._columns = (TextColumn("  load"), BarColumn(), MofNCompleteColumn(),
+                         TextColumn("{task.fields[rows]} rows"))
+        self._progress_type = Progress
+        self._bar: Any = None
+        self._task: Any = None
+        self._rows = 0
+
+    def _stop_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+    def __call__(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
         if kind == "phase_start":
             err.print(f"[cyan]▶ {event['phase']}[/]")
         elif kind == "phase_done":
+            self._stop_bar()
             details = ", ".join(f"{k}={v}" for k, v in event.items()
                                 if k not in ("ts", "event", "phase"))
             err.print(f"[green]✔ {event['phase']}[/] {details}")
-        elif kind == "source_done":
-            err.print(f"  · {event['source']}: {event['objects']} objects")
         elif kind == "phase_failed":
+            self._stop_bar()
             err.print(f"[red]✘ {event['phase']}[/] {event['error']}")
+        elif kind == "source_done":
+            err.print(f"  · {event['source']}: {event['objects']} objects, "
+                      f"{event.get('rows', 0)} rows ({event.get('seconds', 0)} s)")
+        elif kind == "load_plan" and event.get("objects") and err.is_terminal:
+            self._rows = 0
+            self._bar = self._progress_type(*self._columns, console=err, transient=True)
+            self._task = self._bar.add_task("load", total=event["objects"], rows=0)
+            self._bar.start()
+        elif kind == "loaded" and self._bar is not None:
+            self._rows += int(event.get("read", 0))
+            self._bar.update(self._task, advance=1, rows=self._rows)
+        elif kind == "node_done":
+            node = str(event["node"])
+            status = str(event["status"])
+            if node.startswith(("model.", "snapshot.")) or status not in ("pass", "success"):
+                colour = "green" if status in ("pass", "success") else "red"
+                err.print(f"  · {node.split('.', 1)[1]}: [{colour}]{status}[/] "
+                          f"({event['seconds']} s)")
 
-    return echo
+
+def echo_events(quiet: bool, log_format: str = "text") -> Callable[[dict[str, Any]], None] | None:
+    """What the terminal shows of a run's events: nothing, human progress, or JSON lines."""
+    if log_format == "json":
+        return lambda event: print(json.dumps(event, sort_keys=True), file=sys.stderr, flush=True)
+    if quiet:
+        return None
+    return TerminalProgress()
 
 
 def print_result(p: pipeline.Pipeline, run: runs.Run, *, as_json: bool,
@@ -147,10 +194,11 @@ def print_result(p: pipeline.Pipeline, run: runs.Run, *, as_json: bool,
 
 def execute(db: Database, conn: Any, run: runs.Run, phases: list[str], *, quiet: bool,
             as_json: bool, fail_on_exceptions: bool, template: str,
-            resolve_secrets: bool) -> None:
+            resolve_secrets: bool, log_format: str = "text") -> None:
     """Run phases of a run and print the result; exit with the right code."""
     p = pipeline.open_pipeline(db, conn, run, resolve_secrets=resolve_secrets,
-                               echo=echo_events(quiet or as_json), template=template)
+                               echo=echo_events(quiet or as_json, log_format),
+                               template=template)
     pipeline.run_phases(p, phases)
     run = runs.get_run(conn, run.id)
     counts: list[dict[str, Any]] = []
@@ -173,6 +221,7 @@ def run(
     template: TemplateOpt = "default",
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
+    log_format: LogFormatOpt = "text",
     fail_on_exceptions: Annotated[bool, typer.Option(
         "--fail-on-exceptions", help="Exit 1 when any control has exceptions (CI gates).")] = False,
     wait: Annotated[bool, typer.Option(
@@ -180,6 +229,7 @@ def run(
 ) -> None:
     """Run all five phases for a quarter: snapshot, load, reconcile, render, bundle."""
     with handled():
+        check_log_format(log_format)
         q = Quarter.parse(quarter)
         path = config or demo_config(q)
         cfg: Config = load_config(path)
@@ -193,17 +243,18 @@ def run(
                 run_row = runs.create_run(conn, quarter=q.label, clusters=scope,
                                           config=pipeline.record_config(cfg, store),
                                           config_hash=cfg.hash())
-                if not (quiet or as_json):
+                if not (quiet or as_json) and log_format == "text":
                     err.print(f"run {run_row.id} ({q.label}) on {db.display}")
                 execute(db, conn, run_row, list(runs.PHASES), quiet=quiet, as_json=as_json,
                         fail_on_exceptions=fail_on_exceptions, template=template,
-                        resolve_secrets=True)
+                        resolve_secrets=True, log_format=log_format)
 
 
 def _one_phase(phase: str) -> Callable[..., None]:
     def command(run_id: RunOpt, as_json: JsonOpt = False, quiet: QuietOpt = False,
-                template: TemplateOpt = "default") -> None:
+                template: TemplateOpt = "default", log_format: LogFormatOpt = "text") -> None:
         with handled():
+            check_log_format(log_format)
             db, conn = open_database()
             with conn:
                 run_row = runs.get_run(conn, run_id)
@@ -211,7 +262,7 @@ def _one_phase(phase: str) -> Callable[..., None]:
                     runs.mark_running(conn, run_row.id)
                     execute(db, conn, run_row, [phase], quiet=quiet, as_json=as_json,
                             fail_on_exceptions=False, template=template,
-                            resolve_secrets=phase == "snapshot")
+                            resolve_secrets=phase == "snapshot", log_format=log_format)
 
     command.__doc__ = f"Run only the {phase} phase of an existing run (idempotent)."
     return command
@@ -227,9 +278,11 @@ def resume(
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
     template: TemplateOpt = "default",
+    log_format: LogFormatOpt = "text",
 ) -> None:
     """Continue a run after its last completed phase."""
     with handled():
+        check_log_format(log_format)
         db, conn = open_database()
         with conn:
             run_row = runs.get_run(conn, run_id)
@@ -243,7 +296,7 @@ def resume(
                 runs.mark_running(conn, run_row.id)
                 execute(db, conn, run_row, phases, quiet=quiet, as_json=as_json,
                         fail_on_exceptions=False, template=template,
-                        resolve_secrets="snapshot" in phases)
+                        resolve_secrets="snapshot" in phases, log_format=log_format)
 
 
 @app.command(name="runs")

@@ -10,6 +10,8 @@ from typing import Any
 
 import psycopg
 
+from soxtrail.dbt import PLANNER_SQL
+
 CONTROLS: dict[str, str] = {
     "AC-01": "fct_control_ac01__privileged_access_approved",
     "AC-02": "fct_control_ac02__timely_revocation",
@@ -57,6 +59,7 @@ def canonical_lines(conn: psycopg.Connection[Any], query: str,
                     params: tuple[Any, ...] = ()) -> Iterator[bytes]:
     """Stream the canonical text (lines joined by `\\n`) as bytes, in UTC, server-side."""
     conn.execute("set time zone 'UTC'")
+    conn.execute(PLANNER_SQL)  # the plan reconcile used (results never depend on it)
     with conn.cursor(name="soxtrail_canonical") as cur:
         cur.itersize = 5000
         # no parameters → no placeholder parsing, so a `%` in compiled SQL is literal

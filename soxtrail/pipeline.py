@@ -191,6 +191,7 @@ def phase_snapshot(p: Pipeline) -> dict[str, Any]:
                           executed_by=record.executed_by, rows=record.result_row_count,
                           sha256=record.result_hash, key=record.raw_output_s3_key)
         p.events.emit("source_done", source=source.name, objects=len(snap.records),
+                      rows=sum(r.result_row_count for r in snap.records),
                       seconds=round(time.monotonic() - started, 3))
         return snap.records
 
@@ -239,6 +240,13 @@ def phase_load(p: Pipeline) -> dict[str, Any]:
         done[0] += 1
         checkpoint("load", f"object{done[0]}")
 
+    pending = p.conn.execute(
+        "select count(*) from soxtrail.sox_evidence e where e.run_id = %s"
+        " and e.source_system <> 'reconcile' and not exists (select 1 from"
+        " soxtrail.sox_load_stats s where s.run_id = e.run_id and s.evidence_id = e.id)",
+        (p.run.id,)).fetchone()[0]  # type: ignore[index]
+    p.conn.commit()
+    p.events.emit("load_plan", objects=int(pending))
     report: LoadReport = load_run(
         p.conn, run_id=p.run.id, store=p.store, spool_dir=p.workdir / "spool", sources=sources,
         progress=progress)
@@ -297,7 +305,9 @@ def phase_reconcile(p: Pipeline) -> dict[str, Any]:
     try:
         result = dbt.invoke(
             p.db, ["build", "--exclude", "resource_type:seed", "resource_type:unit_test"],
-            workdir=p.workdir / "dbt", vars=variables)
+            workdir=p.workdir / "dbt", vars=variables,
+            on_node=lambda node, status, seconds: p.events.emit(
+                "node_done", phase="reconcile", node=node, status=status, seconds=seconds))
     finally:
         p.conn.execute("select pg_advisory_unlock(hashtext('soxtrail.reconcile'))")
         p.conn.commit()

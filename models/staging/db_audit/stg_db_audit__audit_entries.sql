@@ -1,5 +1,6 @@
--- One row per pgaudit entry of the run, whichever log encoding it came in,
--- with the AUDIT message split into its nine fields.
+-- One row per pgaudit entry of the run of the classes the controls read
+-- (ROLE and DDL), whichever log encoding it came in, with the AUDIT message
+-- split into its nine fields.
 
 with
 
@@ -73,61 +74,126 @@ log_entries as (
 
 ),
 
-split_messages as (
+role_and_ddl_entries as materialized (
 
-    -- AUDIT: type,statement id,substatement id,class,command,object type,
-    -- object name,statement,parameter. Object name, statement and parameter
-    -- are CSV fields: quoted (with "" for ") when they hold commas, quotes
-    -- or newlines, so a quoted statement may span lines.
+    -- The intermediate models read ROLE and DDL entries only: the class is
+    -- the fourth field of the AUDIT message, so a prefix test on the raw
+    -- message keeps the other classes (READ, WRITE, MISC, ...), the bulk of
+    -- a busy log, from being parsed at all.
     select
         log_entries.*,
-        regexp_match(
-            log_entries.message,
-            '^\s*AUDIT: ([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),'
-            || '("(?:[^"]|"")*"|[^,"]*),'
-            || '("(?:[^"]|"")*"|[^,"]*),'
-            || '("(?:[^"]|"")*"|[^,"]*)\s*$'
-        ) as audit_fields
+        regexp_replace(log_entries.message, '^\s*AUDIT: ', '') as audit_body,
+        -- AUDIT: type,statement id,substatement id,class,command,object type,
+        -- object name,statement,parameter. Object name, statement and
+        -- parameter are CSV fields: quoted (with "" for ") when they hold
+        -- commas, quotes or newlines, so a quoted statement may span lines.
+        -- A message of another shape keeps its row, every field null.
+        log_entries.message ~ (
+            '^\s*AUDIT: [^,]*,[^,]*,[^,]*,[^,]*,[^,]*,[^,]*,'
+            || '(?:"(?:[^"]|"")*"|[^,"]*),'
+            || '(?:"(?:[^"]|"")*"|[^,"]*),'
+            || '(?:"(?:[^"]|"")*"|[^,"]*)\s*$'
+        ) as is_well_formed
     from log_entries
-    where log_entries.message ~ '^\s*AUDIT: '
+    where
+        log_entries.message ~ '^\s*AUDIT: '
+        and log_entries.message ~* '^\s*AUDIT: [^,]*,[^,]*,[^,]*,(ROLE|DDL),'
+
+),
+
+csv_fields as materialized (
+
+    -- The six plain fields hold no comma; the three CSV fields after them
+    -- are taken one at a time, each the longest "quoted" or comma-free text
+    -- at the start of what is left. (No capture groups: PostgreSQL's regex
+    -- engine matches without them a hundred times faster.)
+    select
+        role_and_ddl_entries.*,
+        substring(
+            tail.fields_7_to_9 from '^(?:"(?:[^"]|"")*"|[^,"]*)'
+        ) as object_name_field,
+        tail.fields_7_to_9
+    from role_and_ddl_entries
+    cross join lateral (
+        select regexp_replace(role_and_ddl_entries.audit_body, '^(?:[^,]*,){6}', '')
+            as fields_7_to_9
+    ) as tail
+
+),
+
+split_messages as materialized (
+
+    select
+        csv_fields.*,
+        substring(
+            substr(csv_fields.fields_7_to_9, length(csv_fields.object_name_field) + 2)
+            from '^(?:"(?:[^"]|"")*"|[^,"]*)'
+        ) as statement_field
+    from csv_fields
+
+),
+
+parsed_messages as materialized (
+
+    select
+        split_messages.*,
+        case when split_messages.is_well_formed then array[
+            split_part(split_messages.audit_body, ',', 1),
+            split_part(split_messages.audit_body, ',', 2),
+            split_part(split_messages.audit_body, ',', 3),
+            split_part(split_messages.audit_body, ',', 4),
+            split_part(split_messages.audit_body, ',', 5),
+            split_part(split_messages.audit_body, ',', 6),
+            split_messages.object_name_field,
+            split_messages.statement_field,
+            substring(
+                substr(
+                    split_messages.fields_7_to_9,
+                    length(split_messages.object_name_field)
+                    + length(split_messages.statement_field) + 3
+                )
+                from '^(?:"(?:[^"]|"")*"|[^,"]*)'
+            )
+        ] end as audit_fields
+    from split_messages
 
 ),
 
 final as (
 
     select
-        md5(split_messages.evidence_id::text || '|' || split_messages.evidence_locator)::uuid
+        md5(parsed_messages.evidence_id::text || '|' || parsed_messages.evidence_locator)::uuid
             as audit_entry_id,
-        split_messages.cluster,
-        split_messages.source_name,
-        split_messages.log_format,
-        {{ to_utc_timestamp('split_messages.log_time') }} as logged_at,
-        split_messages.user_name,
-        split_messages.database_name,
-        nullif(split_messages.process_id, '') as process_id,
-        nullif(split_messages.session_id, '') as session_id,
+        parsed_messages.cluster,
+        parsed_messages.source_name,
+        parsed_messages.log_format,
+        {{ to_utc_timestamp('parsed_messages.log_time') }} as logged_at,
+        parsed_messages.user_name,
+        parsed_messages.database_name,
+        nullif(parsed_messages.process_id, '') as process_id,
+        nullif(parsed_messages.session_id, '') as session_id,
         -- the statement id is unique within a backend: the session id when
         -- the log has one (%c), else the process id
         coalesce(
-            nullif(split_messages.session_id, ''),
-            nullif(split_messages.process_id, '')
+            nullif(parsed_messages.session_id, ''),
+            nullif(parsed_messages.process_id, '')
         ) as session_key,
-        nullif(split_messages.session_line_num, '')::bigint as session_line_num,
-        nullif(split_messages.application_name, '') as application_name,
-        split_messages.audit_fields[1] as audit_type,
-        nullif(split_messages.audit_fields[2], '')::bigint as statement_id,
-        nullif(split_messages.audit_fields[3], '')::bigint as substatement_id,
-        upper(split_messages.audit_fields[4]) as audit_class,
-        upper(split_messages.audit_fields[5]) as command,
-        nullif(split_messages.audit_fields[6], '') as object_type,
-        nullif({{ csv_unquote('split_messages.audit_fields[7]') }}, '') as object_name,
-        {{ csv_unquote('split_messages.audit_fields[8]') }} as statement_text,
-        {{ csv_unquote('split_messages.audit_fields[9]') }} as parameter,
-        split_messages.message,
-        split_messages.run_id,
-        split_messages.evidence_id,
-        split_messages.evidence_locator
-    from split_messages
+        nullif(parsed_messages.session_line_num, '')::bigint as session_line_num,
+        nullif(parsed_messages.application_name, '') as application_name,
+        parsed_messages.audit_fields[1] as audit_type,
+        nullif(parsed_messages.audit_fields[2], '')::bigint as statement_id,
+        nullif(parsed_messages.audit_fields[3], '')::bigint as substatement_id,
+        upper(parsed_messages.audit_fields[4]) as audit_class,
+        upper(parsed_messages.audit_fields[5]) as command,
+        nullif(parsed_messages.audit_fields[6], '') as object_type,
+        nullif({{ csv_unquote('parsed_messages.audit_fields[7]') }}, '') as object_name,
+        {{ csv_unquote('parsed_messages.audit_fields[8]') }} as statement_text,
+        {{ csv_unquote('parsed_messages.audit_fields[9]') }} as parameter,
+        parsed_messages.message,
+        parsed_messages.run_id,
+        parsed_messages.evidence_id,
+        parsed_messages.evidence_locator
+    from parsed_messages
 
 )
 

@@ -218,10 +218,11 @@ normalised as (
 
 ),
 
-final as (
+final as materialized (
 
     -- one row per ticket: overlapping pages or sources can return a ticket
-    -- twice; an approved copy wins
+    -- twice; an approved copy wins. Materialized: computed once per query
+    -- even where a control looks tickets up row by row (a lateral join).
     select distinct on (normalised.ticket_key)
         normalised.ticket_key,
         normalised.ticket_type,
