@@ -45,7 +45,7 @@ test-fast: $(STAMP) ## Unit tests only
 	$(BIN)/pytest -q tests/unit
 
 lint: $(STAMP) ## ruff, mypy and sqlfluff
-	$(BIN)/ruff check soxtrail extract render tests
+	$(BIN)/ruff check soxtrail extract render tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m soxtrail.sqllint models macros
 

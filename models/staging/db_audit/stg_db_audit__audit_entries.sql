@@ -93,7 +93,9 @@ role_and_ddl_entries as materialized (
             || '(?:"(?:[^"]|"")*"|[^,"]*),'
             || '(?:"(?:[^"]|"")*"|[^,"]*),'
             || '(?:"(?:[^"]|"")*"|[^,"]*)\s*$'
-        ) as is_well_formed
+        ) as is_well_formed,
+        -- what follows the six plain fields (which hold no comma)
+        regexp_replace(log_entries.message, '^\s*AUDIT: (?:[^,]*,){6}', '') as fields_7_to_9
     from log_entries
     where
         log_entries.message ~ '^\s*AUDIT: '
@@ -110,14 +112,9 @@ csv_fields as materialized (
     select
         role_and_ddl_entries.*,
         substring(
-            tail.fields_7_to_9 from '^(?:"(?:[^"]|"")*"|[^,"]*)'
-        ) as object_name_field,
-        tail.fields_7_to_9
+            role_and_ddl_entries.fields_7_to_9 from '^(?:"(?:[^"]|"")*"|[^,"]*)'
+        ) as object_name_field
     from role_and_ddl_entries
-    cross join lateral (
-        select regexp_replace(role_and_ddl_entries.audit_body, '^(?:[^,]*,){6}', '')
-            as fields_7_to_9
-    ) as tail
 
 ),
 

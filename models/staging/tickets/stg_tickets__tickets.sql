@@ -35,8 +35,12 @@ field_paths as (
     select
         source_settings.source_name,
         {%- for field in fields %}
-            max(case when source_settings.setting_key = '{{ field }}' then source_settings.setting_value end)
-                as {{ field }}_path,
+            max(
+                case
+                    when source_settings.setting_key = '{{ field }}'
+                        then source_settings.setting_value
+                end
+            ) as {{ field }}_path,
         {%- endfor %}
         max(case when source_settings.setting = 'timezone' then source_settings.setting_value end)
             as time_zone
@@ -195,7 +199,8 @@ normalised as (
         {{ normalize_identity('extracted.subject_user_text') }} as subject_user,
         nullif(btrim(extracted.cluster_text), '') as cluster,
         nullif(btrim(extracted.role_text), '') as role,
-        {{ to_utc_timestamp('extracted.window_start_text', 'extracted.time_zone') }} as window_start,
+        {{ to_utc_timestamp('extracted.window_start_text', 'extracted.time_zone') }}
+            as window_start,
         {{ to_utc_timestamp('extracted.window_end_text', 'extracted.time_zone') }} as window_end,
         extracted.source_name,
         extracted.connector,
@@ -246,11 +251,11 @@ final as materialized (
     from normalised
     where normalised.ticket_key is not null
     order by
-        normalised.ticket_key ASC,
+        normalised.ticket_key asc,
         (normalised.is_approved_status and normalised.approved_at is not null) desc,
         normalised.approved_at,
-        normalised.evidence_id ASC,
-        normalised.evidence_locator ASC
+        normalised.evidence_id asc,
+        normalised.evidence_locator asc
 
 )
 
