@@ -13,7 +13,7 @@ import pytest
 from extract.demo import generate
 from soxtrail.database import Database
 from soxtrail.quarter import Quarter
-from tests.support.cli import soxtrail
+from tests.support.cli import soxtrail, stop_embedded
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -29,14 +29,17 @@ def test_without_a_dsn_the_embedded_server_is_started_and_reused(
         small_estate: Path, tmp_path: Path) -> None:
     home = tmp_path / "h"
     config = str(small_estate / "soxtrail.yml")
-    first = soxtrail("run", "--quarter", "2024Q3", "--config", config, "--json", "--quiet",
-                     "--clusters", "pg-fin-01,pg-hr-01", home=home, database_url=None)
-    assert first.code == 0, first.stderr
-    assert (home / "pg" / "PG_VERSION").exists()
-    listed = soxtrail("runs", "--json", home=home, database_url=None)
-    assert listed.code == 0, listed.stderr
-    assert [r["run_id"] for r in listed.json()] == [first.json()["run_id"]]
-    assert Path(first.json()["report"]).is_file()
+    try:
+        first = soxtrail("run", "--quarter", "2024Q3", "--config", config, "--json", "--quiet",
+                         "--clusters", "pg-fin-01,pg-hr-01", home=home, database_url=None)
+        assert first.code == 0, first.stderr
+        assert (home / "pg" / "PG_VERSION").exists()
+        listed = soxtrail("runs", "--json", home=home, database_url=None)
+        assert listed.code == 0, listed.stderr
+        assert [r["run_id"] for r in listed.json()] == [first.json()["run_id"]]
+        assert Path(first.json()["report"]).is_file()
+    finally:
+        stop_embedded(home)
 
 
 def test_with_an_s3_store_every_object_goes_to_s3_and_nothing_local(

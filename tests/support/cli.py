@@ -35,3 +35,25 @@ def soxtrail(*args: str, home: Path, database_url: str | None, env: dict[str, st
     proc = subprocess.run([sys.executable, "-m", "soxtrail", *args], env=full_env,
                           capture_output=True, text=True, timeout=timeout)
     return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def stop_embedded(home: Path, timeout: float = 30) -> None:
+    """Stop the embedded PostgreSQL a test started under `home` (it outlives soxtrail by design)."""
+    import signal
+    import time
+
+    pid_file = home / "pg" / "postmaster.pid"
+    if not pid_file.exists():
+        return
+    pid = int(pid_file.read_text().splitlines()[0])
+    try:
+        os.kill(pid, signal.SIGINT)  # fast shutdown
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
