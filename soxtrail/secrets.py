@@ -91,10 +91,11 @@ def redact_value(value: Any) -> Any:
 def redact_url(url: str) -> str:
     """A URL without its password or userinfo."""
     parts = urlsplit(url)
-    if parts.password is None and not parts.username:
-        return redact(url)
+    if not parts.password:
+        return redact(url.replace(f"{parts.username}:@", f"{parts.username}@", 1)
+                      if parts.username else url)
     host = parts.hostname or ""
     if parts.port:
         host = f"{host}:{parts.port}"
-    user = f"{parts.username}:{REDACTED}@" if parts.username else ""
+    user = f"{parts.username}:{REDACTED}@" if parts.username else f":{REDACTED}@"
     return redact(urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment)))
