@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -27,10 +28,10 @@ def _with_dbname(url: str, dbname: str) -> str:
     return psycopg.conninfo.make_conninfo(**params)
 
 
-@pytest.fixture(scope="module")
-def pg_database() -> Iterator[Database]:
-    """A new, bootstrapped database on the test server; dropped afterwards."""
-    name = f"soxtrail_t_{uuid.uuid4().hex[:12]}"
+@contextmanager
+def fresh_database(prefix: str = "soxtrail_t") -> Iterator[Database]:
+    """A new, bootstrapped database on the test server, dropped on exit."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
         admin.execute(f'create database "{name}"')  # type: ignore[arg-type]
     db = Database(dsn=_with_dbname(ADMIN_URL, name), embedded=False)
@@ -40,6 +41,13 @@ def pg_database() -> Iterator[Database]:
     finally:
         with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
             admin.execute(f'drop database if exists "{name}" with (force)')  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def pg_database() -> Iterator[Database]:
+    """A new, bootstrapped database on the test server for one test module."""
+    with fresh_database() as db:
+        yield db
 
 
 @pytest.fixture()

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
 from extract.demo import generate
-from soxtrail.database import Database, bootstrap
+from soxtrail.database import Database
 from soxtrail.quarter import Quarter
-from tests.conftest import ADMIN_URL, _with_dbname
+from tests.conftest import fresh_database
 from tests.support.cli import soxtrail
 
 QUARTER = "2024Q3"
@@ -32,16 +30,8 @@ def rel_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def rel_db() -> Iterator[Database]:
     """A bootstrapped database shared by the reliability tests (they run one after another)."""
-    name = f"soxtrail_rel_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'create database "{name}"')  # type: ignore[arg-type]
-    db = Database(dsn=_with_dbname(ADMIN_URL, name), embedded=False)
-    bootstrap(db)
-    try:
+    with fresh_database("soxtrail_rel") as db:
         yield db
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'drop database if exists "{name}" with (force)')  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")
