@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -158,7 +159,15 @@ class TerminalProgress:
 def echo_events(quiet: bool, log_format: str = "text") -> Callable[[dict[str, Any]], None] | None:
     """What the terminal shows of a run's events: nothing, human progress, or JSON lines."""
     if log_format == "json":
-        return lambda event: print(json.dumps(event, sort_keys=True), file=sys.stderr, flush=True)
+        lock = threading.Lock()  # events come from the snapshot's threads too
+
+        def emit_json(event: dict[str, Any]) -> None:
+            line = json.dumps(event, sort_keys=True) + "\n"
+            with lock:
+                sys.stderr.write(line)
+                sys.stderr.flush()
+
+        return emit_json
     if quiet:
         return None
     return TerminalProgress()

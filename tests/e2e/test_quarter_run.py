@@ -107,10 +107,16 @@ def test_a_second_run_is_a_new_run_and_leaves_the_first_alone(
         before = conn.execute("select count(*), max(created_at) from soxtrail.sox_evidence"
                               " where run_id = %s", (completed_run["run_id"],)).fetchone()
     result = soxtrail("run", "--quarter", "2024Q3", "--config", str(demo_estate / "soxtrail.yml"),
-                      "--json", "--quiet", home=completed_run["home"],
+                      "--json", "--log-format", "json", home=completed_run["home"],
                       database_url=pg_database.dsn)
     assert result.code == 0, result.stderr
     second = result.json()
+    # --log-format json: stderr is one structured event per line, every phase in order
+    events = [json.loads(line) for line in result.stderr.splitlines()]
+    assert [e["phase"] for e in events if e["event"] == "phase_done"] == [
+        "snapshot", "load", "reconcile", "render", "bundle"]
+    assert {e["event"] for e in events} >= {"query", "source_done", "load_plan", "loaded",
+                                            "node_done"}
     assert second["run_id"] != completed_run["run_id"]
     assert second["controls"] == completed_run["controls"]
     with pg_database.connect() as conn:
