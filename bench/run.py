@@ -596,7 +596,10 @@ def bench_size(size: str, args: argparse.Namespace, server: Server) -> dict[str,
                                                       workdir / "render-limit")
     finally:
         shutil.rmtree(home, ignore_errors=True)
-        drop_database(server, dbname)
+        if args.keep_db:  # e.g. to EXPLAIN the marts' compiled SQL on this size's data
+            log(f"{size}: database kept: {dsn}")
+        else:
+            drop_database(server, dbname)
         if args.clean:
             shutil.rmtree(data, ignore_errors=True)
     result["table"] = figures(result)
@@ -772,6 +775,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--docs", action="store_true", help="update docs/performance.md")
     parser.add_argument("--pgoptions", help="PGOPTIONS for the soxtrail run, e.g. "
                         "'-c enable_nestloop=off' (recorded with the results)")
+    parser.add_argument("--keep-db", action="store_true",
+                        help="keep the run's database (its DSN is logged) instead of dropping it")
     args = parser.parse_args(argv)
     sizes = [s.strip() for s in (args.sizes or args.size).split(",") if s.strip()]
     unknown = [s for s in sizes if s not in SIZES]

@@ -7,6 +7,8 @@ A connector module (``extract/<connector>.py``) exposes:
   hands each raw output to ``ctx.capture(...)`` byte for byte;
 * ``count_rows(query_params, path)``: the row count of one raw object
   (verify recomputes it from the stored bytes);
+* optionally ``count_stream(query_params)``: a :class:`RowCounter` giving the same
+  count from the bytes as they are captured (no second read of the object);
 * ``load(query_params, path)``: parses one raw object into rows of its raw
   table, yielding :class:`RawRow`, :class:`Reject` or :class:`Skipped`;
 * optionally ``settings(source)``: non-secret ``(setting, key, value)``
@@ -67,6 +69,22 @@ class Skipped:
 LoadItem = RawRow | Reject | Skipped
 
 
+class JsonDoc(dict[str, Any]):
+    """A parsed JSON object (a dict) that also carries the text it was parsed from.
+
+    The loader stores `text` as the jsonb value instead of serialising the object again.
+    A connector hands one over only when jsonb reads `text` exactly as it would read
+    ``json.dumps`` of the object (e.g. no float, which Python would re-print differently)
+    and after its jsonb guards (NUL, lone surrogates, NaN) have passed.
+    """
+
+    __slots__ = ("text",)
+
+    def __init__(self, value: Mapping[str, Any], text: str) -> None:
+        super().__init__(value)
+        self.text = text
+
+
 @dataclass(frozen=True)
 class Captured:
     """A raw object written to the store during snapshot."""
@@ -99,6 +117,23 @@ class Source:
         return value if value.is_absolute() else self.base_dir / value
 
 
+class RowCounter(Protocol):
+    """Counts an object's rows from its raw bytes while they stream to the store.
+
+    ``total()`` must equal the connector's ``count_rows(params, path)`` on the same bytes,
+    or be None when this stream cannot be counted that way (e.g. gzip data): the caller
+    then falls back to ``count_rows``.
+    """
+
+    def feed(self, chunk: bytes) -> None:
+        """Account for the next bytes of the object."""
+        ...
+
+    def total(self) -> int | None:
+        """The row count once every byte was fed, or None (use ``count_rows``)."""
+        ...
+
+
 class SnapshotContext(Protocol):
     """What a connector may use while snapshotting (implemented by the pipeline)."""
 
@@ -118,6 +153,7 @@ class SnapshotContext(Protocol):
         raw_table: str,
         chunks: Iterable[bytes],
         count_rows: Callable[[Path], int],
+        counter: RowCounter | None = None,
     ) -> Captured:
         """Stream `chunks` to the store (hashing as it goes) and queue its evidence row."""
         ...

@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from extract.base import RawRow, Reject, Skipped, Source
+from extract.base import JsonDoc, RawRow, Reject, Skipped, Source
 from extract.file import jsonb_problem
 from extract.registry import connector_module
 from extract.store import Store
@@ -124,7 +124,9 @@ def _payload(values: tuple[Any, ...]) -> tuple[tuple[Any, ...], str | None, str 
     """
     out = []
     for value in values:
-        if isinstance(value, (dict, list)):
+        if type(value) is JsonDoc:  # its source text, already checked by the connector
+            value = value.text
+        elif isinstance(value, (dict, list)):
             try:
                 text = json.dumps(value, ensure_ascii=False, allow_nan=False)
             except ValueError:
@@ -154,7 +156,26 @@ def _rows(params: dict[str, Any], path: Path, *, run_id: str, evidence_id: str,
     for item in module.load(params, path):
         if isinstance(item, RawRow):
             counts.read += 1
-            values, problem, text = _payload(item.values)
+            values = item.values
+            if len(values) == 1 and type(values[0]) is JsonDoc:
+                values = (values[0].text,)
+            try:  # the common case: every value a str or None (one C-level pass)
+                probe = "".join([v for v in values if v is not None])
+            except TypeError:
+                pass
+            else:
+                if len(values) != width:
+                    raise PipelineError(f"{params['connector']} produced {len(values)} "
+                                        f"values for {table_name} (expected {width})")
+                if "\x00" in probe or "\x00" in item.locator:
+                    counts.rejected += 1
+                    rejects.append((item.locator.replace("\x00", ""), "NUL byte in value",
+                                    None))
+                    continue
+                yield (run_id, evidence_id, *context, item.locator, *values)
+                counts.loaded += 1
+                continue
+            values, problem, text = _payload(values)
             if len(values) != width:
                 raise PipelineError(f"{params['connector']} produced {len(values)} "
                                     f"values for {table_name} (expected {width})")
@@ -241,8 +262,21 @@ def _copy_line(row: tuple[Any, ...]) -> str:
     except TypeError:
         raise _NotText from None
     if "\\" in probe or "\n" in probe or "\r" in probe or "\t" in probe:
-        return "\t".join(["\\N" if v is None else v.translate(_COPY_ESCAPE) for v in row]) + "\n"
+        return "\t".join(["\\N" if v is None else _copy_escape(v) for v in row]) + "\n"
     return "\t".join(["\\N" if v is None else v for v in row]) + "\n"
+
+
+def _copy_escape(value: str) -> str:
+    """`value` escaped for COPY text (as str.translate(_COPY_ESCAPE), several times faster)."""
+    if "\\" in value:
+        value = value.replace("\\", "\\\\")
+    if "\n" in value:
+        value = value.replace("\n", "\\n")
+    if "\r" in value:
+        value = value.replace("\r", "\\r")
+    if "\t" in value:
+        value = value.replace("\t", "\\t")
+    return value
 
 
 @dataclass

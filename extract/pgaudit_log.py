@@ -11,8 +11,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from extract.base import ConnectorSpec, LoadItem, RawRow, Reject, Skipped, Source, iter_file
+from extract.base import (
+    ConnectorSpec,
+    JsonDoc,
+    LoadItem,
+    RawRow,
+    Reject,
+    RowCounter,
+    Skipped,
+    Source,
+    iter_file,
+)
 from extract.file import (
+    GZIP_MAGIC,
+    MAX_RECORD_BYTES,
     READ_ERRORS,
     CsvRecordParser,
     decode_problem,
@@ -228,6 +240,158 @@ def count_rows(params: Mapping[str, Any], path: Path) -> int:
 
 
 # ---------------------------------------------------------------------------
+# Counting while the bytes stream past (snapshot): the same number as count_rows
+# ---------------------------------------------------------------------------
+
+
+class _StreamCounter:
+    """A RowCounter splitting the stream into lines (on b"\\n", as file iteration does).
+
+    Subclasses count complete lines (`_lines`, each without its b"\\n") and the last line
+    when it has no newline (`_last`). Gzip data is not counted (None: count_rows reads it).
+    """
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self._carry: list[bytes] = []
+        self._head = b""  # the first bytes, until the gzip magic can be ruled out
+        self._gzip: bool | None = None
+
+    def feed(self, chunk: bytes) -> None:
+        """Count the complete lines of `carry + chunk`; keep the partial last line."""
+        if self._gzip is None:
+            self._head += chunk
+            if len(self._head) < len(GZIP_MAGIC):
+                return
+            self._gzip = self._head.startswith(GZIP_MAGIC)
+            chunk, self._head = self._head, b""
+        if self._gzip or not chunk:
+            return
+        if b"\n" not in chunk:
+            self._carry.append(chunk)
+            return
+        if self._carry:
+            self._carry.append(chunk)
+            chunk = b"".join(self._carry)
+        lines = chunk.split(b"\n")
+        tail = lines.pop()
+        self._carry = [tail] if tail else []
+        self._lines(lines)
+
+    def total(self) -> int | None:
+        """The record count (after the last chunk), or None for gzip data."""
+        if self._gzip is None:  # fewer bytes than the magic: a plain (tiny) file
+            self._gzip = False
+            head, self._head = self._head, b""
+            self.feed(head)
+        if self._gzip:
+            return None
+        if self._carry:
+            last = b"".join(self._carry)
+            self._carry = []
+            self._last(last)
+        self._end()
+        return self.rows
+
+    def _lines(self, lines: list[bytes]) -> None:
+        raise NotImplementedError
+
+    def _last(self, line: bytes) -> None:
+        raise NotImplementedError
+
+    def _end(self) -> None:
+        """Called once after the last line."""
+
+
+class _JsonlogCounter(_StreamCounter):
+    """As _split_lines: every line but b"\\n" and b"\\r\\n" is a record."""
+
+    def _lines(self, lines: list[bytes]) -> None:
+        self.rows += len(lines) - lines.count(b"") - lines.count(b"\r")
+
+    def _last(self, line: bytes) -> None:
+        self.rows += 1  # not empty, and no newline: never blank
+
+
+class _StderrCounter(_StreamCounter):
+    """As _split_stderr: a non-blank line starts an entry unless it is a tab-led line
+    continuing one (the line before it not blank)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._open = False  # an entry is open: the previous line was not blank
+
+    def _lines(self, lines: list[bytes]) -> None:
+        rows = self.rows
+        open_ = self._open
+        for line in lines:
+            if not line or line == b"\r":
+                open_ = False
+            elif not open_ or line[:1] != b"\t":
+                rows += 1
+                open_ = True
+        self.rows, self._open = rows, open_
+
+    def _last(self, line: bytes) -> None:
+        if not self._open or line[:1] != b"\t":
+            self.rows += 1
+
+
+class _CsvlogCounter(_StreamCounter):
+    """As split_csv_records: a record ends at a newline with an even number of quotes
+    since its start (or once an unterminated record passes MAX_RECORD_BYTES)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._quoted = False  # inside a record whose quote is still open
+        self._size = 0
+
+    def _lines(self, lines: list[bytes]) -> None:
+        self._scan(lines, 1)
+
+    def _scan(self, lines: list[bytes], newline: int) -> None:
+        rows, quoted, size = self.rows, self._quoted, self._size
+        for line in lines:
+            odd = line.count(b'"') & 1
+            if not quoted:
+                if not odd:
+                    if line and line != b"\r":
+                        rows += 1
+                else:
+                    quoted, size = True, len(line) + newline
+                continue
+            size += len(line) + newline
+            if odd or size > MAX_RECORD_BYTES:
+                rows += 1
+                quoted = False
+        self.rows, self._quoted, self._size = rows, quoted, size
+
+    def _last(self, line: bytes) -> None:
+        # the last line has no newline: never blank (even b"\r" is a record there)
+        if not self._quoted and not line.count(b'"') & 1:
+            self.rows += 1
+        else:
+            self._scan([line], 0)
+
+    def _end(self) -> None:
+        if self._quoted:  # an unterminated quoted field at the end of the file: one record
+            self.rows += 1
+            self._quoted = False
+
+
+def count_stream(params: Mapping[str, Any]) -> RowCounter | None:
+    """A RowCounter giving count_rows' number from the bytes as they are captured."""
+    fmt = str(params.get("format"))
+    if fmt == "csvlog":
+        return _CsvlogCounter()
+    if fmt == "jsonlog":
+        return _JsonlogCounter()
+    if fmt == "stderr":
+        return _StderrCounter()
+    return None
+
+
+# ---------------------------------------------------------------------------
 # Classification: each record becomes exactly one RawRow, Reject or skipped count
 # ---------------------------------------------------------------------------
 
@@ -261,13 +425,37 @@ class _Csvlog:
         problem = log_time_problem(fields[0])
         if problem is not None:
             return Reject(f"{self.name}:{line}", problem, preview(data))
-        return RawRow(f"{self.name}:{line}",
-                      tuple(value if value != "" else None for value in fields))
+        return RawRow(f"{self.name}:{line}", tuple([value or None for value in fields]))
 
 
 def _width_problem(width: int) -> str:
     return (f"wrong column count: {width} (expected {CSVLOG_WIDTH} for PostgreSQL 14+ "
             f"or {CSVLOG_PG13_WIDTH} for PostgreSQL 13)")
+
+
+_PLAIN_JSON = frozenset({str, int, bool, type(None)})
+# a number with an exponent: after `:`, `,` or `[` (a match inside a string only costs the
+# pass-through)
+_EXPONENT = re.compile(r"[:,\[][ \t\r\n]*-?[0-9]+(?:\.[0-9]*)?[eE]")
+PASS_THROUGH_CHARS = 8192
+
+
+def _passes_through(doc: dict[str, Any], text: str) -> bool:
+    """Whether jsonb reads `text` exactly as it reads the re-serialised `doc`, so the line
+    itself can be stored.
+
+    `doc` must be flat without floats (Python re-prints floats differently), and `text`
+    must hold nothing jsonb could refuse in a value that `doc` no longer shows (a
+    duplicate key keeps only its last value): no \\u escape (NUL, lone surrogates), no
+    exponent and no very long number (numeric overflow). Otherwise the object is
+    re-serialised, as before.
+    """
+    if len(text) > PASS_THROUGH_CHARS or "\\u" in text or _EXPONENT.search(text):
+        return False
+    for value in doc.values():
+        if type(value) not in _PLAIN_JSON:
+            return False
+    return True
 
 
 class _Jsonlog:
@@ -308,7 +496,9 @@ class _Jsonlog:
             problem = jsonb_problem(doc)
         if problem is not None:
             return Reject(f"{self.name}:{line}", problem, preview(data))
-        return RawRow(f"{self.name}:{line}", (doc,))
+        if not _passes_through(doc, text):
+            return RawRow(f"{self.name}:{line}", (doc,))
+        return RawRow(f"{self.name}:{line}", (JsonDoc(doc, text),))
 
 
 class _Stderr:
@@ -504,4 +694,5 @@ def snapshot(source: Source, ctx: Any) -> None:
             raw_table=RAW_TABLES[fmt],
             chunks=chunks,
             count_rows=lambda p, fp=file_params: count_rows(fp, p),
+            counter=count_stream(file_params),
         )

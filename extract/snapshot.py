@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from extract.base import Captured, Source
-from extract.store import Store, check_key, spool
+from extract.base import Captured, RowCounter, Source
+from extract.store import LocalStore, Store, check_key, spool
 from soxtrail import secrets
 from soxtrail.quarter import Quarter
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=-]+")
+
+
+def _counted(chunks: Iterable[bytes], counter: RowCounter) -> Iterator[bytes]:
+    """The chunks, each fed to `counter` as it passes."""
+    feed = counter.feed
+    for chunk in chunks:
+        feed(chunk)
+        yield chunk
 
 
 def safe_name(text: str) -> str:
@@ -73,16 +81,28 @@ class SnapshotRun:
         raw_table: str,
         chunks: Iterable[bytes],
         count_rows: Callable[[Path], int],
+        counter: RowCounter | None = None,
     ) -> Captured:
-        """Stream the raw bytes to the store, hashing as they pass; queue the evidence row."""
+        """Stream the raw bytes to the store, hashing as they pass; queue the evidence row.
+
+        With a `counter` the rows are counted as the bytes pass too (`count_rows`, which
+        re-reads the spooled object, only when the counter cannot count this stream). The
+        spooled file itself becomes the store object (moved, not copied, into a local
+        store): the object is the very bytes that were hashed.
+        """
         if query_name in self._names:
             raise ValueError(f"duplicate query name {query_name!r} in source {source.name!r}")
         self._names.add(query_name)
         executed_at = datetime.now(timezone.utc)
+        if counter is not None:
+            chunks = _counted(chunks, counter)
         path, digest, size = spool(chunks, self.spool_dir)
-        rows = count_rows(path)
+        counted = counter.total() if counter is not None else None
+        rows = counted if counted is not None else count_rows(path)
         key = self.key_for(source, query_name, ext)
-        self.store.put_file(key, path)
+        self.store.put_file(key, path, move=True)
+        if isinstance(self.store, LocalStore):
+            path = Path(self.store.location(key))  # the spool file is gone: the object
         all_params = {
             **{k: secrets.redact_value(v) for k, v in params.items()},
             "source": source.name,

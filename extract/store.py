@@ -14,6 +14,9 @@ from typing import IO, Any, Protocol
 from soxtrail.errors import ConfigError, StoreError
 
 CHUNK = 1 << 20
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK  # what a newly written (copied) object gets
 
 
 def check_key(key: str) -> str:
@@ -31,7 +34,10 @@ def check_key(key: str) -> str:
 
 
 def spool(chunks: Iterable[bytes], directory: Path) -> tuple[Path, str, int]:
-    """Write chunks to a temp file in `directory`, hashing as they pass; return path, sha256, size."""
+    """Write chunks to a temp file in `directory`, hashing as they pass.
+
+    Returns the file's path, SHA-256 and size.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     size = 0
@@ -90,8 +96,9 @@ class LocalStore:
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(target.name + ".partial")
-        if move:
+        if move:  # a rename on the same file system: the bytes are not copied again
             shutil.move(str(path), tmp)
+            os.chmod(tmp, FILE_MODE)  # a spool file is 0600 (mkstemp); a copy would not be
         else:
             shutil.copyfile(path, tmp)
         os.replace(tmp, target)  # atomic: a reader never sees a partial object
@@ -242,7 +249,8 @@ def open_store(uri: str | None, default_root: Path) -> Store:
         try:
             days = int(retention)
         except ValueError as exc:
-            raise ConfigError(f"SOXTRAIL_S3_RETENTION_DAYS={retention!r}: expected a number") from exc
+            raise ConfigError(
+                f"SOXTRAIL_S3_RETENTION_DAYS={retention!r}: expected a number") from exc
         attempts = os.environ.get("SOXTRAIL_S3_MAX_ATTEMPTS", "8") or "8"
         if not attempts.isdigit() or int(attempts) < 1:
             raise ConfigError(f"SOXTRAIL_S3_MAX_ATTEMPTS={attempts!r}: expected a number >= 1")

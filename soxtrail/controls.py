@@ -59,7 +59,8 @@ def canonical_lines(conn: psycopg.Connection[Any], query: str,
                     params: tuple[Any, ...] = ()) -> Iterator[bytes]:
     """Stream the canonical text (lines joined by `\\n`) as bytes, in UTC, server-side."""
     conn.execute("set time zone 'UTC'")
-    conn.execute(PLANNER_SQL)  # the plan reconcile used (results never depend on it)
+    for statement in PLANNER_SQL:  # the plan reconcile used (results never depend on it)
+        conn.execute(statement)
     with conn.cursor(name="soxtrail_canonical") as cur:
         cur.itersize = 5000
         # no parameters → no placeholder parsing, so a `%` in compiled SQL is literal

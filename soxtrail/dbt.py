@@ -37,9 +37,10 @@ soxtrail:
 # The marts chain ephemeral CTEs whose filtered row estimates collapse to 1, and
 # the planner then nests CTE scans inside loops: quadratic or worse at estate
 # scale (CM-01 at 1M audit lines: 14.7 s with nested loops, 1.9 s without).
+# work_mem: the ticket staging's sorts spill to disk at the default 4 MB.
 # Results never depend on the plan; verify's re-runs use the same setting.
-PLANNER_OPTIONS = "-c enable_nestloop=off"
-PLANNER_SQL = "set local enable_nestloop = off"
+PLANNER_OPTIONS = "-c enable_nestloop=off -c work_mem=64MB"
+PLANNER_SQL = ("set local enable_nestloop = off", "set local work_mem = '64MB'")
 
 
 @dataclass(frozen=True)

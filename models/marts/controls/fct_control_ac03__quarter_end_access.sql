@@ -135,6 +135,28 @@ holder_active as (
 
 ),
 
+approving_tickets as (
+
+    -- the latest approved access ticket from before quarter end per item (ties:
+    -- lowest ticket key); one hash join instead of a ticket scan per item
+    select distinct on (population.item_key)
+        population.item_key,
+        tickets.ticket_key,
+        tickets.evidence_id
+    from population
+    inner join tickets
+        on
+            population.holder_identity = tickets.subject_user
+            and lower(population.cluster) = lower(tickets.cluster)
+            and lower(population.granted_role) = lower(tickets.role)
+    where
+        tickets.ticket_type = 'access'
+        and tickets.is_approved
+        and tickets.approved_at < {{ quarter_end_at() }}
+    order by population.item_key asc, tickets.approved_at desc, tickets.ticket_key asc
+
+),
+
 approval_on_record as (
 
     -- privileged access needs a standing approval (identity map
@@ -150,21 +172,8 @@ approval_on_record as (
     from population
     inner join role_in_catalog
         on population.item_key = role_in_catalog.item_key
-    left join lateral (
-        select
-            tickets.ticket_key,
-            tickets.evidence_id
-        from tickets
-        where
-            tickets.ticket_type = 'access'
-            and tickets.is_approved
-            and tickets.approved_at < {{ quarter_end_at() }}
-            and tickets.subject_user = population.holder_identity
-            and lower(tickets.cluster) = lower(population.cluster)
-            and lower(tickets.role) = lower(population.granted_role)
-        order by tickets.approved_at desc, tickets.ticket_key asc
-        limit 1
-    ) as approving_tickets on true
+    left join approving_tickets
+        on population.item_key = approving_tickets.item_key
 
 ),
 

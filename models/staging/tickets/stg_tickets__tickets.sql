@@ -19,7 +19,16 @@ with
 
 tickets as (
 
-    select * from {{ source('tickets', 'tickets') }} as tickets
+    -- `doc #> '{}'` is the doc itself, decompressed once here: every field
+    -- extracted below would otherwise decompress it again
+    select
+        tickets.run_id,
+        tickets.evidence_id,
+        tickets.source_name,
+        tickets.connector,
+        tickets.locator,
+        tickets.doc #> '{}' as doc
+    from {{ source('tickets', 'tickets') }} as tickets
     where {{ this_run('tickets') }}
 
 ),

@@ -1,0 +1,120 @@
+"""pgaudit_log.count_stream: counting while the bytes stream gives count_rows' number."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import random
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from extract import file as file_module
+from extract import pgaudit_log
+from extract.base import Source
+from extract.snapshot import SnapshotRun
+from extract.store import LocalStore
+from soxtrail.quarter import Quarter
+
+FORMATS = ("csvlog", "jsonlog", "stderr")
+# pieces that stress the record splitters: newlines, CR, tabs, quotes, blank lines
+PIECES = [b"\n", b"\r\n", b"\r", b"\t", b'"', b'""', b"a", b"AUDIT: x", b"{}", b",", b" ",
+          b'"q\nq"', b"\n\n", b"\n\t", b"\xff"]
+
+
+def streamed(fmt: str, data: bytes, cuts: list[int]) -> int | None:
+    """count_stream's total with `data` fed in pieces cut at `cuts`."""
+    counter = pgaudit_log.count_stream({"format": fmt})
+    assert counter is not None
+    start = 0
+    for cut in [*sorted(cuts), len(data)]:
+        counter.feed(data[start:cut])
+        start = max(start, cut)
+    return counter.total()
+
+
+def counted(tmp_path: Path, fmt: str, data: bytes) -> int:
+    path = tmp_path / f"log.{fmt}"
+    path.write_bytes(data)
+    return pgaudit_log.count_rows({"format": fmt}, path)
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pieces=st.lists(st.sampled_from(PIECES), max_size=40),
+       cuts=st.lists(st.integers(min_value=0, max_value=200), max_size=6),
+       fmt=st.sampled_from(FORMATS))
+def test_stream_count_equals_count_rows(tmp_path: Path, pieces: list[bytes], cuts: list[int],
+                                        fmt: str) -> None:
+    data = b"".join(pieces)
+    assert streamed(fmt, data, [c for c in cuts if c <= len(data)]) == counted(tmp_path, fmt,
+                                                                               data)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("data", [
+    b"", b"\n", b"\r", b"x", b"\t", b'"', b"\x1f", b"a\r\n\r\n\tb\n\tc\n\n\td",
+    b'a,"b\nc",d\n\n"e\n', b"\t\n\tx\n\n\n\ty\r", b'"\n\n"\n"\r\n"\r', b'x\n"', b"\r\n\t",
+])
+def test_edge_cases(tmp_path: Path, fmt: str, data: bytes) -> None:
+    for cuts in ([], list(range(len(data))), [1], [len(data) // 2]):
+        assert streamed(fmt, data, cuts) == counted(tmp_path, fmt, data), (data, cuts)
+
+
+@pytest.mark.parametrize("fmt", ["csvlog", "stderr"])
+def test_oversized_unterminated_records(tmp_path: Path, fmt: str,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(file_module, "MAX_RECORD_BYTES", 16)
+    monkeypatch.setattr(pgaudit_log, "MAX_RECORD_BYTES", 16)
+    data = b'a,"' + b"0123456789\n" * 5 + b'x"\nb\n' + b'"' + b"y" * 40 + b"\nz\n"
+    for cuts in ([], [3, 17, 30], list(range(len(data)))):
+        assert streamed(fmt, data, cuts) == counted(tmp_path, fmt, data)
+
+
+def test_gzip_is_left_to_count_rows() -> None:
+    data = gzip.compress(b"a\nb\n")
+    assert streamed("jsonlog", data, [1]) is None
+    assert pgaudit_log.count_stream({"format": "nope"}) is None
+
+
+def test_demo_like_logs(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    lines = []
+    for n in range(5000):
+        kind = rng.random()
+        if kind < 0.1:
+            lines.append(f'2024-07-05 10:00:00 UTC,alice,"AUDIT: x,""y\n\tz""",{n}\n'.encode())
+        elif kind < 0.15:
+            lines.append(b"\n")
+        elif kind < 0.2:
+            lines.append(b"\tcontinued\r\n")
+        else:
+            lines.append(f'{{"n":{n},"message":"m"}}\n'.encode())
+    data = b"".join(lines)
+    for fmt in FORMATS:
+        cuts = sorted(rng.randrange(len(data)) for _ in range(50))
+        assert streamed(fmt, data, cuts) == counted(tmp_path, fmt, data)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_snapshot_counts_while_streaming(tmp_path: Path, gz: bool) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    body = b'2024-07-05 10:00:00.1 UTC,a,"AUDIT: SESSION,1\n2",x\n\n' * 3 + b"tail,no newline"
+    name = "postgresql.csv.gz" if gz else "postgresql.csv"
+    (logs / name).write_bytes(gzip.compress(body) if gz else body)
+    store = LocalStore(tmp_path / "store")
+    run = SnapshotRun(run_id="run-1", quarter=Quarter(2024, 3), executed_by="ci", store=store,
+                      spool_dir=tmp_path / "spool")
+    source = Source(name="pg1", system="db_audit", connector="pgaudit_log",
+                    values={"cluster": "pg1", "format": "csvlog", "paths": [str(logs / "*")]})
+    pgaudit_log.snapshot(source, run)
+    (record,) = run.records
+    stored = store.fetch(record.raw_output_s3_key, Path("unused"))
+    assert record.result_row_count == 4 == pgaudit_log.count_rows(record.query_params, stored)
+    # the object is the very bytes that were hashed, and the spool holds no copy
+    assert stored.read_bytes() == (logs / name).read_bytes()
+    assert hashlib.sha256(stored.read_bytes()).hexdigest() == record.result_hash
+    assert not any(p.is_file() for p in (tmp_path / "spool").rglob("*"))
