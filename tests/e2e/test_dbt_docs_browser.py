@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import psycopg
 import pytest
 
 from extract.demo import generate
@@ -394,3 +395,25 @@ def test_serving_before_generating_says_what_to_run(tmp_path: Path) -> None:
                       database_url=None)
     assert result.code == 2
     assert "soxtrail docs generate" in result.stderr
+
+
+@pytest.mark.parametrize("model", CONTROL_MODELS)
+def test_the_docs_site_shows_the_compiled_sql_the_evidence_and_the_bundle_hold(
+        model: str, manifest: dict[str, Any], docs_home: Path, pg_database: Database) -> None:
+    """The auditor reads one text: docs site, evidence row (workbook Queries sheet), bundle."""
+    run_id = json.loads((docs_home / "docs" / "run.json").read_text())["run_id"]
+    in_docs = manifest["nodes"][f"model.soxtrail.{model}"]["compiled_code"]
+    with psycopg.connect(pg_database.dsn) as conn:
+        quarter, in_evidence = conn.execute(
+            "select r.quarter, e.query_text from soxtrail.sox_evidence e"
+            " join soxtrail.sox_runs r on r.id = e.run_id"
+            " where e.run_id = %s and e.source_system = 'reconcile'"
+            " and e.query_params ->> 'model' = %s", (run_id, model)).fetchone()
+    assert in_docs.strip() == in_evidence.strip()
+    # named <model>_<checksum>.sql: the version of the model that ran
+    [bundle_file] = (docs_home / "store" / quarter / run_id / "bundle" / "queries"
+                     / "controls").glob(f"{model}_*.sql")
+    bundle_sql = bundle_file.read_text()
+    assert in_evidence.strip() in bundle_sql
+    assert bundle_sql.startswith("--")  # the header comment: control, run, vars, evidence id
+    assert run_id in bundle_sql.split(in_evidence.strip())[0]
