@@ -14,6 +14,7 @@ from extract.demo import generate
 from soxtrail.database import Database
 from soxtrail.quarter import Quarter
 from tests.support.cli import soxtrail, stop_embedded
+from tests.support.debian import postgres_scratch
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -25,9 +26,13 @@ def small_estate(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_without_a_dsn_the_embedded_server_is_started_and_reused(
-        small_estate: Path, tmp_path: Path) -> None:
-    home = tmp_path / "h"
+def test_without_a_dsn_the_embedded_server_is_started_and_reused(small_estate: Path) -> None:
+    # not under tmp_path: pytest keeps it 0700, out of reach of the server's own OS user
+    with postgres_scratch("embedded") as scratch:
+        _embedded_run(small_estate, scratch / "h")
+
+
+def _embedded_run(small_estate: Path, home: Path) -> None:
     config = str(small_estate / "soxtrail.yml")
     try:
         first = soxtrail("run", "--quarter", "2024Q3", "--config", config, "--json", "--quiet",
