@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import csv
 import glob
 import re
@@ -244,7 +245,7 @@ def count_rows(params: Mapping[str, Any], path: Path) -> int:
 # ---------------------------------------------------------------------------
 
 
-class _StreamCounter:
+class _StreamCounter(abc.ABC):
     """A RowCounter splitting the stream into lines (on b"\\n", as file iteration does).
 
     Subclasses count complete lines (`_lines`, each without its b"\\n") and the last line
@@ -293,13 +294,15 @@ class _StreamCounter:
         self._end()
         return self.rows
 
+    @abc.abstractmethod
     def _lines(self, lines: list[bytes]) -> None:
-        raise NotImplementedError
+        """Count complete lines (each without its newline)."""
 
+    @abc.abstractmethod
     def _last(self, line: bytes) -> None:
-        raise NotImplementedError
+        """Count the final line that has no newline."""
 
-    def _end(self) -> None:
+    def _end(self) -> None:  # noqa: B027 - an optional hook, empty by default
         """Called once after the last line."""
 
 

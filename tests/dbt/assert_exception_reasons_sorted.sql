@@ -1,25 +1,19 @@
 -- Reason codes are sorted and unique, so equal findings hash equal in the
 -- canonical result.
 
-{%- set controls = [
-    'fct_control_ac01__privileged_access_approved',
-    'fct_control_ac02__timely_revocation',
-    'fct_control_ac03__quarter_end_access',
-    'fct_control_cm01__changes_authorized',
-    'fct_control_bk01__backups_performed',
-] %}
+{%- set controls = control_models() %}
 
 with
 
 control_rows as (
 
-    {%- for model_name in controls %}
+    {%- for _, model_name, _, _ in controls %}
         select
             control.run_id,
             control.item_key,
             control.exception_reasons
         from {{ ref(model_name) }} as control
-                {{ "union all" if not loop.last }}
+        {{ "union all" if not loop.last }}
     {%- endfor %}
 
 ),

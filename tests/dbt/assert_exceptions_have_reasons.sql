@@ -1,19 +1,13 @@
 -- Every EXCEPTION names at least one reason and every PASS none: the result
 -- is derived from the reasons, never set on its own.
 
-{%- set controls = [
-    'fct_control_ac01__privileged_access_approved',
-    'fct_control_ac02__timely_revocation',
-    'fct_control_ac03__quarter_end_access',
-    'fct_control_cm01__changes_authorized',
-    'fct_control_bk01__backups_performed',
-] %}
+{%- set controls = control_models() %}
 
 with
 
 control_rows as (
 
-    {%- for model_name in controls %}
+    {%- for _, model_name, _, _ in controls %}
         select
             control.run_id,
             control.control_id,
@@ -21,7 +15,7 @@ control_rows as (
             control.result,
             control.exception_reasons
         from {{ ref(model_name) }} as control
-                {{ "union all" if not loop.last }}
+        {{ "union all" if not loop.last }}
     {%- endfor %}
 
 ),

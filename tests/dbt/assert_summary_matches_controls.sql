@@ -1,18 +1,12 @@
 -- The summary's counts are the control marts' counts for the same run.
 
-{%- set controls = [
-    'fct_control_ac01__privileged_access_approved',
-    'fct_control_ac02__timely_revocation',
-    'fct_control_ac03__quarter_end_access',
-    'fct_control_cm01__changes_authorized',
-    'fct_control_bk01__backups_performed',
-] %}
+{%- set controls = control_models() %}
 
 with
 
 control_counts as (
 
-    {%- for model_name in controls %}
+    {%- for _, model_name, _, _ in controls %}
         select
             control.run_id,
             control.control_id,
@@ -20,7 +14,7 @@ control_counts as (
             count(*) filter (where control.result = 'EXCEPTION') as exceptions
         from {{ ref(model_name) }} as control
         group by control.run_id, control.control_id
-                {{ "union all" if not loop.last }}
+        {{ "union all" if not loop.last }}
     {%- endfor %}
 
 ),
