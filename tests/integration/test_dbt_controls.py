@@ -445,3 +445,26 @@ def test_summary_counts_every_control(built: Any, pg_database: Database) -> None
     expected_id = uuid.UUID(bytes=__import__("hashlib").md5(
         f"soxtrail:{RUN_ID}:fct_control_ac01__privileged_access_approved".encode()).digest())
     assert rows["AC-01"]["control_evidence_id"] == expected_id
+
+
+@pytest.mark.parametrize("model", [
+    "fct_control_ac01__privileged_access_approved",
+    "fct_control_ac02__timely_revocation",
+    "fct_control_cm01__changes_authorized",
+])
+def test_audit_entries_are_read_through_the_role_and_ddl_partial_indexes(
+        built: Any, pg_database: Database, model: str) -> None:
+    """Each mart reading audit entries can reach them through the three partial indexes of
+    soxtrail/sql/platform.sql: their predicates still match the staging's class test.
+
+    With sequential scans disabled, a partial index whose predicate the query does not imply
+    cannot be used, and the plan falls back to a (disabled) sequential scan of the raw table.
+    """
+    compiled = next(r.node.compiled_code for r in built.result if r.node.name == model)
+    with pg_database.connect() as conn:
+        conn.execute("set local enable_seqscan = off")
+        conn.execute("set local enable_nestloop = off")
+        plan = "\n".join(row[0] for row in conn.execute(f"explain {compiled}").fetchall())
+    for table in ("pgaudit_csvlog", "pgaudit_jsonlog", "pgaudit_stderr"):
+        assert f"{table}_role_ddl_idx on {table}" in plan, plan
+        assert f"Seq Scan on {table}" not in plan, plan

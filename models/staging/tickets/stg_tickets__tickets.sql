@@ -19,16 +19,21 @@ with
 
 tickets as (
 
-    -- `doc #> '{}'` is the doc itself, decompressed once here: every field
-    -- extracted below would otherwise decompress it again
+    -- `doc #> '{}'` is the doc itself, decompressed once per row in a
+    -- subquery the planner keeps apart (`limit 1`): each field extracted
+    -- below would otherwise decompress the stored doc again. Only
+    -- `extracted` reads this CTE, so it is inlined: the docs are never
+    -- copied to a work file, and they go no further than `extracted`.
     select
         tickets.run_id,
         tickets.evidence_id,
         tickets.source_name,
         tickets.connector,
         tickets.locator,
-        tickets.doc #> '{}' as doc
+        decompressed.doc
     from {{ source('tickets', 'tickets') }} as tickets
+    cross join
+        lateral (select tickets.doc #> '{}' as doc limit 1) as decompressed  -- noqa: ST05, AM09
     where {{ this_run('tickets') }}
 
 ),
@@ -70,51 +75,46 @@ ticket_types as (
 
 ),
 
+default_statuses as (
+
+    -- the project's approved statuses (`approved_statuses` var), lower case
+    select
+        array[
+            {%- for status in var('approved_statuses') -%}
+                lower('{{ status | replace("'", "''") }}'){{ ", " if not loop.last }}
+            {%- endfor -%}
+        ]::text[] as statuses
+
+),
+
 configured_statuses as (
 
-    select distinct
+    -- a source's own approved statuses (lower case), where it lists any;
+    -- the other sources use the project's default list (`approved_statuses`)
+    select
         source_settings.source_name,
-        lower(source_settings.setting_key) as status
+        array_agg(distinct lower(source_settings.setting_key)) as statuses
     from source_settings
     where
         source_settings.setting = 'approved_status'
         and {{ to_boolean("coalesce(source_settings.setting_value, 'true')") }}
+    group by source_settings.source_name
 
 ),
 
-approved_statuses as (
+extracted as materialized (
 
-    -- a source's own approved statuses, else the project's default list
-    select * from configured_statuses
-
-    union all
-
-    select distinct
-        tickets.source_name,
-        lower(default_statuses.status) as status
-    from tickets
-    cross join
-        unnest(array[
-            {%- for status in var('approved_statuses') -%}
-                '{{ status | replace("'", "''") }}'{{ ", " if not loop.last }}
-            {%- endfor -%}
-        ]::text[]) as default_statuses (status)
-    where not exists (
-        select 1
-        from configured_statuses
-        where configured_statuses.source_name = tickets.source_name
-    )
-
-),
-
-extracted as (
-
+    -- materialized: each field (and the changelog scan) is computed once per
+    -- ticket, though later CTEs refer to it more than once
     select
         tickets.source_name,
         tickets.connector,
-        tickets.doc,
         field_paths.time_zone,
         field_paths.approved_at_path,
+        coalesce(
+            configured_statuses.statuses,
+            default_statuses.statuses
+        ) as approved_statuses,
         {%- for field in fields %}
             tickets.doc #>> string_to_array(
                 coalesce(
@@ -129,58 +129,46 @@ extracted as (
                 '.'
             ) as {{ field }}_text,
         {%- endfor %}
+        -- Jira often records the approval only as a status transition: the
+        -- approval time is the first change-history entry with an item that
+        -- moves the status into an approved status. Computed here, row by
+        -- row, while the doc is at hand.
+        case
+            when field_paths.approved_at_path = 'changelog' then (
+                select min({{ to_utc_timestamp("history.value ->> 'created'") }})
+                from
+                    jsonb_array_elements(
+                        case
+                            when jsonb_typeof(tickets.doc #> '{changelog,histories}') = 'array'
+                                then tickets.doc #> '{changelog,histories}'
+                            else '[]'::jsonb
+                        end
+                    ) as history (value)
+                where exists (
+                    select 1
+                    from
+                        jsonb_array_elements(
+                            case
+                                when jsonb_typeof(history.value -> 'items') = 'array'
+                                    then history.value -> 'items'
+                                else '[]'::jsonb
+                            end
+                        ) as history_item (value)
+                    where
+                        history_item.value ->> 'field' = 'status'
+                        and lower(history_item.value ->> 'toString') = any(
+                            coalesce(configured_statuses.statuses, default_statuses.statuses)
+                        )
+                )
+            )
+        end as changelog_approved_at,
         {{ carry_evidence('tickets') }}
     from tickets
     left join field_paths
         on tickets.source_name = field_paths.source_name
-
-),
-
-changelog_transitions as (
-
-    -- Jira often records the approval only as a status transition: the
-    -- approval time is the first transition into an approved status.
-    select
-        extracted.evidence_id,
-        extracted.evidence_locator,
-        history.value ->> 'created' as transitioned_at_text
-    from extracted
-    cross join
-        lateral jsonb_array_elements(
-            case
-                when jsonb_typeof(extracted.doc #> '{changelog,histories}') = 'array'
-                    then extracted.doc #> '{changelog,histories}'
-                else '[]'::jsonb
-            end
-        ) as history (value)
-    cross join
-        lateral jsonb_array_elements(
-            case
-                when jsonb_typeof(history.value -> 'items') = 'array'
-                    then history.value -> 'items'
-                else '[]'::jsonb
-            end
-        ) as history_item (value)
-    inner join approved_statuses
-        on
-            extracted.source_name = approved_statuses.source_name
-            and lower(history_item.value ->> 'toString') = approved_statuses.status
-    where
-        extracted.approved_at_path = 'changelog'
-        and history_item.value ->> 'field' = 'status'
-
-),
-
-changelog_approvals as (
-
-    select
-        changelog_transitions.evidence_id,
-        changelog_transitions.evidence_locator,
-        min({{ to_utc_timestamp('changelog_transitions.transitioned_at_text') }}) as approved_at
-    from changelog_transitions
-    group by
-        changelog_transitions.evidence_id,
-        changelog_transitions.evidence_locator
+    left join configured_statuses
+        on tickets.source_name = configured_statuses.source_name
+    cross join default_statuses
 
 ),
 
@@ -198,11 +186,12 @@ normalised as (
         ) as ticket_type,
         extracted.ticket_type_text as source_ticket_type,
         btrim(extracted.status_text) as status,
-        approved_statuses.status is not null as is_approved_status,
+        coalesce(lower(btrim(extracted.status_text)) = any(extracted.approved_statuses), false)
+            as is_approved_status,
         {{ normalize_identity('extracted.requester_text') }} as requester,
         {{ normalize_identity('extracted.approver_text') }} as approver,
         case
-            when extracted.approved_at_path = 'changelog' then changelog_approvals.approved_at
+            when extracted.approved_at_path = 'changelog' then extracted.changelog_approved_at
             else {{ to_utc_timestamp('extracted.approved_at_text', 'extracted.time_zone') }}
         end as approved_at,
         {{ normalize_identity('extracted.subject_user_text') }} as subject_user,
@@ -221,14 +210,6 @@ normalised as (
         on
             extracted.source_name = ticket_types.source_name
             and lower(btrim(extracted.ticket_type_text)) = ticket_types.source_ticket_type
-    left join approved_statuses
-        on
-            extracted.source_name = approved_statuses.source_name
-            and lower(btrim(extracted.status_text)) = approved_statuses.status
-    left join changelog_approvals
-        on
-            extracted.evidence_id = changelog_approvals.evidence_id
-            and extracted.evidence_locator = changelog_approvals.evidence_locator
 
 ),
 
