@@ -69,6 +69,19 @@ class Skipped:
 LoadItem = RawRow | Reject | Skipped
 
 
+def copy_escape(value: str) -> str:
+    """`value` escaped for COPY text format (backslash, newline, carriage return, tab)."""
+    if "\\" in value:
+        value = value.replace("\\", "\\\\")
+    if "\n" in value:
+        value = value.replace("\n", "\\n")
+    if "\r" in value:
+        value = value.replace("\r", "\\r")
+    if "\t" in value:
+        value = value.replace("\t", "\\t")
+    return value
+
+
 class JsonDoc(dict[str, Any]):
     """A parsed JSON object (a dict) that also carries the text it was parsed from.
 

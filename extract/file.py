@@ -167,8 +167,13 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+
+
 def parse_json(text: str | bytes) -> Any:
     """json.loads that refuses NaN/Infinity (jsonb cannot hold them)."""
+    if type(text) is str and not text.startswith("\ufeff"):
+        return _DECODER.decode(text)  # json.loads without building a decoder per call
     return json.loads(text, parse_constant=_no_constant)
 
 
