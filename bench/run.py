@@ -225,6 +225,11 @@ class Sampler(threading.Thread):
         self.phase = "startup"
         self.soxtrail: dict[str, int] = {}
         self.postgres: dict[str, int] = {}
+        # CPU seconds per phase: the soxtrail process, its child processes (load workers),
+        # the server's processes (a process's CPU since the previous sample goes to the
+        # phase running now; CPU used after a process's last sample is not seen)
+        self.cpu: dict[str, dict[str, float]] = {}
+        self._cpu_seen: dict[int, float] = {}
         self.samples = 0
         self._log: Any = None
 
@@ -264,10 +269,33 @@ class Sampler(threading.Thread):
                 pass
         return total
 
+    def _cpu_delta(self, procs: list[psutil.Process]) -> float:
+        total = 0.0
+        for p in procs:
+            try:
+                times = p.cpu_times()
+            except psutil.Error:
+                continue
+            used = times.user + times.system
+            total += used - self._cpu_seen.get(p.pid, 0.0)
+            self._cpu_seen[p.pid] = used
+        return total
+
+    def _sample_cpu(self, phase: str) -> None:
+        try:
+            children = self.proc.children(recursive=True)
+        except psutil.Error:
+            children = []
+        cpu = self.cpu.setdefault(phase, {"soxtrail": 0.0, "workers": 0.0, "postgres": 0.0})
+        cpu["soxtrail"] += self._cpu_delta([self.proc])
+        cpu["workers"] += self._cpu_delta(children)
+        cpu["postgres"] += self._cpu_delta(self.server.processes())
+
     def run(self) -> None:
         while not self.stop.is_set():
             self._read_phase()
             phase = self.phase
+            self._sample_cpu(phase)
             rss, pss = self._tree_rss(), self._server_pss()
             self.soxtrail[phase] = max(self.soxtrail.get(phase, 0), rss)
             self.postgres[phase] = max(self.postgres.get(phase, 0), pss)
@@ -306,6 +334,8 @@ def run_soxtrail(data: Path, dsn: str, home: Path, server: Server,
     summary["wall_seconds"] = wall
     summary["peak_rss_soxtrail"] = sampler.soxtrail
     summary["peak_pss_postgres"] = sampler.postgres
+    summary["cpu_seconds"] = {phase: {k: round(v, 1) for k, v in cpu.items()}
+                              for phase, cpu in sampler.cpu.items()}
     summary["samples"] = sampler.samples
     return summary
 
@@ -660,6 +690,10 @@ def figures(result: dict[str, Any]) -> list[dict[str, Any]]:
         "limit_rows_per_s": None,
         "limit_mb_per_s": _mb(hashing["bytes"]) / hashing["seconds"],
         "share_of_snapshot": hashing["seconds"] / float(phases["snapshot"]["seconds"]),
+        # measured inside the run: CPU seconds in SHA-256 / CPU seconds of the snapshot
+        "hashing_cpu_seconds": phases["snapshot"].get("hashing_cpu_seconds"),
+        "snapshot_cpu_seconds": phases["snapshot"].get("cpu_seconds"),
+        "hashing_share_of_snapshot_cpu": phases["snapshot"].get("hashing_share"),
         "speed_vs_limit": None,
     })
     limit_sum = sum(r["limit_seconds"] or 0 for r in table if r["phase"] in PHASES)
@@ -706,13 +740,32 @@ def markdown(result: dict[str, Any]) -> str:
         extra = ""
         if r["phase"] == "(hashing)":
             extra = (f" ({_f(r['limit_mb_per_s'], 0)} MB/s; "
-                     f"{r['share_of_snapshot'] * 100:.1f}% of snapshot)")
+                     f"{r['share_of_snapshot'] * 100:.1f}% of the snapshot's wall time)")
+            if r.get("hashing_share_of_snapshot_cpu") is not None:
+                extra += (f"; in the run: {r['hashing_cpu_seconds']:.1f} CPU s of SHA-256 = "
+                          f"{r['hashing_share_of_snapshot_cpu'] * 100:.1f}% of the snapshot's "
+                          f"{r['snapshot_cpu_seconds']:.1f} CPU s")
         lines.append(
             f"| {r['phase']} | {_f(r['seconds'])} | {_f(r['rows'])} | {_f(r['rows_per_s'], 0)} "
             f"| {_f(r['mb_per_s'])} | {_f(r['peak_rss_soxtrail_mb'], 0)} "
             f"| {_f(r['peak_pss_postgres_mb'], 0)} | {r['limit']}{extra} "
             f"| {_f(r['limit_seconds'])} | {_f(r['limit_rows_per_s'], 0)} "
             f"| {_f(r['speed_vs_limit'], 2)} |")
+    cpu = result["run"].get("cpu_seconds") or {}
+    if cpu:
+        lines += ["", f"CPU seconds by phase ({os.cpu_count()} CPUs; sampled every "
+                      "0.2 s):", "",
+                  "| phase | wall s | soxtrail | its workers | postgres | CPUs busy |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for phase in PHASES:
+            used = cpu.get(phase)
+            seconds = float(result["run"]["phases"][phase]["seconds"])
+            if used is None or not seconds:
+                continue
+            total = used["soxtrail"] + used["workers"] + used["postgres"]
+            lines.append(f"| {phase} | {seconds:.1f} | {used['soxtrail']:.1f} "
+                         f"| {used['workers']:.1f} | {used['postgres']:.1f} "
+                         f"| {total / seconds:.2f} |")
     return "\n".join(lines)
 
 

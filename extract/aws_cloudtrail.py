@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -197,7 +198,7 @@ def snapshot(source: Source, ctx: Any) -> None:
             ext="json.gz",
             raw_table=RAW_TABLE,
             chunks=chunks,
-            count_rows=lambda p, fp=params: count_rows(fp, p),
+            count_rows=partial(count_rows, params),
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +84,7 @@ def snapshot(source: Source, ctx: Any) -> None:
         ext="csv",
         raw_table=f"raw.{catalog}",
         chunks=iter_file(path),
-        count_rows=lambda p: count_rows(params, p),
+        count_rows=partial(count_rows, params),
     )
 
 

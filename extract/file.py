@@ -9,6 +9,7 @@ import json
 import os
 import zlib
 from collections.abc import Iterator, Mapping
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -378,7 +379,7 @@ def snapshot(source: Source, ctx: Any) -> None:
         ext=fmt,
         raw_table=RAW_TABLE_BY_SYSTEM[source.system],
         chunks=iter_file(path),
-        count_rows=lambda p: count_rows(params, p),
+        count_rows=partial(count_rows, params),
     )
 
 

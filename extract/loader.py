@@ -258,9 +258,10 @@ def copy_object(conn: psycopg.Connection[Any], *, run_id: str, evidence_id: str,
 
 
 # ---------------------------------------------------------------------------
-# Parallel load: worker processes parse objects into COPY text (the CPU-bound
-# part, in Python); the caller's one connection streams that text into
-# PostgreSQL and commits each object in order, exactly as copy_object does.
+# Parallel load: worker processes parse objects (the CPU-bound part, in Python)
+# and COPY each into PostgreSQL over their own connection, one transaction per
+# object with its rejects and load-stats row, exactly as copy_object does.  Two
+# workers are two COPY streams; nothing passes through the calling process.
 # ---------------------------------------------------------------------------
 
 LOAD_WORKERS_ENV = "SOXTRAIL_LOAD_WORKERS"
@@ -282,58 +283,80 @@ def _copy_line(row: tuple[Any, ...]) -> str:
     return "\t".join(["\\N" if v is None else v for v in row]) + "\n"
 
 
-
-
-@dataclass
-class EncodedObject:
-    """One object parsed by a worker: its counts, rejects and COPY text file."""
-
-    counts: LoadCounts
-    rejects: list[tuple[str, str, str | None]]
-    data: Path
-
-
-def encode_object(*, run_id: str, evidence_id: str, params: dict[str, Any], path: Path,
-                  out: Path) -> EncodedObject | None:
-    """Parse one object into COPY text at `out` (constant memory); None when a value is not
-    text (the caller then loads the object with copy_object)."""
-    counts = LoadCounts()
-    rejects: list[tuple[str, str, str | None]] = []
+def encode_blocks(*, run_id: str, evidence_id: str, params: dict[str, Any], path: Path,
+                  counts: LoadCounts, rejects: list[tuple[str, str, str | None]]
+                  ) -> Iterator[str]:
+    """The object's rows as COPY text, in blocks of about ENCODE_BUFFER characters (constant
+    memory); counts and rejects are filled in as they pass. Raises _NotText at a value
+    that is not text (the object is then loaded with copy_object)."""
     rows = _rows(params, path, run_id=run_id, evidence_id=evidence_id, counts=counts,
                  rejects=rejects, copy_text=True)
     # the columns before the locator, the same on every row of the object
     head = _copy_line((run_id, evidence_id, *_context(params, evidence_id)))[:-1] + "\t"
+    block: list[str] = []
+    size = 0
+    for row in rows:
+        line = head + row + "\n" if type(row) is str else _copy_line(row)  # type: ignore[arg-type]
+        block.append(line)
+        size += len(line)
+        if size >= ENCODE_BUFFER:
+            yield "".join(block)
+            block, size = [], 0
+    if block:
+        yield "".join(block)
+
+
+def copy_object_text(conn: psycopg.Connection[Any], *, run_id: str, evidence_id: str,
+                     params: dict[str, Any], path: Path) -> LoadCounts:
+    """As copy_object (inside the caller's transaction), with the rows encoded here as COPY
+    text in blocks; an object holding a value that is not text goes through copy_object."""
+    counts = LoadCounts()
+    rejects: list[tuple[str, str, str | None]] = []
     try:
-        with out.open("w", encoding="utf-8", newline="", buffering=ENCODE_BUFFER) as handle:
-            write = handle.write
-            for row in rows:
-                if type(row) is str:
-                    write(head + row + "\n")
-                else:
-                    write(_copy_line(row))  # type: ignore[arg-type]
+        with conn.cursor() as cur:
+            with cur.copy(_copy_sql(params["raw_table"])) as copy:  # type: ignore[arg-type]
+                for block in encode_blocks(run_id=run_id, evidence_id=evidence_id,
+                                           params=params, path=path, counts=counts,
+                                           rejects=rejects):
+                    copy.write(block)
+            _finish_object(cur, run_id=run_id, evidence_id=evidence_id, params=params,
+                           counts=counts, rejects=rejects)
     except _NotText:
-        out.unlink(missing_ok=True)
-        return None
+        conn.rollback()  # the COPY was abandoned: start the object again, row by row
+        return copy_object(conn, run_id=run_id, evidence_id=evidence_id, params=params,
+                           path=path)
+    return counts
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(parent: int, dsn: str) -> None:
+    """Worker initializer: follow the parent's death; connect on the first object."""
+    die_with_parent(parent)
+    _WORKER["dsn"] = dsn
+
+
+def load_object(*, run_id: str, evidence_id: str, params: dict[str, Any],
+                path: str) -> LoadCounts:
+    """In a worker: COPY one object and commit it (its rows, rejects and load stats)."""
+    conn = _WORKER.get("conn")
+    if conn is None or conn.closed:
+        conn = _WORKER["conn"] = psycopg.connect(_WORKER["dsn"])
+    try:
+        counts = copy_object_text(conn, run_id=run_id, evidence_id=evidence_id,
+                                  params=params, path=Path(path))
+        conn.commit()
     except BaseException:
-        out.unlink(missing_ok=True)
+        if conn.broken:
+            conn.close()
+        else:
+            conn.rollback()
         raise
-    return EncodedObject(counts, rejects, out)
+    return counts
 
 
-def copy_encoded(conn: psycopg.Connection[Any], *, run_id: str, evidence_id: str,
-                 params: dict[str, Any], encoded: EncodedObject) -> LoadCounts:
-    """COPY an encoded object into its raw table inside the caller's transaction."""
-    with conn.cursor() as cur:
-        with cur.copy(_copy_sql(params["raw_table"])) as copy:  # type: ignore[arg-type]
-            with encoded.data.open("rb") as handle:
-                while chunk := handle.read(ENCODE_BUFFER):
-                    copy.write(chunk)
-        _finish_object(cur, run_id=run_id, evidence_id=evidence_id, params=params,
-                       counts=encoded.counts, rejects=encoded.rejects)
-    return encoded.counts
-
-
-def _die_with_parent(parent: int) -> None:
+def die_with_parent(parent: int) -> None:
     """Worker initializer: exit when the loading process is gone (e.g. SIGKILLed).
 
     Orphaned workers would otherwise live on, holding the caller's stdout/stderr pipes
@@ -376,8 +399,13 @@ def load_settings(conn: psycopg.Connection[Any], run_id: str, sources: Iterable[
 
 
 def load_run(conn: psycopg.Connection[Any], *, run_id: str, store: Store, spool_dir: Path,
-             sources: Iterable[Source], progress: Any = None) -> LoadReport:
-    """Load every not-yet-loaded snapshot object of the run; one transaction per object."""
+             sources: Iterable[Source], progress: Any = None,
+             dsn: str | None = None) -> LoadReport:
+    """Load every not-yet-loaded snapshot object of the run; one transaction per object.
+
+    With `dsn`, worker processes (load_workers) load objects over their own connections;
+    without, this connection loads them one after another.
+    """
     report = LoadReport()
     with conn.cursor() as cur:
         cur.execute(
@@ -392,15 +420,15 @@ def load_run(conn: psycopg.Connection[Any], *, run_id: str, store: Store, spool_
         report.objects_already_loaded = cur.fetchone()[0]  # type: ignore[index]
     conn.commit()
     workers = load_workers(len(pending))
-    if workers > 1:
-        _load_parallel(conn, pending, workers, run_id=run_id, store=store,
+    if workers > 1 and dsn is not None:
+        _load_parallel(dsn, pending, workers, run_id=run_id, store=store,
                        spool_dir=spool_dir, report=report, progress=progress)
         pending = []
     for evidence_id, params, key, query_name in pending:
         local = store.fetch(key, spool_dir / "load" / Path(key).name)
         try:
-            counts = copy_object(conn, run_id=run_id, evidence_id=evidence_id,
-                                 params=params, path=local)
+            counts = copy_object_text(conn, run_id=run_id, evidence_id=evidence_id,
+                                      params=params, path=local)
             conn.commit()
         except BaseException:
             conn.rollback()
@@ -417,17 +445,17 @@ def load_run(conn: psycopg.Connection[Any], *, run_id: str, store: Store, spool_
     return report
 
 
-def _load_parallel(conn: psycopg.Connection[Any], pending: list[Any], workers: int, *,
-                   run_id: str, store: Store, spool_dir: Path, report: LoadReport,
-                   progress: Any) -> None:
-    """Workers parse the next objects while this connection COPYs and commits each one in order."""
+def _load_parallel(dsn: str, pending: list[Any], workers: int, *, run_id: str, store: Store,
+                   spool_dir: Path, report: LoadReport, progress: Any) -> None:
+    """Workers load objects over their own connections; this process fetches the next
+    objects from the store and reports each finished one, in the order submitted."""
     work = spool_dir / "load"
     work.mkdir(parents=True, exist_ok=True)
     items = iter(pending)
-    window: deque[tuple[Any, Path, Future[EncodedObject | None]]] = deque()
+    window: deque[tuple[Any, Path, Future[LoadCounts]]] = deque()
     pool = ProcessPoolExecutor(max_workers=workers,
                                mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_die_with_parent, initargs=(os.getpid(),))
+                               initializer=_init_worker, initargs=(os.getpid(), dsn))
 
     def submit() -> None:
         item = next(items, None)
@@ -438,42 +466,30 @@ def _load_parallel(conn: psycopg.Connection[Any], pending: list[Any], workers: i
         # are fetched ahead at once (the file name stays: it is the locators' file name)
         local = store.fetch(key, work / evidence_id / Path(key).name)
         window.append((item, local, pool.submit(
-            encode_object, run_id=run_id, evidence_id=evidence_id, params=params, path=local,
-            out=work / f"{evidence_id}.copy")))
+            load_object, run_id=run_id, evidence_id=evidence_id, params=params,
+            path=str(local))))
 
-    def discard(local: Path, future: Future[EncodedObject | None] | None) -> None:
+    def discard(local: Path) -> None:
         if local.parent.parent == work:  # a fetched copy (a LocalStore hands its own file)
             local.unlink(missing_ok=True)
             shutil.rmtree(local.parent, ignore_errors=True)
-        if future is not None and future.done() and not future.cancelled() \
-                and future.exception() is None and future.result() is not None:
-            future.result().data.unlink(missing_ok=True)  # type: ignore[union-attr]
 
     try:
         for _ in range(workers * 2):
             submit()
         while window:
-            (evidence_id, params, _, query_name), local, future = window.popleft()
-            submit()
+            (_, params, _, query_name), local, future = window[0]
             try:
-                encoded = future.result()
-                if encoded is None:
-                    counts = copy_object(conn, run_id=run_id, evidence_id=evidence_id,
-                                         params=params, path=local)
-                else:
-                    counts = copy_encoded(conn, run_id=run_id, evidence_id=evidence_id,
-                                          params=params, encoded=encoded)
-                conn.commit()
-            except BaseException:
-                conn.rollback()
-                raise
+                counts = future.result()
             finally:
-                discard(local, future)
+                window.popleft()
+                discard(local)
+            submit()
             report.tables.setdefault(params["raw_table"], LoadCounts()).add(counts)
             report.objects_loaded += 1
             if progress is not None:
                 progress(query_name, counts)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-        for _, local, future in window:
-            discard(local, future)
+        for _, local, _ in window:
+            discard(local)

@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -746,6 +747,6 @@ def snapshot(source: Source, ctx: Any) -> None:
             ext=_ext(object_name, fmt),
             raw_table=RAW_TABLES[fmt],
             chunks=chunks,
-            count_rows=lambda p, fp=file_params: count_rows(fp, p),
+            count_rows=partial(count_rows, file_params),
             counter=count_stream(file_params),
         )

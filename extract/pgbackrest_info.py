@@ -6,6 +6,7 @@ import shlex
 import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -91,7 +92,7 @@ def snapshot(source: Source, ctx: Any) -> None:
             ctx.capture(source, query_name=f"{source.name}/pgbackrest_info",
                         query_text=shlex.join(argv), params=params, ext="json",
                         raw_table=RAW_TABLE, chunks=_spooled(output),
-                        count_rows=lambda p: count_rows(params, p))
+                        count_rows=partial(count_rows, params))
         return
     path = source.path("path")
     if not path.is_file():
@@ -99,7 +100,7 @@ def snapshot(source: Source, ctx: Any) -> None:
     params = {"path": str(path), "file": path.name}
     ctx.capture(source, query_name=f"{source.name}/{safe_name(path.name)}",
                 query_text=f"file {path}", params=params, ext="json", raw_table=RAW_TABLE,
-                chunks=iter_file(path), count_rows=lambda p: count_rows(params, p))
+                chunks=iter_file(path), count_rows=partial(count_rows, params))
 
 
 def _items(name: str, path: Path) -> Iterator[LoadItem]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -100,7 +101,7 @@ def _snapshot_live(source: Source, ctx: Any, cluster: str) -> None:
                     ext="csv",
                     raw_table=raw_table,
                     chunks=_copy_chunks(conn, sql),
-                    count_rows=lambda p, qp=params: count_rows(qp, p),
+                    count_rows=partial(count_rows, params),
                 )
             except psycopg.Error as exc:
                 raise SourceError(f"source {source.name}: query {query} on {where} failed: "
@@ -122,7 +123,7 @@ def _snapshot_files(source: Source, ctx: Any, cluster: str) -> None:
             ext="csv",
             raw_table=raw_table,
             chunks=iter_file(path),
-            count_rows=lambda p, qp=params: count_rows(qp, p),
+            count_rows=partial(count_rows, params),
         )
 
 

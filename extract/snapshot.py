@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -59,8 +61,16 @@ class SnapshotRun:
     store: Store
     spool_dir: Path
     clusters: tuple[str, ...] | None = None
+    # worker processes for `count_rows` (a functools.partial of a module function), so
+    # that parsing a spooled object to count it does not hold this process's GIL
+    counting: Executor | None = None
     records: list[EvidenceRecord] = field(default_factory=list)
     _names: set[str] = field(default_factory=set)
+
+    def _count(self, count_rows: Callable[[Path], int], path: Path) -> int:
+        if self.counting is not None and isinstance(count_rows, functools.partial):
+            return self.counting.submit(count_rows, path).result()
+        return count_rows(path)
 
     def key_for(self, source: Source, query_name: str, ext: str) -> str:
         """`<quarter>/<run_id>/raw/<system>/<source>/<object>.<ext>`."""
@@ -98,7 +108,7 @@ class SnapshotRun:
             chunks = _counted(chunks, counter)
         path, digest, size = spool(chunks, self.spool_dir)
         counted = counter.total() if counter is not None else None
-        rows = counted if counted is not None else count_rows(path)
+        rows = counted if counted is not None else self._count(count_rows, path)
         key = self.key_for(source, query_name, ext)
         self.store.put_file(key, path, move=True)
         if isinstance(self.store, LocalStore):

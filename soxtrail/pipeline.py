@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import shutil
 import signal
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import CancelledError, ThreadPoolExecutor, as_completed
+from concurrent.futures import (
+    CancelledError,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    as_completed,
+)
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,10 +24,10 @@ from typing import Any
 import psycopg
 
 from extract.base import Source
-from extract.loader import LoadReport, load_run
+from extract.loader import LoadReport, die_with_parent, load_run
 from extract.registry import connector_module
 from extract.snapshot import EvidenceRecord, SnapshotRun
-from extract.store import Store, open_store, sha256_file
+from extract.store import HASHING, Store, open_store, sha256_file
 from soxtrail import controls, dbt, runs, secrets
 from soxtrail.config import CATALOG_KEYS, Config, parse_config
 from soxtrail.database import Database, home
@@ -29,6 +35,7 @@ from soxtrail.errors import PipelineError, SourceError, SoxtrailError, StoreErro
 from soxtrail.quarter import Quarter
 
 SNAPSHOT_CONCURRENCY = 4
+SNAPSHOT_COUNT_WORKERS = 2
 
 # Fault injection for tests/reliability: `<phase>:<point>` (points: `start`, `done`,
 # `put<N>` after the Nth store write of the phase, `object<N>` after the Nth object
@@ -171,7 +178,7 @@ def phase_snapshot(p: Pipeline) -> dict[str, Any]:
         started = time.monotonic()
         snap = SnapshotRun(run_id=p.run.id, quarter=p.quarter, executed_by=p.run.triggered_by,
                            store=p.store, spool_dir=spool_root / source.name,
-                           clusters=p.run.clusters)
+                           clusters=p.run.clusters, counting=counting)
         try:
             connector_module(source.connector).snapshot(source, snap)
         except StoreError as exc:  # the store, not the source, is down: say so
@@ -197,7 +204,13 @@ def phase_snapshot(p: Pipeline) -> dict[str, Any]:
 
     records: list[EvidenceRecord] = []
     errors: list[BaseException] = []
-    with ThreadPoolExecutor(max_workers=SNAPSHOT_CONCURRENCY) as pool:
+    cpu_started, hashing_started = time.process_time(), HASHING.seconds
+    # objects counted by parsing them (JSON pages, CloudTrail files, gzip logs) are counted
+    # in worker processes (started on first use), next to the capture threads
+    counting = ProcessPoolExecutor(max_workers=SNAPSHOT_COUNT_WORKERS,
+                                   mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=die_with_parent, initargs=(os.getpid(),))
+    with counting, ThreadPoolExecutor(max_workers=SNAPSHOT_CONCURRENCY) as pool:
         futures = [pool.submit(one, s) for s in sources]
         for future in as_completed(futures):
             try:
@@ -222,8 +235,13 @@ def phase_snapshot(p: Pipeline) -> dict[str, Any]:
              for r in sorted(records, key=lambda r: (r.source_system, r.query_name))],
         )
     p.conn.commit()
+    # what hashing cost: CPU seconds in SHA-256 against the CPU seconds of the whole capture
+    cpu = time.process_time() - cpu_started
+    hashing = HASHING.seconds - hashing_started
     return {"sources": len(sources), "objects": len(records),
-            "rows": sum(r.result_row_count for r in records)}
+            "rows": sum(r.result_row_count for r in records),
+            "cpu_seconds": round(cpu, 3), "hashing_cpu_seconds": round(hashing, 3),
+            "hashing_share": round(hashing / cpu, 4) if cpu > 0 else None}
 
 
 # ---------------------------------------------------------------- phase 2
@@ -249,7 +267,7 @@ def phase_load(p: Pipeline) -> dict[str, Any]:
     p.events.emit("load_plan", objects=int(pending))
     report: LoadReport = load_run(
         p.conn, run_id=p.run.id, store=p.store, spool_dir=p.workdir / "spool", sources=sources,
-        progress=progress)
+        progress=progress, dsn=p.db.dsn)
     missing = p.conn.execute(
         "select count(*) from soxtrail.sox_evidence e where e.run_id = %s"
         " and e.source_system <> 'reconcile' and not exists (select 1 from"

@@ -57,7 +57,7 @@ def killed_run(rel_db: Database, rel_demo: Path,
     states: dict[str, dict[str, Any]] = {}
     run_id = ""
     for number, (phase, point) in enumerate(KILLS):
-        env = {"SOXTRAIL_TEST_KILL_AT": f"{phase}:{point}"}
+        env = {"SOXTRAIL_TEST_KILL_AT": f"{phase}:{point}", "SOXTRAIL_LOAD_WORKERS": "2"}
         if number == 0:
             result = soxtrail("run", "--quarter", QUARTER, "--config",
                               str(rel_demo / "soxtrail.yml"), "--clusters", SCOPE, "--quiet",
@@ -87,7 +87,9 @@ def test_a_kill_during_snapshot_leaves_no_evidence_row(killed_run: dict[str, Any
 def test_a_kill_during_load_keeps_whole_objects_only(killed_run: dict[str, Any]) -> None:
     state = killed_run["states"]["load"]
     assert state["phase_reached"] == "snapshot"
-    assert state["objects_loaded"] == 200
+    # killed as the 200th object was reported: the load workers commit objects on their own
+    # connections, and the 2 x 2 objects already handed to them may have committed too
+    assert 200 <= state["objects_loaded"] <= 200 + 2 * 2
     assert 200 < state["snapshot_evidence"]
     assert state["problems"] == []  # raw rows per object = its load stats, no half object
 

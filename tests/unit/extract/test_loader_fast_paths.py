@@ -64,6 +64,16 @@ def test_str_rows_fast_path_matches_general_path(values: list[str | None], locat
     assert counts.read == 1 == counts.loaded + counts.rejected
 
 
+def _encode(params: dict[str, object], path: Path
+            ) -> tuple[loader.LoadCounts, list[tuple[str, str, str | None]], str]:
+    """What the loader COPYs for one object: counts, rejects and the COPY text."""
+    counts = loader.LoadCounts()
+    rejects: list[tuple[str, str, str | None]] = []
+    text = "".join(loader.encode_blocks(run_id="r", evidence_id="e", params=params, path=path,
+                                        counts=counts, rejects=rejects))
+    return counts, rejects, text
+
+
 def test_jsonlog_passes_the_line_through_only_when_exact(tmp_path: Path) -> None:
     lines = [
         '{"timestamp":"2024-07-05 10:00:00.123 UTC","message":"AUDIT: a","pid":1,"x":null}',
@@ -87,13 +97,11 @@ def test_jsonlog_passes_the_line_through_only_when_exact(tmp_path: Path) -> None
         if isinstance(doc, JsonDoc):
             assert json.loads(doc.text) == doc  # the text is the object
     assert len(items) == 9  # the NUL and NaN lines are rejected, as before
-    out = tmp_path / "out.copy"
-    encoded = loader.encode_object(run_id="r", evidence_id="e", path=path, out=out, params={
+    counts, _, text = _encode({
         "raw_table": "raw.pgaudit_jsonlog", "connector": "pgaudit_log", "format": "jsonlog",
-        "file": "log.json", "source": "s", "cluster": "c"})
-    assert encoded is not None
-    assert (encoded.counts.read, encoded.counts.loaded, encoded.counts.rejected) == (9, 7, 2)
-    copied = out.read_text(encoding="utf-8").splitlines()
+        "file": "log.json", "source": "s", "cluster": "c"}, path)
+    assert (counts.read, counts.loaded, counts.rejected) == (9, 7, 2)
+    copied = text.splitlines()
     assert copied[0].split("\t")[-1] == lines[0]  # passed through
     assert json.loads(copied[1].split("\t")[-1]) == json.loads(lines[1])  # re-serialised
 
@@ -168,14 +176,10 @@ def test_pgaudit_copy_text_equals_the_general_path(tmp_path: Path) -> None:
                   "file": name, "source": "s\tx", "cluster": "c", **extra}
         expected_text, expected_counts, expected_rejects = _general_encoding(params, path)
         assert expected_counts[1] >= 2 and expected_counts[2] >= 1, fmt  # the cases bite
-        out = tmp_path / f"{fmt}.copy"
-        encoded = loader.encode_object(run_id="r", evidence_id="e", params=params, path=path,
-                                       out=out)
-        assert encoded is not None
-        assert out.read_text(encoding="utf-8") == expected_text, fmt
-        counts = encoded.counts
+        counts, rejects, text = _encode(params, path)
+        assert text == expected_text, fmt
         assert (counts.read, counts.loaded, counts.rejected, counts.skipped) == expected_counts
-        assert encoded.rejects == expected_rejects, fmt
+        assert rejects == expected_rejects, fmt
         fast = list(pgaudit_log.load_copy_text(params, path))
         assert any(type(item) is str for item in fast), fmt  # the fast path was taken
 
