@@ -9,9 +9,8 @@ import re
 import shutil
 import threading
 import time
-from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -265,6 +264,7 @@ def copy_object(conn: psycopg.Connection[Any], *, run_id: str, evidence_id: str,
 # ---------------------------------------------------------------------------
 
 LOAD_WORKERS_ENV = "SOXTRAIL_LOAD_WORKERS"
+LOAD_AHEAD = 4  # objects handed out per worker at a time
 ENCODE_BUFFER = 1 << 20
 
 
@@ -448,11 +448,12 @@ def load_run(conn: psycopg.Connection[Any], *, run_id: str, store: Store, spool_
 def _load_parallel(dsn: str, pending: list[Any], workers: int, *, run_id: str, store: Store,
                    spool_dir: Path, report: LoadReport, progress: Any) -> None:
     """Workers load objects over their own connections; this process fetches the next
-    objects from the store and reports each finished one, in the order submitted."""
+    objects from the store (LOAD_AHEAD per worker in flight, so that a large object never
+    leaves a worker idle) and reports each one as it finishes."""
     work = spool_dir / "load"
     work.mkdir(parents=True, exist_ok=True)
     items = iter(pending)
-    window: deque[tuple[Any, Path, Future[LoadCounts]]] = deque()
+    in_flight: dict[Future[LoadCounts], tuple[Any, Path]] = {}
     pool = ProcessPoolExecutor(max_workers=workers,
                                mp_context=multiprocessing.get_context("spawn"),
                                initializer=_init_worker, initargs=(os.getpid(), dsn))
@@ -465,9 +466,8 @@ def _load_parallel(dsn: str, pending: list[Any], workers: int, *, run_id: str, s
         # one folder per object: objects of two clusters share file names, and several
         # are fetched ahead at once (the file name stays: it is the locators' file name)
         local = store.fetch(key, work / evidence_id / Path(key).name)
-        window.append((item, local, pool.submit(
-            load_object, run_id=run_id, evidence_id=evidence_id, params=params,
-            path=str(local))))
+        in_flight[pool.submit(load_object, run_id=run_id, evidence_id=evidence_id,
+                              params=params, path=str(local))] = (item, local)
 
     def discard(local: Path) -> None:
         if local.parent.parent == work:  # a fetched copy (a LocalStore hands its own file)
@@ -475,21 +475,20 @@ def _load_parallel(dsn: str, pending: list[Any], workers: int, *, run_id: str, s
             shutil.rmtree(local.parent, ignore_errors=True)
 
     try:
-        for _ in range(workers * 2):
+        for _ in range(workers * LOAD_AHEAD):
             submit()
-        while window:
-            (_, params, _, query_name), local, future = window[0]
-            try:
-                counts = future.result()
-            finally:
-                window.popleft()
+        while in_flight:
+            finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in finished:
+                (_, params, _, query_name), local = in_flight.pop(future)
                 discard(local)
-            submit()
-            report.tables.setdefault(params["raw_table"], LoadCounts()).add(counts)
-            report.objects_loaded += 1
-            if progress is not None:
-                progress(query_name, counts)
+                counts = future.result()
+                submit()
+                report.tables.setdefault(params["raw_table"], LoadCounts()).add(counts)
+                report.objects_loaded += 1
+                if progress is not None:
+                    progress(query_name, counts)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-        for _, local, _ in window:
+        for _, local in in_flight.values():
             discard(local)

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from extract.loader import LOAD_AHEAD
 from soxtrail.controls import CONTROLS
 from soxtrail.database import Database
 from tests.reliability.checks import (
@@ -87,9 +88,9 @@ def test_a_kill_during_snapshot_leaves_no_evidence_row(killed_run: dict[str, Any
 def test_a_kill_during_load_keeps_whole_objects_only(killed_run: dict[str, Any]) -> None:
     state = killed_run["states"]["load"]
     assert state["phase_reached"] == "snapshot"
-    # killed as the 200th object was reported: the load workers commit objects on their own
-    # connections, and the 2 x 2 objects already handed to them may have committed too
-    assert 200 <= state["objects_loaded"] <= 200 + 2 * 2
+    # killed as the 200th object was reported: the two load workers commit objects on their
+    # own connections, and those already handed to them may have committed too
+    assert 200 <= state["objects_loaded"] <= 200 + 2 * LOAD_AHEAD
     assert 200 < state["snapshot_evidence"]
     assert state["problems"] == []  # raw rows per object = its load stats, no half object
 

@@ -161,6 +161,19 @@ def _general_encoding(params: dict[str, object], path: Path) -> tuple[str, tuple
     return text, (counts.read, counts.loaded, counts.rejected, counts.skipped), rejects
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "a\\", 'a"']),
+                          st.one_of(st.integers(), st.text(alphabet='ab":\\ ', max_size=6))),
+                min_size=1, max_size=4),
+       st.sampled_from([":", " :", ": "]))
+def test_no_duplicate_keys_is_never_wrong(pairs: list[tuple[str, object]], colon: str) -> None:
+    """The key-count shortcut never says "no duplicate" of a text that has one."""
+    text = "{" + ",".join(json.dumps(k) + colon + json.dumps(v) for k, v in pairs) + "}"
+    doc = json.loads(text)
+    if pgaudit_log._no_duplicate_keys(doc, text):
+        assert len(doc) == len(pairs), text
+
+
 def test_pgaudit_copy_text_equals_the_general_path(tmp_path: Path) -> None:
     """Every format: the COPY text, counts and rejects of the connector's COPY-text rows are
     exactly those of its RawRows, escapes, NULs, NULL fields and broken records included."""

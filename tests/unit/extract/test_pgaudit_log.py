@@ -166,6 +166,30 @@ def test_log_time_with_numeric_or_named_zone_is_accepted() -> None:
         assert pgaudit_log.log_time_problem(value) is None, value
 
 
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(
+    st.sampled_from(["2024-07-05", "2024-02-30", "2024-12-31", "2024/07/05"]),
+    st.sampled_from([" ", "T", "_"]),
+    st.sampled_from(["10:00", "23:59", "24:00", "09:60", "1:00"]),
+    st.sampled_from([":00", ":59", ":60", ":5", ":99", ""]),
+    st.sampled_from(["", ".1", ".123456789", ".1234567890", "."]),
+    st.sampled_from(["", " UTC", "UTC", " +0530", "+05:30", " -03", " CEST2", " +5", "  UTC"]),
+), min_size=1, max_size=6))
+def test_log_time_fast_path_agrees_with_the_full_check(
+        parts: list[tuple[str, str, str, str, str, str]]) -> None:
+    """A minute seen in a good log time skips the full check: never with another answer."""
+    values = ["".join(p) for p in parts]
+    pgaudit_log._GOOD_MINUTES.clear()
+    full = []
+    for value in values:
+        pgaudit_log._GOOD_MINUTES.clear()
+        full.append(pgaudit_log.log_time_problem(value))
+    pgaudit_log._GOOD_MINUTES.clear()
+    for value in values:  # primes the minutes of the good ones
+        pgaudit_log.log_time_problem(value)
+    assert [pgaudit_log.log_time_problem(value) for value in values] == full
+
+
 def test_csvlog_record_without_message_is_rejected(tmp_path: Path) -> None:
     path = write(tmp_path, "x.csv", csvlog(""))
     (reject,) = items_of("csvlog", path)
