@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import resource
 import shutil
 import signal
 import threading
@@ -162,6 +163,12 @@ def config_for_run(run: runs.Run, *, resolve_secrets: bool) -> Config:
 # ---------------------------------------------------------------- phase 1
 
 
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and of its ended child processes."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
 def phase_snapshot(p: Pipeline) -> dict[str, Any]:
     """Capture every source; commit all evidence rows at once, only if every source succeeded."""
     done = p.conn.execute(
@@ -204,7 +211,7 @@ def phase_snapshot(p: Pipeline) -> dict[str, Any]:
 
     records: list[EvidenceRecord] = []
     errors: list[BaseException] = []
-    cpu_started, hashing_started = time.process_time(), HASHING.seconds
+    cpu_started, hashing_started = _cpu_seconds(), HASHING.seconds
     # objects counted by parsing them (JSON pages, CloudTrail files, gzip logs) are counted
     # in worker processes (started on first use), next to the capture threads
     counting = ProcessPoolExecutor(max_workers=SNAPSHOT_COUNT_WORKERS,
@@ -236,7 +243,8 @@ def phase_snapshot(p: Pipeline) -> dict[str, Any]:
         )
     p.conn.commit()
     # what hashing cost: CPU seconds in SHA-256 against the CPU seconds of the whole capture
-    cpu = time.process_time() - cpu_started
+    # (this process and its counting workers)
+    cpu = _cpu_seconds() - cpu_started
     hashing = HASHING.seconds - hashing_started
     return {"sources": len(sources), "objects": len(records),
             "rows": sum(r.result_row_count for r in records),
