@@ -371,10 +371,16 @@ def die_with_parent(parent: int) -> None:
 
 
 def load_workers(objects: int) -> int:
-    """Parse processes for a load: SOXTRAIL_LOAD_WORKERS, else one per CPU up to 4."""
+    """Load worker processes: SOXTRAIL_LOAD_WORKERS, else one more than the CPUs, at most 3.
+
+    Each worker alternates between parsing (its own CPU) and waiting for its COPY stream's
+    server process; one more worker than CPUs fills those waits. Each worker holds an
+    object's parse (a CloudTrail file: ~15 MB) besides its ~40 MB interpreter: at most 3
+    keep the run's processes under 500 MB together (docs/performance.md).
+    """
     configured = os.environ.get(LOAD_WORKERS_ENV, "").strip()
     try:
-        workers = int(configured) if configured else min(os.cpu_count() or 1, 4)
+        workers = int(configured) if configured else min((os.cpu_count() or 1) + 1, 3)
     except ValueError as exc:
         raise PipelineError(f"{LOAD_WORKERS_ENV}={configured!r}: expected a number") from exc
     return max(1, min(workers, objects))
