@@ -74,11 +74,7 @@ okta as (
     from iam_events
     cross join
         lateral jsonb_array_elements(
-            case
-                when jsonb_typeof(iam_events.doc -> 'target') = 'array'
-                    then iam_events.doc -> 'target'
-                else '[]'::jsonb
-            end
+            {{ jsonb_array_or_empty("iam_events.doc -> 'target'") }}
         ) as okta_target (value)
     where
         iam_events.connector = 'okta_system_log'

@@ -138,21 +138,13 @@ extracted as materialized (
                 select min({{ to_utc_timestamp("history.value ->> 'created'") }})
                 from
                     jsonb_array_elements(
-                        case
-                            when jsonb_typeof(tickets.doc #> '{changelog,histories}') = 'array'
-                                then tickets.doc #> '{changelog,histories}'
-                            else '[]'::jsonb
-                        end
+                        {{ jsonb_array_or_empty("tickets.doc #> '{changelog,histories}'") }}
                     ) as history (value)
                 where exists (
                     select 1
                     from
                         jsonb_array_elements(
-                            case
-                                when jsonb_typeof(history.value -> 'items') = 'array'
-                                    then history.value -> 'items'
-                                else '[]'::jsonb
-                            end
+                            {{ jsonb_array_or_empty("history.value -> 'items'") }}
                         ) as history_item (value)
                     where
                         history_item.value ->> 'field' = 'status'
