@@ -17,7 +17,7 @@ A connector module (``extract/<connector>.py``) exposes:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -67,6 +67,21 @@ class Skipped:
 
 
 LoadItem = RawRow | Reject | Skipped
+
+
+def copy_fields(values: Sequence[str | None], *, empty_as_null: bool = False) -> str:
+    """Text values as tab-separated COPY text fields (no newline): None as \\N (and '' too
+    with `empty_as_null`), every other value escaped. Raises TypeError at a value that is
+    not text. A NUL byte passes through: callers check the line for it."""
+    if empty_as_null:
+        probe = "".join([value for value in values if value])
+        if "\\" in probe or "\n" in probe or "\r" in probe or "\t" in probe:
+            return "\t".join([copy_escape(value) if value else "\\N" for value in values])
+        return "\t".join([value or "\\N" for value in values])
+    probe = "".join([value for value in values if value is not None])
+    if "\\" in probe or "\n" in probe or "\r" in probe or "\t" in probe:
+        return "\t".join(["\\N" if value is None else copy_escape(value) for value in values])
+    return "\t".join(["\\N" if value is None else value for value in values])
 
 
 def copy_escape(value: str) -> str:

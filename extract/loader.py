@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 
-from extract.base import JsonDoc, RawRow, Reject, Skipped, Source, copy_escape
+from extract.base import JsonDoc, RawRow, Reject, Skipped, Source, copy_fields
 from extract.file import jsonb_problem
 from extract.registry import connector_module
 from extract.store import Store
@@ -275,12 +275,9 @@ class _NotText(Exception):
 def _copy_line(row: tuple[Any, ...]) -> str:
     """One row in COPY text format (what psycopg's write_row sends for str and None)."""
     try:
-        probe = "".join([v for v in row if v is not None])
+        return copy_fields(row) + "\n"
     except TypeError:
         raise _NotText from None
-    if "\\" in probe or "\n" in probe or "\r" in probe or "\t" in probe:
-        return "\t".join(["\\N" if v is None else copy_escape(v) for v in row]) + "\n"
-    return "\t".join(["\\N" if v is None else v for v in row]) + "\n"
 
 
 def encode_blocks(*, run_id: str, evidence_id: str, params: dict[str, Any], path: Path,

@@ -23,6 +23,7 @@ from extract.base import (
     Skipped,
     Source,
     copy_escape,
+    copy_fields,
     iter_file,
 )
 from extract.file import (
@@ -415,13 +416,10 @@ def count_stream(params: Mapping[str, Any]) -> RowCounter | None:
 def copy_text(locator: str, values: Sequence[str | None]) -> str | Reject:
     """A row's locator and payload as one COPY text line (no newline), as the loader's
     generic path would encode them (None and '' -> \\N), or the loader's NUL reject."""
-    probe = "".join([value for value in values if value])
-    if "\x00" in probe:
+    line = copy_fields(values, empty_as_null=True)
+    if "\x00" in line:
         return Reject(locator, "NUL byte in value", None)
-    if "\\" in probe or "\n" in probe or "\r" in probe or "\t" in probe:
-        return locator + "\t" + "\t".join([copy_escape(value) if value else "\\N"
-                                           for value in values])
-    return locator + "\t" + "\t".join([value or "\\N" for value in values])
+    return locator + "\t" + line
 
 
 class _Csvlog:
