@@ -18,7 +18,7 @@ TEST_DEBS := postgresql-15-pgaudit pgbackrest faketime
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py extract/_pgaudit_scan.pyx
 	@test -n "$(PYTHON)" || { echo "error: python3.11 not found" >&2; exit 2; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip

@@ -11,6 +11,10 @@ A connector module (``extract/<connector>.py``) exposes:
   count from the bytes as they are captured (no second read of the object);
 * ``load(query_params, path)``: parses one raw object into rows of its raw
   table, yielding :class:`RawRow`, :class:`Reject` or :class:`Skipped`;
+* optionally ``load_copy_text(query_params, path, head)``: as ``load``, but rows may
+  come already encoded: a str (one COPY text line of locator and payload) or
+  :class:`CopyRows` (whole lines, `head` being the COPY text of the columns before the
+  locator);
 * optionally ``settings(source)``: non-secret ``(setting, key, value)``
   triples the staging SQL needs (field maps, time zones, ...).
 """
@@ -67,6 +71,16 @@ class Skipped:
 
 
 LoadItem = RawRow | Reject | Skipped
+
+
+@dataclass(frozen=True)
+class CopyRows:
+    """Rows already in COPY text format with every column of their raw table (run,
+    evidence and context columns, locator, payload): `count` lines, each ending in a
+    newline, that the loader writes as they are."""
+
+    data: bytes
+    count: int
 
 
 def copy_fields(values: Sequence[str | None], *, empty_as_null: bool = False) -> str:

@@ -8,7 +8,7 @@ import gzip
 import json
 import os
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from functools import partial
 from pathlib import Path
 from typing import IO, Any
@@ -46,6 +46,8 @@ GZIP_MAGIC = b"\x1f\x8b"
 MAX_RECORD_BYTES = 128 << 20  # a record (e.g. one quoted statement) larger than this is rejected
 REJECT_TEXT_BYTES = 10_000  # the loader keeps 10,000 characters of a reject's raw text
 READ_ERRORS = (EOFError, OSError, zlib.error)
+RECORD_TOO_LONG = f"unterminated quoted field: record exceeds {MAX_RECORD_BYTES >> 20} MiB"
+UNTERMINATED_AT_END = "unterminated quoted field at end of file"
 
 csv.field_size_limit(max(csv.field_size_limit(), MAX_RECORD_BYTES))
 
@@ -70,15 +72,17 @@ def decode_problem(exc: UnicodeDecodeError) -> str:
     return f"invalid UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
 
 
-def split_csv_records(handle: IO[bytes]) -> Iterator[tuple[int, bytes, str | None]]:
+def split_csv_records(handle: Iterable[bytes], first_line: int = 1
+                      ) -> Iterator[tuple[int, bytes, str | None]]:
     """Split CSV bytes into records: (line where it starts, its bytes, problem or None).
 
     A record ends at the first newline outside double quotes (quote parity, exact for
     valid CSV), so quoted newlines never split a record. Blank lines are no record.
     An unterminated quote is reported once it passes MAX_RECORD_BYTES or at the end of
     the file; a truncated or corrupt gzip stream ends the file with one problem record.
+    `handle` yields lines; the first is line `first_line`.
     """
-    line_no = 0
+    line_no = first_line - 1
     start = 0
     parts: list[bytes] = []
     size = 0
@@ -99,8 +103,7 @@ def split_csv_records(handle: IO[bytes]) -> Iterator[tuple[int, bytes, str | Non
                 yield start, b"".join(parts), None
                 parts = []
             elif size > MAX_RECORD_BYTES:
-                yield start, parts[0][:REJECT_TEXT_BYTES], (
-                    f"unterminated quoted field: record exceeds {MAX_RECORD_BYTES >> 20} MiB")
+                yield start, parts[0][:REJECT_TEXT_BYTES], RECORD_TOO_LONG
                 parts = []
     except READ_ERRORS as exc:
         data = b"".join(parts)[:REJECT_TEXT_BYTES] if parts else b""
@@ -108,7 +111,7 @@ def split_csv_records(handle: IO[bytes]) -> Iterator[tuple[int, bytes, str | Non
         yield (start if parts else line_no + 1), data, problem
         return
     if parts:
-        yield start, b"".join(parts)[:REJECT_TEXT_BYTES], "unterminated quoted field at end of file"
+        yield start, b"".join(parts)[:REJECT_TEXT_BYTES], UNTERMINATED_AT_END
 
 
 class _Feed:

@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 
-from extract.base import JsonDoc, RawRow, Reject, Skipped, Source, copy_fields
+from extract.base import CopyRows, JsonDoc, RawRow, Reject, Skipped, Source, copy_fields
 from extract.file import jsonb_problem
 from extract.registry import connector_module
 from extract.store import Store
@@ -151,20 +151,26 @@ def _context(params: dict[str, Any], evidence_id: str) -> tuple[Any, ...]:
 
 def _rows(params: dict[str, Any], path: Path, *, run_id: str, evidence_id: str,
           counts: LoadCounts, rejects: list[tuple[str, str, str | None]],
-          copy_text: bool = False) -> Iterator[tuple[Any, ...] | str]:
+          head: str | None = None) -> Iterator[tuple[Any, ...] | str | CopyRows]:
     """The COPY rows of one object; counts and rejects are filled in as they pass.
 
-    With `copy_text`, a connector offering `load_copy_text` hands rows already in COPY
-    text form (locator and payload): they pass through as str, for the caller to prefix
-    with the run, evidence and context columns.
+    Given `head` (the COPY text of the run, evidence and context columns, ending in a
+    tab), a connector offering `load_copy_text` hands rows already in COPY text form:
+    str (locator and payload, for the caller to prefix with `head`) or CopyRows (whole
+    lines), passed through as they are.
     """
     table_name = params["raw_table"]
     context = _context(params, evidence_id)
     width = len(RAW_TABLES[table_name].payload)
     module = connector_module(params["connector"])
-    fast = getattr(module, "load_copy_text", None) if copy_text else None
-    items = fast(params, path) if fast is not None else module.load(params, path)
+    fast = getattr(module, "load_copy_text", None) if head is not None else None
+    items = fast(params, path, head) if fast is not None else module.load(params, path)
     for item in items:
+        if type(item) is CopyRows:
+            counts.read += item.count
+            counts.loaded += item.count
+            yield item
+            continue
         if type(item) is str:
             counts.read += 1
             counts.loaded += 1
@@ -250,6 +256,7 @@ def copy_object(conn: psycopg.Connection[Any], *, run_id: str, evidence_id: str,
     with conn.cursor() as cur:
         with cur.copy(_copy_sql(params["raw_table"])) as copy:  # type: ignore[arg-type]
             for row in rows:
+                assert type(row) is tuple  # no `head`: no pre-encoded rows
                 copy.write_row(row)
         _finish_object(cur, run_id=run_id, evidence_id=evidence_id, params=params,
                        counts=counts, rejects=rejects)
@@ -282,25 +289,31 @@ def _copy_line(row: tuple[Any, ...]) -> str:
 
 def encode_blocks(*, run_id: str, evidence_id: str, params: dict[str, Any], path: Path,
                   counts: LoadCounts, rejects: list[tuple[str, str, str | None]]
-                  ) -> Iterator[str]:
-    """The object's rows as COPY text, in blocks of about ENCODE_BUFFER characters (constant
-    memory); counts and rejects are filled in as they pass. Raises _NotText at a value
-    that is not text (the object is then loaded with copy_object)."""
-    rows = _rows(params, path, run_id=run_id, evidence_id=evidence_id, counts=counts,
-                 rejects=rejects, copy_text=True)
+                  ) -> Iterator[bytes]:
+    """The object's rows as COPY text (UTF-8), in blocks of about ENCODE_BUFFER characters
+    (constant memory); counts and rejects are filled in as they pass. Raises _NotText at
+    a value that is not text (the object is then loaded with copy_object)."""
     # the columns before the locator, the same on every row of the object
     head = _copy_line((run_id, evidence_id, *_context(params, evidence_id)))[:-1] + "\t"
+    rows = _rows(params, path, run_id=run_id, evidence_id=evidence_id, counts=counts,
+                 rejects=rejects, head=head)
     block: list[str] = []
     size = 0
     for row in rows:
+        if type(row) is CopyRows:
+            if block:
+                yield "".join(block).encode("utf-8")
+                block, size = [], 0
+            yield row.data
+            continue
         line = head + row + "\n" if type(row) is str else _copy_line(row)  # type: ignore[arg-type]
         block.append(line)
         size += len(line)
         if size >= ENCODE_BUFFER:
-            yield "".join(block)
+            yield "".join(block).encode("utf-8")
             block, size = [], 0
     if block:
-        yield "".join(block)
+        yield "".join(block).encode("utf-8")
 
 
 def copy_object_text(conn: psycopg.Connection[Any], *, run_id: str, evidence_id: str,

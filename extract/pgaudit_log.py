@@ -6,15 +6,17 @@ import abc
 import csv
 import glob
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
+import extract.file as file_module
 from extract.base import (
     ConnectorSpec,
+    CopyRows,
     JsonDoc,
     LoadItem,
     RawRow,
@@ -30,6 +32,9 @@ from extract.file import (
     GZIP_MAGIC,
     MAX_RECORD_BYTES,
     READ_ERRORS,
+    RECORD_TOO_LONG,
+    REJECT_TEXT_BYTES,
+    UNTERMINATED_AT_END,
     CsvRecordParser,
     decode_problem,
     json_needs_check,
@@ -43,6 +48,11 @@ from extract.file import (
 )
 from extract.snapshot import safe_name
 from soxtrail.errors import ConfigError, SourceError
+
+try:  # compiled at install (pyproject.toml ext-modules); without it, the Python path
+    from extract import _pgaudit_scan
+except ImportError:  # pragma: no cover - a source tree that was never built
+    _pgaudit_scan = None  # type: ignore[assignment]
 
 SPEC = ConnectorSpec(
     name="pgaudit_log",
@@ -141,15 +151,28 @@ _PORT_SUFFIX = re.compile(r"\(\d+\)$")
 _UNKNOWN_AS_NULL = ("user_name", "database_name", "application_name")
 
 
+# the steps of a log_line_prefix for the C scanner (extract/_pgaudit_scan.pyx), each the
+# same pattern as the regex's part: a literal, `.*?`, `\d+`, %c's pattern, _TIME_PATTERN,
+# and the %q group (optional, to the end of the prefix)
+STEP_LITERAL, STEP_LAZY, STEP_DIGITS, STEP_SESSION, STEP_TIME, STEP_OPTIONAL = range(6)
+_STEP_KINDS = {".*?": STEP_LAZY, r"\d+": STEP_DIGITS, _ESCAPES["c"][1]: STEP_SESSION,
+               _TIME_PATTERN: STEP_TIME}
+
+
 @dataclass(frozen=True)
 class PrefixParser:
-    """A compiled log_line_prefix: which fields it names and the regex of an entry's first line."""
+    """A compiled log_line_prefix: which fields it names and the regex of an entry's first line.
+
+    `program` is the same pattern as steps for the C scanner: (kind, literal, index in
+    STDERR_FIELDS or -1, padded).
+    """
 
     prefix: str
     regex: re.Pattern[str]
     fields: tuple[str, ...]
     padded: frozenset[str]
     port_in_host: bool
+    program: tuple[tuple[int, bytes, int, bool], ...] = ()
 
     @property
     def has_time(self) -> bool:
@@ -163,6 +186,7 @@ def compile_prefix(prefix: str) -> PrefixParser:
     processes stop the prefix there); unknown escapes match anything, non-greedily.
     """
     parts: list[str] = []
+    program: list[tuple[int, bytes, int, bool]] = []  # one step per part
     fields: list[str] = []
     padded: set[str] = set()
     port_in_host = False
@@ -171,10 +195,12 @@ def compile_prefix(prefix: str) -> PrefixParser:
         token = match.group(0)
         if not token.startswith("%"):
             parts.append(re.escape(token))
+            program.append((STEP_LITERAL, token.encode("utf-8"), -1, False))
             continue
         escape = match.group(2)
         if escape is None or escape == "%":
             parts.append("%")
+            program.append((STEP_LITERAL, b"%", -1, False))
         elif escape == "q":
             if optional_from is None:
                 optional_from = len(parts)
@@ -186,14 +212,18 @@ def compile_prefix(prefix: str) -> PrefixParser:
                 pattern = ".*?"
             port_in_host = port_in_host or escape == "r"
             parts.append(f"(?P<{column}>{pattern})")
+            program.append((_STEP_KINDS[pattern], b"", STDERR_FIELDS.index(column),
+                            column in padded))
         else:
             parts.append(".*?")
+            program.append((STEP_LAZY, b"", -1, False))
     if optional_from is not None:
         parts[optional_from:] = ["(?:" + "".join(parts[optional_from:]) + ")?"]
+        program.insert(optional_from, (STEP_OPTIONAL, b"", -1, False))
     body = ("".join(parts) + r"(?P<error_severity>[A-Z][A-Z0-9]*):  "
             r"(?:[0-9A-Z]{5}: (?=AUDIT: ))?(?P<message>.*)")
     return PrefixParser(prefix, re.compile(body, re.DOTALL), tuple(fields), frozenset(padded),
-                        port_in_host)
+                        port_in_host, tuple(program))
 
 
 # ---------------------------------------------------------------------------
@@ -201,9 +231,10 @@ def compile_prefix(prefix: str) -> PrefixParser:
 # ---------------------------------------------------------------------------
 
 
-def _split_lines(handle: IO[bytes]) -> Iterator[tuple[int, bytes, str | None]]:
+def _split_lines(handle: Iterable[bytes], first_line: int = 1
+                 ) -> Iterator[tuple[int, bytes, str | None]]:
     """jsonlog: every non-blank line is a record."""
-    line_no = 0
+    line_no = first_line - 1
     try:
         for raw in handle:
             line_no += 1
@@ -213,9 +244,10 @@ def _split_lines(handle: IO[bytes]) -> Iterator[tuple[int, bytes, str | None]]:
         yield line_no + 1, b"", f"unreadable file after line {line_no}: {exc}"
 
 
-def _split_stderr(handle: IO[bytes]) -> Iterator[tuple[int, list[bytes], str | None]]:
+def _split_stderr(handle: Iterable[bytes], first_line: int = 1
+                  ) -> Iterator[tuple[int, list[bytes], str | None]]:
     """stderr: an entry is a line plus the tab-led continuation lines after it."""
-    line_no = 0
+    line_no = first_line - 1
     start = 0
     lines: list[bytes] = []
     try:
@@ -238,13 +270,14 @@ def _split_stderr(handle: IO[bytes]) -> Iterator[tuple[int, list[bytes], str | N
         yield start, lines, None
 
 
-def _records(fmt: str, handle: IO[bytes]) -> Iterator[tuple[int, Any, str | None]]:
+def _records(fmt: str, handle: Iterable[bytes], first_line: int = 1
+             ) -> Iterator[tuple[int, Any, str | None]]:
     if fmt == "csvlog":
-        return split_csv_records(handle)
+        return split_csv_records(handle, first_line)
     if fmt == "jsonlog":
-        return _split_lines(handle)
+        return _split_lines(handle, first_line)
     if fmt == "stderr":
-        return _split_stderr(handle)
+        return _split_stderr(handle, first_line)
     raise ConfigError(f"pgaudit_log: format {fmt!r} unknown (expected csvlog, jsonlog or stderr)")
 
 
@@ -616,41 +649,135 @@ def load(params: Mapping[str, Any], path: Path) -> Iterator[LoadItem]:
     return _load(params, path, as_copy_text=False)  # type: ignore[return-value]
 
 
-def load_copy_text(params: Mapping[str, Any], path: Path) -> Iterator[LoadItem | str]:
+def load_copy_text(params: Mapping[str, Any], path: Path,
+                   head: str | None = None) -> Iterator[LoadItem | str | CopyRows]:
     """As `load`, but a pgaudit entry comes as its COPY text line (locator and payload
     columns, escaped, no newline) where it can: what the loader's generic path would write
     for its RawRow, without building one. A RawRow still comes where it cannot (a jsonlog
     object that must be re-serialised), or for every entry of a file whose name needs COPY
-    escaping."""
+    escaping.
+
+    Given `head` (the COPY text of the columns before the locator, ending in a tab), an
+    uncompressed file is scanned in C (extract/_pgaudit_scan.pyx) where that module is
+    built: runs of simple entries come as CopyRows, whole lines; every other record goes
+    through the same classifier as `load`, so the rows, rejects and counts are the same.
+    """
     name = str(params.get("file") or path.name)
-    return _load(params, path, as_copy_text=copy_escape(name) == name and "\x00" not in name)
+    as_copy_text = copy_escape(name) == name and "\x00" not in name
+    if as_copy_text and head is not None and _pgaudit_scan is not None \
+            and params.get("format") in RAW_TABLES and not _is_gzip(path):
+        return _scan(params, path, name, head)
+    return _load(params, path, as_copy_text=as_copy_text)
+
+
+def _classifier(params: Mapping[str, Any], name: str,
+                as_copy_text: bool) -> Callable[[int, Any, str | None], LoadItem | str | None]:
+    fmt = str(params.get("format"))
+    if fmt == "csvlog":
+        return _Csvlog(name, as_copy_text)
+    if fmt == "jsonlog":
+        return _Jsonlog(name, as_copy_text)
+    return _Stderr(name, compile_prefix(str(params.get("log_line_prefix") or DEFAULT_PREFIX)),
+                   as_copy_text)
+
+
+def _is_gzip(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return handle.read(len(GZIP_MAGIC)) == GZIP_MAGIC
+
+
+SCAN_BLOCK = 1 << 20  # bytes read per scan (more while one record is longer)
+
+
+def _scan(params: Mapping[str, Any], path: Path, name: str,
+          head: str) -> Iterator[LoadItem | str | CopyRows]:
+    """load_copy_text through the C scanner."""
+    with path.open("rb") as handle:
+        yield from scan_handle(params, handle, name, head)
+
+
+def scan_handle(params: Mapping[str, Any], handle: IO[bytes], name: str,
+                head: str) -> Iterator[LoadItem | str | CopyRows]:
+    """The items of an uncompressed log read from `handle`, through the C scanner: blocks
+    of SCAN_BLOCK bytes, each starting at a record boundary; the records the scanner
+    defers go to the classifier as `_records` would have handed them over."""
+    fmt = str(params.get("format"))
+    classify = _classifier(params, name, True)
+    prefix = classify.prefix if isinstance(classify, _Stderr) else None
+    scanner = _pgaudit_scan.Scanner(
+        fmt, head.encode("utf-8"), name.encode("utf-8"), file_module.MAX_RECORD_BYTES,
+        REJECT_TEXT_BYTES, RECORD_TOO_LONG, UNTERMINATED_AT_END,
+        # without a log time in the prefix, every entry is a reject: Python's to say
+        prefix.program if prefix is not None and prefix.has_time else None,
+        prefix is not None and prefix.port_in_host)
+    block_size = SCAN_BLOCK
+    line = 1
+    carry = b""
+    size = block_size
+    while True:
+        try:
+            chunk = handle.read(size)
+        except READ_ERRORS as exc:
+            # what `_records` yields for the bytes left when the read fails: the complete
+            # lines not yet scanned, then the error's problem record
+            yield from _classified(classify, _records(fmt, _lines_then_raise(carry, exc),
+                                                      line))
+            return
+        final = not chunk
+        block = carry + chunk if carry else chunk
+        consumed, lines, skipped, items = scanner.scan(block, line, final)
+        for item in items:
+            if isinstance(item, CopyRows):
+                yield item
+                continue
+            result = classify(*item)  # a record the scanner left to the classifier
+            if result is None:
+                skipped += 1
+            else:
+                yield result
+        if skipped:
+            yield Skipped(skipped)
+        if final:
+            return
+        carry = block[consumed:]
+        line += lines
+        size = max(block_size, len(carry))  # a long record: read as much again
+
+
+def _lines_then_raise(data: bytes, exc: BaseException) -> Iterator[bytes]:
+    """The complete lines of `data` (a partial last line is lost, as in a failed
+    readline), then `exc`."""
+    lines = data.split(b"\n")
+    lines.pop()
+    for line in lines:
+        yield line + b"\n"
+    raise exc
+
+
+def _classified(classify: Callable[[int, Any, str | None], LoadItem | str | None],
+                records: Iterator[tuple[int, Any, str | None]]) -> Iterator[LoadItem | str]:
+    """Each record's item; the records the classifier skips as Skipped counts."""
+    skipped = 0
+    for record in records:
+        item = classify(*record)
+        if item is None:
+            skipped += 1
+            continue
+        if skipped:
+            yield Skipped(skipped)
+            skipped = 0
+        yield item
+    if skipped:
+        yield Skipped(skipped)
 
 
 def _load(params: Mapping[str, Any], path: Path, *,
           as_copy_text: bool) -> Iterator[LoadItem | str]:
     fmt = str(params.get("format"))
     name = str(params.get("file") or path.name)
-    classify: Callable[[int, Any, str | None], LoadItem | str | None]
-    if fmt == "csvlog":
-        classify = _Csvlog(name, as_copy_text)
-    elif fmt == "jsonlog":
-        classify = _Jsonlog(name, as_copy_text)
-    else:
-        classify = _Stderr(name, compile_prefix(str(params.get("log_line_prefix")
-                                                    or DEFAULT_PREFIX)), as_copy_text)
+    classify = _classifier(params, name, as_copy_text)
     with open_bytes(path) as handle:
-        skipped = 0
-        for record in _records(fmt, handle):
-            item = classify(*record)
-            if item is None:
-                skipped += 1
-                continue
-            if skipped:
-                yield Skipped(skipped)
-                skipped = 0
-            yield item
-        if skipped:
-            yield Skipped(skipped)
+        yield from _classified(classify, _records(fmt, handle))
 
 
 # ---------------------------------------------------------------------------

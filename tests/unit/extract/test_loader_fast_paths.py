@@ -69,9 +69,9 @@ def _encode(params: dict[str, object], path: Path
     """What the loader COPYs for one object: counts, rejects and the COPY text."""
     counts = loader.LoadCounts()
     rejects: list[tuple[str, str, str | None]] = []
-    text = "".join(loader.encode_blocks(run_id="r", evidence_id="e", params=params, path=path,
+    text = b"".join(loader.encode_blocks(run_id="r", evidence_id="e", params=params, path=path,
                                         counts=counts, rejects=rejects))
-    return counts, rejects, text
+    return counts, rejects, text.decode("utf-8")
 
 
 def test_jsonlog_passes_the_line_through_only_when_exact(tmp_path: Path) -> None:
@@ -156,7 +156,7 @@ def _general_encoding(params: dict[str, object], path: Path) -> tuple[str, tuple
     counts = loader.LoadCounts()
     rejects: list[tuple[str, str, str | None]] = []
     rows = loader._rows(params, path, run_id="r", evidence_id="e", counts=counts,
-                        rejects=rejects, copy_text=False)
+                        rejects=rejects)
     text = "".join(loader._copy_line(row) for row in rows)  # type: ignore[arg-type]
     return text, (counts.read, counts.loaded, counts.rejected, counts.skipped), rejects
 
