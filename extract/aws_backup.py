@@ -238,9 +238,10 @@ def _jobs(document: Any) -> list[Any] | None:
 
 def load(query_params: Mapping[str, Any], path: Path) -> Iterator[LoadItem]:
     """One RawRow(doc=job) per backup job of a captured page."""
-    yield from http.json_records(path, _jobs, "a ListBackupJobs response (no BackupJobs list)")
+    yield from http.json_records(path, _jobs, "a ListBackupJobs response (no BackupJobs list)",
+                                 key="BackupJobs")
 
 
 def count_rows(query_params: Mapping[str, Any], path: Path) -> int:
     """Jobs in the page (a page that cannot be read counts as one rejected row)."""
-    return http.count_json_records(http.json_records(path, _jobs, "a ListBackupJobs response"))
+    return http.count_page(path, _jobs, "a ListBackupJobs response", key="BackupJobs")

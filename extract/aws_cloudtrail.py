@@ -11,12 +11,16 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from extract.base import ConnectorSpec, LoadItem, RawRow, Reject, Skipped, Source, iter_file
 from extract.file import (
     READ_ERRORS,
     json_needs_check,
     jsonb_problem,
     parse_json,
+    raw_json_items,
+    raw_json_text,
     s3_chunks,
     s3_client,
     split_s3_uri,
@@ -202,16 +206,36 @@ def snapshot(source: Source, ctx: Any) -> None:
         )
 
 
-def _read(path: Path) -> tuple[list[Any] | None, str | None, str]:
-    """(Records, problem, text) of one CloudTrail file (gzip JSON, or plain JSON)."""
+def _bytes(path: Path) -> tuple[bytes | None, str | None]:
+    """The JSON bytes of one CloudTrail file (gzip JSON, or plain JSON), or the problem."""
     try:
         with path.open("rb") as handle:
             magic = handle.read(2)
         opener = gzip.open if magic == b"\x1f\x8b" else open
         with opener(path, "rb") as handle:
-            data = handle.read()
+            return handle.read(), None
     except READ_ERRORS as exc:
-        return None, f"unreadable gzip: {exc}", ""
+        return None, f"unreadable gzip: {exc}"
+
+
+class _Event(msgspec.Struct):
+    """The one field a record is filtered on (the others are skipped, not decoded)."""
+
+    eventSource: Any = None
+
+
+_EVENT = msgspec.json.Decoder(_Event)
+
+
+def _read(path: Path) -> tuple[list[Any] | None, str | None, str]:
+    """(Records, problem, text) of one CloudTrail file, decoded with the json module."""
+    data, problem = _bytes(path)
+    if data is None:
+        return None, problem, ""
+    return _parse(data)
+
+
+def _parse(data: bytes) -> tuple[list[Any] | None, str | None, str]:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -227,14 +251,33 @@ def _read(path: Path) -> tuple[list[Any] | None, str | None, str]:
 
 def count_rows(params: Mapping[str, Any], path: Path) -> int:
     """Number of Records in the file (an unreadable file counts as one, its Reject)."""
-    records, _problem, _text = _read(path)
+    data, _problem = _bytes(path)
+    if data is None:
+        return 1
+    items = raw_json_items(data, "Records")
+    if items is not None:
+        return len(items)
+    records, _problem, _text = _parse(data)
     return 1 if records is None else len(records)
 
 
 def load(params: Mapping[str, Any], path: Path) -> Iterator[LoadItem]:
-    """One RawRow(record) per IAM event; other services → Skipped; broken file → one Reject."""
+    """One RawRow(record) per IAM event; other services → Skipped; broken file → one Reject.
+
+    The file is split with msgspec (`raw_json_items`): a record is decoded only as far as
+    its eventSource, and an IAM event's doc is its own text where jsonb reads it as it
+    would the decoded record; a file msgspec cannot vouch for is decoded with json.
+    """
     name = str(params.get("file") or path.name)
-    records, problem, text = _read(path)
+    data, problem = _bytes(path)
+    if data is None:
+        yield Reject(f"{name}#0", f"{name}: {problem}", None)
+        return
+    items = raw_json_items(data, "Records")
+    if items is not None:
+        yield from _load_items(name, items)
+        return
+    records, problem, text = _parse(data)
     if records is None:
         yield Reject(f"{name}#0", f"{name}: {problem}", text[:10_000] or None)
         return
@@ -252,6 +295,41 @@ def load(params: Mapping[str, Any], path: Path) -> Iterator[LoadItem]:
             yield Reject(locator, "record is not a JSON object", json.dumps(record)[:10_000])
             continue
         bad = jsonb_problem(record) if check else None
+        if bad:
+            yield Reject(locator, bad, None)
+        else:
+            yield RawRow(locator, (record,))
+    if skipped:
+        yield Skipped(skipped)
+
+
+def _load_items(name: str, items: list[msgspec.Raw]) -> Iterator[LoadItem]:
+    """As `load`, for the records of a file msgspec has split (and checked)."""
+    skipped = 0
+    for index, item in enumerate(items):
+        try:
+            event_source = _EVENT.decode(item).eventSource
+        except msgspec.ValidationError:  # not an object
+            event_source = None
+            is_object = False
+        else:
+            is_object = True
+        if is_object and event_source != IAM_SOURCE:
+            skipped += 1
+            continue
+        if skipped:
+            yield Skipped(skipped)
+            skipped = 0
+        locator = f"{name}#{index}"
+        text = raw_json_text(item) if is_object else None
+        if text is not None:
+            yield RawRow(locator, (text,))
+            continue
+        record = json.loads(bytes(item))
+        if not isinstance(record, dict):
+            yield Reject(locator, "record is not a JSON object", json.dumps(record)[:10_000])
+            continue
+        bad = jsonb_problem(record) if json_needs_check(bytes(item)) else None
         if bad:
             yield Reject(locator, bad, None)
         else:

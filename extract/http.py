@@ -39,6 +39,7 @@ import requests.auth
 from requests.structures import CaseInsensitiveDict
 
 from extract.base import RawRow, Reject, Source
+from extract.file import raw_json_items, raw_json_text
 from soxtrail import secrets
 from soxtrail.errors import ConfigError, SourceError
 from soxtrail.quarter import Quarter
@@ -495,15 +496,38 @@ def json_records(
     records: Callable[[Any], list[Any] | None],
     expected: str,
     wrap: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    *,
+    key: str | None = None,
+    top_array: bool = False,
 ) -> Iterator[RawRow | Reject]:
     """One RawRow(doc) per JSON object in a captured page; the page's problems as Rejects.
 
     `records(document)` returns the page's list of records, or None when the document is
     not the expected shape (`expected` names it in the reject reason). Locators are
     `<object>#<index>`; a document that cannot be read at all is one reject at `<object>`.
+
+    When `records` is the list under `key` of the top object (or the top array, with
+    `top_array`) and nothing is wrapped, the page is split with msgspec instead of being
+    decoded: each object's own text is its doc where jsonb reads it as it would the
+    decoded object (`raw_json_text`); any page msgspec cannot vouch for takes the json path.
     """
     name = path.name
     raw = path.read_bytes()
+    items = (raw_json_items(raw, None if top_array else key)
+             if wrap is None and (key is not None or top_array) else None)
+    if items is not None:
+        for index, item in enumerate(items):
+            text = raw_json_text(item)
+            if text is not None:
+                yield RawRow(f"{name}#{index}", (text,))
+                continue
+            value = json.loads(bytes(item))  # valid JSON: msgspec has checked it
+            if not isinstance(value, dict):
+                yield Reject(f"{name}#{index}", "record is not a JSON object",
+                             json.dumps(value, ensure_ascii=False))
+            else:
+                yield RawRow(f"{name}#{index}", (value,))
+        return
     try:
         document = json.loads(raw)
     except ValueError as exc:
@@ -525,6 +549,16 @@ def json_records(
 def count_json_records(items: Iterator[RawRow | Reject]) -> int:
     """Rows read from one object (loaded + rejected): what `count_rows` reports."""
     return sum(1 for _ in items)
+
+
+def count_page(path: Path, records: Callable[[Any], list[Any] | None], expected: str, *,
+               key: str | None = None, top_array: bool = False) -> int:
+    """count_json_records(json_records(...)) of a page, from msgspec's split where it can:
+    one row per item (a page msgspec cannot vouch for is counted by the json path)."""
+    items = raw_json_items(path.read_bytes(), None if top_array else key)
+    if items is not None:
+        return len(items)
+    return count_json_records(json_records(path, records, expected))
 
 
 def iso_utc(moment: datetime) -> str:

@@ -290,10 +290,11 @@ def _snapshot_v3(source: Source, ctx: SnapshotContext, client: http.HttpClient, 
 
 def load(query_params: Mapping[str, Any], path: Path) -> Iterator[LoadItem]:
     """One RawRow(doc=issue) per issue of a captured search page."""
-    yield from http.json_records(path, _issues, "a Jira search response (no 'issues' list)")
+    yield from http.json_records(path, _issues, "a Jira search response (no 'issues' list)",
+                                 key="issues")
 
 
 def count_rows(query_params: Mapping[str, Any], path: Path) -> int:
     """Issues in the page (a page that cannot be read counts as one rejected row)."""
-    return http.count_json_records(http.json_records(path, _issues, "a Jira search response"))
+    return http.count_page(path, _issues, "a Jira search response", key="issues")
 

@@ -136,9 +136,10 @@ def snapshot(source: Source, ctx: SnapshotContext) -> None:
 
 def load(query_params: Mapping[str, Any], path: Path) -> Iterator[LoadItem]:
     """One RawRow(doc=event) per event of a captured page."""
-    yield from http.json_records(path, _events, "an Okta System Log page (a JSON array)")
+    yield from http.json_records(path, _events, "an Okta System Log page (a JSON array)",
+                                 top_array=True)
 
 
 def count_rows(query_params: Mapping[str, Any], path: Path) -> int:
     """Events in the page (a page that cannot be read counts as one rejected row)."""
-    return http.count_json_records(http.json_records(path, _events, "an Okta page"))
+    return http.count_page(path, _events, "an Okta page", top_array=True)

@@ -21,6 +21,7 @@ from soxtrail.config import parse_config
 from soxtrail.errors import SourceError
 from soxtrail.quarter import Quarter
 from tests.support.fake_services import FakeServices
+from tests.support.rows import doc as raw_doc
 
 CANARY = "canaryAwsSecret0123456789abcdef"
 JOBS = "/backup-jobs"
@@ -91,7 +92,7 @@ def test_jobs_of_the_quarter_are_paged_by_next_token(tmp_path: Path, services: F
     assert requests[0].param("nextToken") is None and requests[1].param("nextToken")
     assert requests[0].headers["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKID")
     items = loaded(run, local_store)
-    assert [i.values[0]["BackupJobId"] for i in items] == [f"job-{n:04d}" for n in range(1, 6)]
+    assert [raw_doc(i)["BackupJobId"] for i in items] == [f"job-{n:04d}" for n in range(1, 6)]
     assert items[0].locator == "aws-backup-jobs-00000.json#0"
     record = run.records[0]
     assert record.source_system == "backups" and record.query_params["raw_table"] == "raw.backups"
@@ -134,7 +135,7 @@ def test_a_transient_fault_then_success_captures_every_job_once(
     services.inject(JOBS, fault, after=1)
     aws_backup.snapshot(source(tmp_path, services), run)
     assert [r.fault for r in services.requests_to(JOBS)] == [None, fault, None, None]
-    assert [i.values[0]["BackupJobId"] for i in loaded(run, local_store)] == [
+    assert [raw_doc(i)["BackupJobId"] for i in loaded(run, local_store)] == [
         f"job-{n:04d}" for n in range(1, 6)]
 
 

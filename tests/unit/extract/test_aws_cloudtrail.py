@@ -15,6 +15,7 @@ from extract.base import RawRow, Reject, Skipped, Source
 from extract.snapshot import SnapshotRun
 from extract.store import LocalStore
 from soxtrail.quarter import Quarter
+from tests.support.rows import doc as raw_doc
 
 ACCOUNT = "123456789012"
 
@@ -106,7 +107,7 @@ def test_load_keeps_every_iam_event_and_skips_other_services(tmp_path: Path) -> 
     items = list(aws_cloudtrail.load({"file": "f.json.gz"}, path))
     assert [type(i) for i in items] == [RawRow, Skipped, RawRow]
     assert isinstance(items[0], RawRow) and items[0].locator == "f.json.gz#0"
-    assert items[0].values[0]["eventName"] == "DeleteLoginProfile"
+    assert raw_doc(items[0])["eventName"] == "DeleteLoginProfile"
     assert isinstance(items[2], RawRow) and items[2].locator == "f.json.gz#3"
     assert items[1] == Skipped(2)
     assert aws_cloudtrail.count_rows({}, path) == 4

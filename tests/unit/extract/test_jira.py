@@ -17,6 +17,7 @@ from soxtrail.config import parse_config
 from soxtrail.errors import SourceError
 from soxtrail.quarter import Quarter
 from tests.support.fake_services import FakeServices
+from tests.support.rows import doc as raw_doc
 
 CANARY = "canary-jira-5b1d0e77"
 USER = "svc-sox@example.com"
@@ -122,7 +123,7 @@ def test_v2_pages_by_start_at_one_capture_per_page(tmp_path: Path, services: Fak
         "raw_table": "raw.tickets"}
     assert first.raw_output_s3_key.endswith("/raw/tickets/jira-prod/jira-search-00000.json")
     rows = loaded(run, local_store)
-    assert [r.values[0]["key"] for r in rows if isinstance(r, RawRow)] == [
+    assert [raw_doc(r)["key"] for r in rows if isinstance(r, RawRow)] == [
         f"DBA-{n}" for n in range(1, 6)]
     assert [r.locator for r in rows][:3] == ["jira-search-00000.json#0",
                                              "jira-search-00000.json#1",
@@ -168,7 +169,7 @@ def test_changelog_is_expanded_when_approval_time_comes_from_it(
         local_store: LocalStore) -> None:
     jira.snapshot(online(tmp_path, services), run)
     assert services.requests_to(V2)[0].param("expand") == "changelog"
-    doc = loaded(run, local_store)[0].values[0]  # type: ignore[union-attr]
+    doc = raw_doc(loaded(run, local_store)[0])
     assert doc["changelog"]["histories"][0]["items"][0]["toString"] == "Approved"
 
 
@@ -179,7 +180,7 @@ def test_no_changelog_without_a_changelog_mapping(tmp_path: Path, services: Fake
                     fields={"approved_at": "fields.resolutiondate", "approver": "fields.x.name"})
     jira.snapshot(source, run)
     assert services.requests_to(V2)[0].param("expand") is None
-    doc = loaded(run, local_store)[0].values[0]  # type: ignore[union-attr]
+    doc = raw_doc(loaded(run, local_store)[0])
     assert "changelog" not in doc
 
 
@@ -190,7 +191,7 @@ def test_mapped_custom_fields_are_requested_and_captured(tmp_path: Path, service
     requested = services.requests_to(V2)[0].param("fields") or ""
     assert {"customfield_10401", "customfield_10402", "status", "issuetype"} <= set(
         requested.split(","))
-    doc = loaded(run, local_store)[0].values[0]  # type: ignore[union-attr]
+    doc = raw_doc(loaded(run, local_store)[0])
     assert doc["fields"]["customfield_10401"] == {"name": "carol"}
     assert doc["fields"]["customfield_10402"] == "pg-fin-01"
     assert "customfield_99999" not in doc["fields"]
@@ -215,7 +216,7 @@ def test_a_transient_fault_then_success_captures_every_issue_once(
     services.inject(V2, fault, after=1)  # the second page fails once
     jira.snapshot(online(tmp_path, services), run)
     assert [r.fault for r in services.requests_to(V2)] == [None, fault, None, None]
-    keys = [r.values[0]["key"] for r in loaded(run, local_store) if isinstance(r, RawRow)]
+    keys = [raw_doc(r)["key"] for r in loaded(run, local_store) if isinstance(r, RawRow)]
     assert keys == [f"DBA-{n}" for n in range(1, 6)]
 
 
@@ -271,7 +272,7 @@ def test_saved_pages_are_captured_as_is_and_loaded(tmp_path: Path, run: Snapshot
     stored = local_store.fetch(run.records[0].raw_output_s3_key, Path("unused"))
     assert stored.read_bytes() == first
     items = loaded(run, local_store)
-    assert [i.values[0]["key"] for i in items if isinstance(i, RawRow)] == ["DBA-1", "DBA-2",
+    assert [raw_doc(i)["key"] for i in items if isinstance(i, RawRow)] == ["DBA-1", "DBA-2",
                                                                              "DBA-3"]
     rejects = [i for i in items if isinstance(i, Reject)]
     assert len(rejects) == 1 and rejects[0].reason.startswith("not valid JSON")

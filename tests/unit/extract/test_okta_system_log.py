@@ -17,6 +17,7 @@ from soxtrail.config import parse_config
 from soxtrail.errors import SourceError
 from soxtrail.quarter import Quarter
 from tests.support.fake_services import FakeServices
+from tests.support.rows import doc as raw_doc
 
 CANARY = "canary-okta-00c0ffee"
 LOGS = "/api/v1/logs"
@@ -98,7 +99,7 @@ def test_pages_follow_the_link_header_for_the_quarter(tmp_path: Path, services: 
     assert all(r.headers["Authorization"] == f"SSWS {CANARY}" for r in requests)
     items = loaded(run, local_store)
     assert all(isinstance(i, RawRow) for i in items)
-    assert [i.values[0]["uuid"] for i in items] == [f"evt-{n:04d}" for n in range(1, 6)]
+    assert [raw_doc(i)["uuid"] for i in items] == [f"evt-{n:04d}" for n in range(1, 6)]
     assert items[0].locator == "okta-logs-00000.json#0"
     assert [r.result_row_count for r in run.records] == [2, 2, 1]
     assert run.records[0].source_system == "iam"
@@ -140,7 +141,7 @@ def test_a_transient_fault_then_success_captures_every_event_once(
         fault: str) -> None:
     services.inject(LOGS, fault, after=2)
     okta_system_log.snapshot(source(tmp_path, services), run)
-    assert [i.values[0]["uuid"] for i in loaded(run, local_store)] == [
+    assert [raw_doc(i)["uuid"] for i in loaded(run, local_store)] == [
         f"evt-{n:04d}" for n in range(1, 6)]
 
 
