@@ -1098,3 +1098,110 @@ cdef inline Py_ssize_t _put_field(char* o, Py_ssize_t k, const unsigned char* d,
         o[k + 1] = 78
         return k + 2
     return _put_escaped(o, k, d, a, b)
+
+
+cdef class LineCounter:
+    """pgaudit_log's csvlog and stderr stream counters (_CsvlogCounter, _StderrCounter) in
+    C: the same count from the same bytes, however they are chunked; None for gzip data."""
+
+    cdef int fmt
+    cdef Py_ssize_t rows
+    cdef Py_ssize_t max_record
+    cdef bytes head          # the first bytes, until the gzip magic can be ruled out
+    cdef int gzip            # -1 not known yet, 0 no, 1 yes
+    # the line in progress
+    cdef Py_ssize_t length
+    cdef bint odd
+    cdef int first           # its first byte, -1 before it has one
+    # csvlog: inside a record whose quote is still open, and its size
+    cdef bint quoted
+    cdef Py_ssize_t size
+    # stderr: an entry is open (the line before was not blank)
+    cdef bint entry_open
+
+    def __cinit__(self, str fmt, Py_ssize_t max_record):
+        if fmt == "csvlog":
+            self.fmt = CSVLOG
+        elif fmt == "stderr":
+            self.fmt = STDERR
+        else:
+            raise ValueError(f"no line counter for {fmt!r}")
+        self.max_record = max_record
+        self.head = b""
+        self.gzip = -1
+        self.rows = self.length = self.size = 0
+        self.odd = self.quoted = self.entry_open = False
+        self.first = -1
+
+    def feed(self, bytes chunk):
+        """Count the complete lines of the bytes seen so far; keep the partial last one."""
+        if self.gzip < 0:
+            self.head += chunk
+            if len(self.head) < 2:
+                return
+            self.gzip = 1 if self.head[:2] == b"\x1f\x8b" else 0
+            chunk, self.head = self.head, b""
+        if self.gzip:
+            return
+        self._feed(chunk)
+
+    cdef void _feed(self, bytes chunk):
+        cdef const unsigned char* d = chunk
+        cdef Py_ssize_t n = len(chunk), pos = 0, end
+        while pos < n:
+            end = line_end(d, pos, n)
+            if end < 0:  # the rest of the chunk: part of a line that goes on
+                self._take(d, pos, n)
+                return
+            self._take(d, pos, end - 1)
+            self._line(1)
+            pos = end
+
+    cdef inline void _take(self, const unsigned char* d, Py_ssize_t a, Py_ssize_t b) noexcept:
+        if a >= b:
+            return
+        if self.first < 0:
+            self.first = d[a]
+        self.length += b - a
+        if self.fmt == CSVLOG and count_quotes(d, a, b) & 1:
+            self.odd = not self.odd
+
+    cdef void _line(self, int newline) noexcept:
+        """The line in progress ends (`newline`: 1 if a newline ended it)."""
+        cdef bint blank = self.length == 0 or (self.length == 1 and self.first == 13)
+        if self.fmt == CSVLOG:
+            if not self.quoted:
+                if not self.odd:
+                    if not blank or not newline:  # the last line is never blank
+                        self.rows += 1
+                else:
+                    self.quoted = True
+                    self.size = self.length + newline
+            else:
+                self.size += self.length + newline
+                if self.odd or self.size > self.max_record:
+                    self.rows += 1
+                    self.quoted = False
+        elif blank and newline:
+            self.entry_open = False
+        elif not self.entry_open or self.first != 9:
+            self.rows += 1
+            self.entry_open = True
+        self.length = 0
+        self.odd = False
+        self.first = -1
+
+    def total(self):
+        """The record count once every byte was fed, or None for gzip data."""
+        if self.gzip < 0:  # fewer bytes than the magic: a plain (tiny) file
+            self.gzip = 0
+            head, self.head = self.head, b""
+            self._feed(head)
+        if self.gzip:
+            return None
+        if self.length:
+            self._line(0)
+        if self.fmt == CSVLOG and self.quoted:  # an unterminated quoted field at the end
+            self.rows += 1
+            self.quoted = False
+        return self.rows

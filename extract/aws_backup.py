@@ -219,7 +219,8 @@ def snapshot(source: Source, ctx: SnapshotContext) -> None:
                                f"{_describe_call(kwargs)}",
                     params=params, ext="json", raw_table=RAW_TABLE,
                     chunks=[canonical_json(response)],
-                    count_rows=partial(count_rows, params))
+                    count_rows=partial(count_rows, params),
+                    counter=http.PageCounter(key="BackupJobs"))
         next_token = response.get("NextToken")
         if not next_token:
             return

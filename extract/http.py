@@ -551,6 +551,36 @@ def count_json_records(items: Iterator[RawRow | Reject]) -> int:
     return sum(1 for _ in items)
 
 
+PAGE_COUNT_BYTES = 64 << 20  # a larger page is counted from its file by count_rows
+
+
+class PageCounter:
+    """A RowCounter for JSON pages: count_page's number from the bytes as they are
+    captured (kept until the page ends, at most PAGE_COUNT_BYTES), or None when msgspec
+    cannot vouch for the page or it is larger (the caller then runs count_rows)."""
+
+    def __init__(self, *, key: str | None = None, top_array: bool = False) -> None:
+        self.key = None if top_array else key
+        self._chunks: list[bytes] | None = []
+        self._size = 0
+
+    def feed(self, chunk: bytes) -> None:
+        if self._chunks is None:
+            return
+        self._size += len(chunk)
+        if self._size > PAGE_COUNT_BYTES:
+            self._chunks = None
+        else:
+            self._chunks.append(chunk)
+
+    def total(self) -> int | None:
+        if self._chunks is None:
+            return None
+        items = raw_json_items(b"".join(self._chunks), self.key)
+        self._chunks = None
+        return None if items is None else len(items)
+
+
 def count_page(path: Path, records: Callable[[Any], list[Any] | None], expected: str, *,
                key: str | None = None, top_array: bool = False) -> int:
     """count_json_records(json_records(...)) of a page, from msgspec's split where it can:

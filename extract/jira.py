@@ -178,7 +178,8 @@ def _capture_page(source: Source, ctx: SnapshotContext, *, name: str, query_text
                   params: dict[str, Any], body: bytes) -> None:
     ctx.capture(source, query_name=f"{source.name}/{name}", query_text=query_text,
                 params=params, ext="json", raw_table=RAW_TABLE, chunks=[body],
-                count_rows=partial(count_rows, params))
+                count_rows=partial(count_rows, params),
+                counter=http.PageCounter(key="issues"))
 
 
 def _warn_truncated_changelogs(source: Source, issues: list[Any]) -> None:
@@ -203,7 +204,8 @@ def _snapshot_files(source: Source, ctx: SnapshotContext) -> None:
         ctx.capture(source, query_name=f"{source.name}/jira-file-{index:05d}-{file.stem}",
                     query_text=f"read {file}", params=params, ext="json",
                     raw_table=RAW_TABLE, chunks=iter_file(file),
-                    count_rows=partial(count_rows, params))
+                    count_rows=partial(count_rows, params),
+                    counter=http.PageCounter(key="issues"))
 
 
 def snapshot(source: Source, ctx: SnapshotContext) -> None:

@@ -353,6 +353,13 @@ def load_object(*, run_id: str, evidence_id: str, params: dict[str, Any],
     conn = _WORKER.get("conn")
     if conn is None or conn.closed:
         conn = _WORKER["conn"] = psycopg.connect(_WORKER["dsn"])
+        # An object's commit need not wait for its WAL to reach the disk: a crash loses
+        # at most the last objects whole (rows, rejects and load stats are one
+        # transaction), `resume` loads again every object without a load-stats row, and
+        # the phase's own commit (synchronous, on the run's connection) flushes the WAL
+        # of every object before it.
+        conn.execute("set synchronous_commit = off")
+        conn.commit()
     try:
         counts = copy_object_text(conn, run_id=run_id, evidence_id=evidence_id,
                                   params=params, path=Path(path))

@@ -122,7 +122,8 @@ def snapshot(source: Source, ctx: SnapshotContext) -> None:
             ctx.capture(source, query_name=f"{source.name}/okta-logs-{page:05d}",
                         query_text=client.describe(endpoint, query), params=params,
                         ext="json", raw_table=RAW_TABLE, chunks=[response.body],
-                        count_rows=partial(count_rows, params))
+                        count_rows=partial(count_rows, params),
+                        counter=http.PageCounter(top_array=True))
             following = next_link(response.headers)
             if not events or not following:
                 return

@@ -115,11 +115,27 @@ class LocalStore:
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         self.uri = str(self.root)
+        self._folders: dict[str, Path] = {}  # a key's folder, resolved (symlinks followed)
 
     def _path(self, key: str) -> Path:
-        path = (self.root / check_key(key)).resolve()
-        if self.root not in path.parents:
-            raise StoreError(f"refusing store key outside the store: {key!r}")
+        """The file of `key`, refused when a symlink would take it outside the store.
+
+        check_key already refuses `..`, absolute keys and empty parts; what is left is a
+        symlink on the way. Each folder is resolved once (a run writes thousands of
+        objects into a few hundred folders), the object itself on every call.
+        """
+        folder, _, leaf = check_key(key).rpartition("/")
+        parent = self._folders.get(folder)
+        if parent is None:
+            parent = (self.root / folder).resolve() if folder else self.root
+            if parent != self.root and self.root not in parent.parents:
+                raise StoreError(f"refusing store key outside the store: {key!r}")
+            self._folders[folder] = parent
+        path = parent / leaf
+        if path.is_symlink():
+            path = path.resolve()
+            if self.root not in path.parents:
+                raise StoreError(f"refusing store key outside the store: {key!r}")
         return path
 
     def put_file(self, key: str, path: Path, *, move: bool = False) -> None:

@@ -208,7 +208,10 @@ def execute(db: Database, conn: Any, run: runs.Run, phases: list[str], *, quiet:
     p = pipeline.open_pipeline(db, conn, run, resolve_secrets=resolve_secrets,
                                echo=echo_events(quiet or as_json, log_format),
                                template=template)
-    pipeline.run_phases(p, phases)
+    try:
+        pipeline.run_phases(p, phases)
+    finally:
+        p.events.close()
     run = runs.get_run(conn, run.id)
     counts: list[dict[str, Any]] = []
     if run.phase_reached in ("reconcile", "render", "bundle"):

@@ -20,7 +20,7 @@ from concurrent.futures import (
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import psycopg
 
@@ -87,15 +87,26 @@ class EventLog:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self.echo = echo
+        self._handle: IO[str] | None = None
+        self._lock = threading.Lock()  # phases emit from several threads
 
     def emit(self, event: str, **fields: Any) -> None:
         record = {"ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
                   "event": event, **fields}
         line = secrets.redact(json.dumps(record, default=str, sort_keys=True))
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
+        with self._lock:
+            if self._handle is None or self._handle.closed:
+                self._handle = self.path.open("a", encoding="utf-8")
+            self._handle.write(line + "\n")
+            self._handle.flush()  # whole lines, readable at once (bundle, bench, tail -f)
         if self.echo is not None:
             self.echo(json.loads(line))
+
+    def close(self) -> None:
+        """Close the log file (a later emit opens it again)."""
+        with self._lock:
+            if self._handle is not None:
+                self._handle.close()
 
 
 @dataclass

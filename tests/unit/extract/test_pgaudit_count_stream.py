@@ -24,15 +24,22 @@ PIECES = [b"\n", b"\r\n", b"\r", b"\t", b'"', b'""', b"a", b"AUDIT: x", b"{}", b
           b'"q\nq"', b"\n\n", b"\n\t", b"\xff"]
 
 
-def streamed(fmt: str, data: bytes, cuts: list[int]) -> int | None:
-    """count_stream's total with `data` fed in pieces cut at `cuts`."""
-    counter = pgaudit_log.count_stream({"format": fmt})
+def streamed(fmt: str, data: bytes, cuts: list[int], *, python: bool = False) -> int | None:
+    """count_stream's total with `data` fed in pieces cut at `cuts` (with `python`, the
+    Python counter's, which the C LineCounter must match)."""
+    counter = (pgaudit_log.python_counter(fmt) if python
+               else pgaudit_log.count_stream({"format": fmt}))
     assert counter is not None
     start = 0
     for cut in [*sorted(cuts), len(data)]:
         counter.feed(data[start:cut])
         start = max(start, cut)
     return counter.total()
+
+
+def test_csvlog_and_stderr_are_counted_in_c() -> None:
+    for fmt in ("csvlog", "stderr"):
+        assert type(pgaudit_log.count_stream({"format": fmt})).__name__ == "LineCounter"
 
 
 def counted(tmp_path: Path, fmt: str, data: bytes) -> int:
@@ -49,8 +56,10 @@ def counted(tmp_path: Path, fmt: str, data: bytes) -> int:
 def test_stream_count_equals_count_rows(tmp_path: Path, pieces: list[bytes], cuts: list[int],
                                         fmt: str) -> None:
     data = b"".join(pieces)
-    assert streamed(fmt, data, [c for c in cuts if c <= len(data)]) == counted(tmp_path, fmt,
-                                                                               data)
+    cuts = [c for c in cuts if c <= len(data)]
+    expected = counted(tmp_path, fmt, data)
+    assert streamed(fmt, data, cuts) == expected
+    assert streamed(fmt, data, cuts, python=True) == expected
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -60,7 +69,9 @@ def test_stream_count_equals_count_rows(tmp_path: Path, pieces: list[bytes], cut
 ])
 def test_edge_cases(tmp_path: Path, fmt: str, data: bytes) -> None:
     for cuts in ([], list(range(len(data))), [1], [len(data) // 2]):
-        assert streamed(fmt, data, cuts) == counted(tmp_path, fmt, data), (data, cuts)
+        for python in (False, True):
+            assert streamed(fmt, data, cuts, python=python) == counted(tmp_path, fmt, data), \
+                (data, cuts, python)
 
 
 @pytest.mark.parametrize("fmt", ["csvlog", "stderr"])
@@ -70,12 +81,15 @@ def test_oversized_unterminated_records(tmp_path: Path, fmt: str,
     monkeypatch.setattr(pgaudit_log, "MAX_RECORD_BYTES", 16)
     data = b'a,"' + b"0123456789\n" * 5 + b'x"\nb\n' + b'"' + b"y" * 40 + b"\nz\n"
     for cuts in ([], [3, 17, 30], list(range(len(data)))):
-        assert streamed(fmt, data, cuts) == counted(tmp_path, fmt, data)
+        for python in (False, True):
+            assert streamed(fmt, data, cuts, python=python) == counted(tmp_path, fmt, data)
 
 
 def test_gzip_is_left_to_count_rows() -> None:
     data = gzip.compress(b"a\nb\n")
-    assert streamed("jsonlog", data, [1]) is None
+    for fmt in FORMATS:
+        assert streamed(fmt, data, [1]) is None
+        assert streamed(fmt, data, [1], python=True) is None
     assert pgaudit_log.count_stream({"format": "nope"}) is None
 
 

@@ -21,6 +21,21 @@ def test_local_store_cannot_be_escaped(local_store: LocalStore, tmp_path: Path) 
     assert not (tmp_path / "outside.txt").exists()
 
 
+def test_a_symlink_in_the_store_cannot_lead_outside_it(local_store: LocalStore,
+                                                       tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    local_store.put_bytes("2024Q3/inside/a.txt", b"a")
+    (local_store.root / "2024Q3" / "link").symlink_to(outside, target_is_directory=True)
+    (local_store.root / "2024Q3" / "inside" / "leaf.txt").symlink_to(outside / "leaf.txt")
+    for key in ("2024Q3/link/x.txt", "2024Q3/inside/leaf.txt"):
+        with pytest.raises(StoreError, match="outside the store"):
+            local_store.put_bytes(key, b"x")
+    assert list(outside.iterdir()) == []
+    local_store.put_bytes("2024Q3/inside/b.txt", b"b")  # the folder itself is still fine
+    assert local_store.open("2024Q3/inside/b.txt").read() == b"b"
+
+
 def test_spool_hashes_while_streaming(tmp_path: Path) -> None:
     chunks = [b"a" * 1000, b"b" * 5, b""]
     path, digest, size = spool(iter(chunks), tmp_path)
