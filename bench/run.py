@@ -183,14 +183,16 @@ def open_server(workdir: Path) -> Server:
         psql = pgserver_psql or shutil.which("psql")
     if psql is None:
         raise SystemExit("bench: no psql client found (needed for the \\copy limit)")
+    host = str(conninfo.conninfo_to_dict(admin).get("host") or "")
     with psycopg.connect(admin, autocommit=True) as conn:
         pid = conn.execute("select pg_backend_pid()").fetchone()[0]  # type: ignore[index]
         settings = {name: str(conn.execute(f"show {name}").fetchone()[0])  # type: ignore[index]
                     for name in ("server_version", "shared_buffers", "work_mem",
                                  "max_wal_size", "synchronous_commit",
                                  "max_parallel_workers_per_gather")}
-    host = str(conninfo.conninfo_to_dict(admin).get("host") or "")
-    return Server(kind, admin, psql, _local_postmaster(pid, host), settings, handle)
+        # while the backend lives: once the connection closes it may be gone already
+        postmaster = _local_postmaster(pid, host)
+    return Server(kind, admin, psql, postmaster, settings, handle)
 
 
 def create_database(server: Server) -> tuple[str, str]:
