@@ -1101,8 +1101,9 @@ cdef inline Py_ssize_t _put_field(char* o, Py_ssize_t k, const unsigned char* d,
 
 
 cdef class LineCounter:
-    """pgaudit_log's csvlog and stderr stream counters (_CsvlogCounter, _StderrCounter) in
-    C: the same count from the same bytes, however they are chunked; None for gzip data."""
+    """pgaudit_log's stream counters (_CsvlogCounter, _JsonlogCounter, _StderrCounter) in
+    C: the same count from the same bytes, however they are chunked; None for gzip data.
+    The bytes are scanned without the GIL: the snapshot's capture threads share a process."""
 
     cdef int fmt
     cdef Py_ssize_t rows
@@ -1122,6 +1123,8 @@ cdef class LineCounter:
     def __cinit__(self, str fmt, Py_ssize_t max_record):
         if fmt == "csvlog":
             self.fmt = CSVLOG
+        elif fmt == "jsonlog":
+            self.fmt = JSONLOG
         elif fmt == "stderr":
             self.fmt = STDERR
         else:
@@ -1147,7 +1150,12 @@ cdef class LineCounter:
 
     cdef void _feed(self, bytes chunk):
         cdef const unsigned char* d = chunk
-        cdef Py_ssize_t n = len(chunk), pos = 0, end
+        cdef Py_ssize_t n = len(chunk)
+        with nogil:
+            self._scan(d, n)
+
+    cdef void _scan(self, const unsigned char* d, Py_ssize_t n) noexcept nogil:
+        cdef Py_ssize_t pos = 0, end
         while pos < n:
             end = line_end(d, pos, n)
             if end < 0:  # the rest of the chunk: part of a line that goes on
@@ -1157,7 +1165,8 @@ cdef class LineCounter:
             self._line(1)
             pos = end
 
-    cdef inline void _take(self, const unsigned char* d, Py_ssize_t a, Py_ssize_t b) noexcept:
+    cdef inline void _take(self, const unsigned char* d, Py_ssize_t a,
+                           Py_ssize_t b) noexcept nogil:
         if a >= b:
             return
         if self.first < 0:
@@ -1166,13 +1175,16 @@ cdef class LineCounter:
         if self.fmt == CSVLOG and count_quotes(d, a, b) & 1:
             self.odd = not self.odd
 
-    cdef void _line(self, int newline) noexcept:
+    cdef void _line(self, int newline) noexcept nogil:
         """The line in progress ends (`newline`: 1 if a newline ended it)."""
         cdef bint blank = self.length == 0 or (self.length == 1 and self.first == 13)
-        if self.fmt == CSVLOG:
+        if self.fmt == JSONLOG:
+            if not blank or not newline:  # the last line is never blank
+                self.rows += 1
+        elif self.fmt == CSVLOG:
             if not self.quoted:
                 if not self.odd:
-                    if not blank or not newline:  # the last line is never blank
+                    if not blank or not newline:
                         self.rows += 1
                 else:
                     self.quoted = True

@@ -430,10 +430,10 @@ class _CsvlogCounter(_StreamCounter):
 
 
 def count_stream(params: Mapping[str, Any]) -> RowCounter | None:
-    """A RowCounter giving count_rows' number from the bytes as they are captured (for
-    csvlog and stderr, the C LineCounter where extract/_pgaudit_scan.pyx is built)."""
+    """A RowCounter giving count_rows' number from the bytes as they are captured (the C
+    LineCounter where extract/_pgaudit_scan.pyx is built)."""
     fmt = str(params.get("format"))
-    if fmt in ("csvlog", "stderr") and _pgaudit_scan is not None:
+    if fmt in RAW_TABLES and _pgaudit_scan is not None:
         return _pgaudit_scan.LineCounter(fmt, file_module.MAX_RECORD_BYTES)
     return python_counter(fmt)
 

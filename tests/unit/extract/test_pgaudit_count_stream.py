@@ -37,8 +37,8 @@ def streamed(fmt: str, data: bytes, cuts: list[int], *, python: bool = False) ->
     return counter.total()
 
 
-def test_csvlog_and_stderr_are_counted_in_c() -> None:
-    for fmt in ("csvlog", "stderr"):
+def test_every_format_is_counted_in_c() -> None:
+    for fmt in FORMATS:
         assert type(pgaudit_log.count_stream({"format": fmt})).__name__ == "LineCounter"
 
 
