@@ -1,4 +1,4 @@
-"""The benchmark at a tiny size: it runs end to end and its results match the ground truth.
+"""The benchmark at the small size: it runs end to end and its results match the ground truth.
 
 Times are only printed (benchmarks measure, tests do not time); `make bench` gives figures.
 """
@@ -25,7 +25,7 @@ def test_the_bench_runs_and_checks_its_results(tmp_path: Path) -> None:
     env["SOXTRAIL_DATABASE_URL"] = ADMIN_URL  # the bench makes (and drops) its own database
     results = tmp_path / "results"
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--size", "tiny", "--workdir", str(tmp_path / "work"),
+        [sys.executable, "-m", "bench.run", "--size", "small", "--workdir", str(tmp_path / "work"),
          "--results-dir", str(results)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     print(proc.stdout)
