@@ -74,6 +74,17 @@ cdef const unsigned char* MESSAGE_KEY = b"message"
 cdef const unsigned char* TIMESTAMP_KEY = b"timestamp"
 
 
+cdef int _format(str fmt) except -1:
+    """The Format of a pgaudit_log format name."""
+    if fmt == "csvlog":
+        return CSVLOG
+    if fmt == "jsonlog":
+        return JSONLOG
+    if fmt == "stderr":
+        return STDERR
+    raise ValueError(f"unknown log format {fmt!r}")
+
+
 cdef struct Step:
     int kind
     const unsigned char* literal
@@ -251,14 +262,7 @@ cdef class Scanner:
     def __cinit__(self, str fmt, bytes head, bytes name, Py_ssize_t max_record,
                   Py_ssize_t reject_bytes, str problem_too_long, str problem_unterminated,
                   object program=None, bint port_in_host=False):
-        if fmt == "csvlog":
-            self.fmt = CSVLOG
-        elif fmt == "jsonlog":
-            self.fmt = JSONLOG
-        elif fmt == "stderr":
-            self.fmt = STDERR
-        else:
-            raise ValueError(f"unknown log format {fmt!r}")
+        self.fmt = _format(fmt)
         self.head = head
         self.name = name
         self.max_record = max_record
@@ -291,6 +295,11 @@ cdef class Scanner:
     def __dealloc__(self):
         free(self.out.data)
 
+    cdef void defer(self, list items, tuple record):
+        """Leave a record to Python: after the rows written before it, in file order."""
+        self.flush(items)
+        items.append(record)
+
     cdef void flush(self, list items):
         if self.out.rows:
             items.append(CopyRows(self.out.data[:self.out.size], self.out.rows))
@@ -315,6 +324,13 @@ cdef class Scanner:
         k += put_int(o + k, line)
         o[k] = 9
         return k + 1
+
+    cdef inline int end_row(self, Py_ssize_t k) noexcept:
+        """End the row written at the buffer's end (`k` bytes so far) with its newline."""
+        self.out.data[self.out.size + k] = 10
+        self.out.size += k + 1
+        self.out.rows += 1
+        return LOADED
 
     def scan(self, bytes block, Py_ssize_t first_line, bint final):
         """Scan the complete records of `block` (its first line is `first_line`).
@@ -358,10 +374,8 @@ cdef class Scanner:
                 outcome = self.csvlog_record(d, pos, end, line)
                 if outcome == SKIPPED:
                     skipped += 1
-                else:
-                    if outcome == DEFERRED:
-                        self.flush(items)
-                        items.append((line, block[pos:end], None))
+                elif outcome == DEFERRED:
+                    self.defer(items, (line, block[pos:end], None))
                 pos = end
                 line += 1
                 continue
@@ -397,19 +411,16 @@ cdef class Scanner:
                 if outcome == SKIPPED:
                     skipped += 1
                 elif outcome == DEFERRED:
-                    self.flush(items)
-                    items.append((start_line, block[record_start:p], None))
+                    self.defer(items, (start_line, block[record_start:p], None))
             elif size > self.max_record:
-                self.flush(items)
-                items.append((start_line,
-                              block[record_start:min(first_end,
-                                                     record_start + self.reject_bytes)],
-                              self.problem_too_long))
+                self.defer(items, (start_line,
+                                   block[record_start:min(first_end,
+                                                          record_start + self.reject_bytes)],
+                                   self.problem_too_long))
             else:  # the end of the file inside a quoted field
-                self.flush(items)
-                items.append((start_line,
-                              block[record_start:min(p, record_start + self.reject_bytes)],
-                              self.problem_unterminated))
+                self.defer(items, (start_line,
+                                   block[record_start:min(p, record_start + self.reject_bytes)],
+                                   self.problem_unterminated))
             pos = p
             line = e
         return pos, line - first_line, skipped
@@ -498,37 +509,21 @@ cdef class Scanner:
             if not flag:
                 memcpy(o + k, d + i, q - i)
                 k += q - i
-                continue
-            while i < q:
-                c = d[i]
-                if c == 34:  # one of a "" pair (only pairs are left inside the quotes)
-                    o[k] = 34
-                    k += 1
-                    i += 2
-                    continue
-                if c == 92:
-                    o[k] = 92
-                    o[k + 1] = 92
-                    k += 2
-                elif c == 10:
-                    o[k] = 92
-                    o[k + 1] = 110
-                    k += 2
-                elif c == 9:
-                    o[k] = 92
-                    o[k + 1] = 116
-                    k += 2
-                else:
-                    o[k] = c
-                    k += 1
-                i += 1
+            elif not flag & DOUBLED:
+                k = _put_escaped(o, k, d, i, q)
+            else:
+                while i < q:
+                    if d[i] == 34:  # one of a "" pair (only pairs are left inside the quotes)
+                        o[k] = 34
+                        k += 1
+                        i += 2
+                    else:
+                        k = _put_byte(o, k, d[i])
+                        i += 1
         if width == CSVLOG_PG13_WIDTH:  # leader_pid and query_id: none before PG 14
             memcpy(o + k, b"\t\\N\t\\N", 6)
             k += 6
-        o[k] = 10
-        self.out.size += k + 1
-        self.out.rows += 1
-        return LOADED
+        return self.end_row(k)
 
     # ------------------------------------------------------------------ jsonlog
 
@@ -547,10 +542,8 @@ cdef class Scanner:
                 outcome = self.jsonlog_line(d, pos, end, line)
                 if outcome == SKIPPED:
                     skipped += 1
-                else:
-                    if outcome == DEFERRED:
-                        self.flush(items)
-                        items.append((line, block[pos:end], None))
+                elif outcome == DEFERRED:
+                    self.defer(items, (line, block[pos:end], None))
             pos = end
             line += 1
         return pos, line - first_line, skipped
@@ -684,17 +677,9 @@ cdef class Scanner:
         if not backslashes:
             memcpy(o + k, d + a, end - a)
             k += end - a
-        else:
-            for i in range(a, end):
-                o[k] = d[i]
-                k += 1
-                if d[i] == 92:
-                    o[k] = 92
-                    k += 1
-        o[k] = 10
-        self.out.size += k + 1
-        self.out.rows += 1
-        return LOADED
+        else:  # no tab or newline in the line: only its backslashes are escaped
+            k = _put_escaped(o, k, d, a, end)
+        return self.end_row(k)
 
     # ------------------------------------------------------------------ stderr
 
@@ -759,8 +744,7 @@ cdef class Scanner:
                         next_end = p
                     lines.append(block[i:next_end])
                     i = next_end
-                self.flush(items)
-                items.append((line, lines, None))
+                self.defer(items, (line, lines, None))
             pos = p
             line = e
         return pos, line - first_line, skipped
@@ -823,36 +807,13 @@ cdef class Scanner:
         k += 1
         # the message: the first line's, then each continuation line without its tab
         k = _put_field(o, k, d, self.message_start, text_end)
-        i = first_end
-        while i < b:
-            j = line_end(d, i, b)
-            if j < 0:
-                j = b
-            length = j - 1 if d[j - 1] == 10 else j
-            o[k] = 92
-            o[k + 1] = 110
-            k += 2
-            k = _put_escaped(o, k, d, i + 1, length)
-            i = j
+        k = _put_continuations(o, k, d, first_end, b, 1)
         o[k] = 9
         k += 1
         # the entry: every line, joined by newlines
         k = _put_escaped(o, k, d, a, text_end)
-        i = first_end
-        while i < b:
-            j = line_end(d, i, b)
-            if j < 0:
-                j = b
-            length = j - 1 if d[j - 1] == 10 else j
-            o[k] = 92
-            o[k + 1] = 110
-            k += 2
-            k = _put_escaped(o, k, d, i, length)
-            i = j
-        o[k] = 10
-        self.out.size += k + 1
-        self.out.rows += 1
-        return LOADED
+        k = _put_continuations(o, k, d, first_end, b, 0)
+        return self.end_row(k)
 
     cdef int match(self, const unsigned char* d, int index, Py_ssize_t pos,
                    Py_ssize_t end) except -2:
@@ -889,12 +850,8 @@ cdef class Scanner:
             e = pos
             while e < end and is_digit(d[e]):
                 e += 1
-            for k in range(e, pos, -1):
-                self.capture(step.field, pos, k)
-                found = self.match(d, index + 1, k, end)
-                if found != 0:
-                    return found
-            return self.uncapture(step.field)
+            found = self.longest_first(d, index, step.field, pos, e, pos + 1, end)
+            return found if found != 0 else self.uncapture(step.field)
         if step.kind == STEP_SESSION:
             # [0-9a-fA-F]+ then a dot: only the longest run can be followed by the dot
             e = pos
@@ -906,12 +863,8 @@ cdef class Scanner:
             g = f
             while g < end and _is_hex(d[g]):
                 g += 1
-            for k in range(g, f, -1):
-                self.capture(step.field, pos, k)
-                found = self.match(d, index + 1, k, end)
-                if found != 0:
-                    return found
-            return self.uncapture(step.field)
+            found = self.longest_first(d, index, step.field, pos, g, f + 1, end)
+            return found if found != 0 else self.uncapture(step.field)
         # STEP_TIME: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?(?: [^ ]+)?
         if end - pos < 19 or not _time_head(d + pos):
             return self.uncapture(step.field)
@@ -934,11 +887,9 @@ cdef class Scanner:
                 if zone == fraction + 1:
                     zone = -1
             if zone >= 0:
-                for k in range(zone, fraction + 1, -1):
-                    self.capture(step.field, pos, k)
-                    found = self.match(d, index + 1, k, end)
-                    if found != 0:
-                        return found
+                found = self.longest_first(d, index, step.field, pos, zone, fraction + 2, end)
+                if found != 0:
+                    return found
             self.capture(step.field, pos, fraction)
             found = self.match(d, index + 1, fraction, end)
             if found != 0:
@@ -949,6 +900,19 @@ cdef class Scanner:
             if fraction == e + 1:
                 fraction = e  # the dot alone is no fraction
         return self.uncapture(step.field)
+
+    cdef int longest_first(self, const unsigned char* d, int index, int field, Py_ssize_t start,
+                           Py_ssize_t longest, Py_ssize_t shortest, Py_ssize_t end) except -2:
+        """A greedy step: the rest matched after each end from `longest` down to `shortest`
+        (the step's text is d[start:end_tried]); the first result that is not 0."""
+        cdef Py_ssize_t k
+        cdef int found
+        for k in range(longest, shortest - 1, -1):
+            self.capture(field, start, k)
+            found = self.match(d, index + 1, k, end)
+            if found != 0:
+                return found
+        return 0
 
     cdef int match_tail(self, const unsigned char* d, Py_ssize_t pos, Py_ssize_t end) noexcept:
         """`(?P<error_severity>[A-Z][A-Z0-9]*):  (?:[0-9A-Z]{5}: (?=AUDIT: ))?(?P<message>.*)`"""
@@ -1065,28 +1029,31 @@ cdef bint _time_head(const unsigned char* p) noexcept nogil:
     return True
 
 
+cdef inline Py_ssize_t _put_byte(char* o, Py_ssize_t k, unsigned char c) noexcept nogil:
+    """One byte in COPY text at o[k] (backslash, newline and tab escaped; the scanner leaves
+    CR and NUL to Python); returns the next write position."""
+    if c == 92:
+        o[k] = 92
+        o[k + 1] = 92
+        return k + 2
+    if c == 9:
+        o[k] = 92
+        o[k + 1] = 116
+        return k + 2
+    if c == 10:
+        o[k] = 92
+        o[k + 1] = 110
+        return k + 2
+    o[k] = c
+    return k + 1
+
+
 cdef inline Py_ssize_t _put_escaped(char* o, Py_ssize_t k, const unsigned char* d,
                                     Py_ssize_t a, Py_ssize_t b) noexcept nogil:
-    """d[a:b] in COPY text (backslash, newline and tab escaped; no CR or NUL here)."""
-    cdef unsigned char c
+    """d[a:b] in COPY text."""
     cdef Py_ssize_t i
     for i in range(a, b):
-        c = d[i]
-        if c == 92:
-            o[k] = 92
-            o[k + 1] = 92
-            k += 2
-        elif c == 9:
-            o[k] = 92
-            o[k + 1] = 116
-            k += 2
-        elif c == 10:
-            o[k] = 92
-            o[k + 1] = 110
-            k += 2
-        else:
-            o[k] = c
-            k += 1
+        k = _put_byte(o, k, d[i])
     return k
 
 
@@ -1121,14 +1088,7 @@ cdef class LineCounter:
     cdef bint entry_open
 
     def __cinit__(self, str fmt, Py_ssize_t max_record):
-        if fmt == "csvlog":
-            self.fmt = CSVLOG
-        elif fmt == "jsonlog":
-            self.fmt = JSONLOG
-        elif fmt == "stderr":
-            self.fmt = STDERR
-        else:
-            raise ValueError(f"no line counter for {fmt!r}")
+        self.fmt = _format(fmt)
         self.max_record = max_record
         self.head = b""
         self.gzip = -1
@@ -1217,3 +1177,20 @@ cdef class LineCounter:
             self.rows += 1
             self.quoted = False
         return self.rows
+
+
+cdef Py_ssize_t _put_continuations(char* o, Py_ssize_t k, const unsigned char* d,
+                                   Py_ssize_t a, Py_ssize_t b, Py_ssize_t drop) noexcept nogil:
+    """The lines of d[a:b] (an entry's continuation lines) in COPY text, each after an
+    escaped newline and without its newline and its first `drop` bytes (the tab)."""
+    cdef Py_ssize_t end, length
+    while a < b:
+        end = line_end(d, a, b)
+        if end < 0:
+            end = b
+        length = end - 1 if d[end - 1] == 10 else end
+        o[k] = 92
+        o[k + 1] = 110
+        k = _put_escaped(o, k + 2, d, a + drop, length)
+        a = end
+    return k

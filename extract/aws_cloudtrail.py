@@ -275,61 +275,56 @@ def load(params: Mapping[str, Any], path: Path) -> Iterator[LoadItem]:
         return
     items = raw_json_items(data, "Records")
     if items is not None:
-        yield from _load_items(name, items)
+        yield from _iam_rows(name, _split_events(items))
         return
     records, problem, text = _parse(data)
     if records is None:
         yield Reject(f"{name}#0", f"{name}: {problem}", text[:10_000] or None)
         return
     check = json_needs_check(text)
-    skipped = 0
-    for index, record in enumerate(records):
-        if isinstance(record, dict) and record.get("eventSource") != IAM_SOURCE:
-            skipped += 1
-            continue
-        if skipped:
-            yield Skipped(skipped)
-            skipped = 0
-        locator = f"{name}#{index}"
-        if not isinstance(record, dict):
-            yield Reject(locator, "record is not a JSON object", json.dumps(record)[:10_000])
-            continue
-        bad = jsonb_problem(record) if check else None
-        if bad:
-            yield Reject(locator, bad, None)
-        else:
-            yield RawRow(locator, (record,))
-    if skipped:
-        yield Skipped(skipped)
+    yield from _iam_rows(name, ((record.get("eventSource") if isinstance(record, dict)
+                                 else _NOT_AN_OBJECT, record, check) for record in records))
 
 
-def _load_items(name: str, items: list[msgspec.Raw]) -> Iterator[LoadItem]:
-    """As `load`, for the records of a file msgspec has split (and checked)."""
-    skipped = 0
-    for index, item in enumerate(items):
+_NOT_AN_OBJECT = object()
+
+
+def _split_events(items: list[msgspec.Raw]) -> Iterator[tuple[Any, Any, bool]]:
+    """(eventSource, record, whether to check it for jsonb) of each record msgspec split
+    out: an object is decoded only as far as its eventSource (its doc is its own text
+    where `raw_json_text` allows); anything else is decoded whole, to be rejected."""
+    for item in items:
         try:
             event_source = _EVENT.decode(item).eventSource
         except msgspec.ValidationError:  # not an object
-            event_source = None
-            is_object = False
+            yield _NOT_AN_OBJECT, json.loads(bytes(item)), False
+            continue
+        if event_source != IAM_SOURCE:
+            yield event_source, None, False
+            continue
+        text = raw_json_text(item)
+        if text is not None:
+            yield event_source, text, False
         else:
-            is_object = True
-        if is_object and event_source != IAM_SOURCE:
+            yield event_source, json.loads(bytes(item)), json_needs_check(bytes(item))
+
+
+def _iam_rows(name: str, events: Iterator[tuple[Any, Any, bool]]) -> Iterator[LoadItem]:
+    """One RawRow per IAM event (its doc: the decoded record or its own JSON text), Skipped
+    for other services, a Reject for a record that is not an object or jsonb refuses."""
+    skipped = 0
+    for index, (event_source, record, check) in enumerate(events):
+        if event_source is not _NOT_AN_OBJECT and event_source != IAM_SOURCE:
             skipped += 1
             continue
         if skipped:
             yield Skipped(skipped)
             skipped = 0
         locator = f"{name}#{index}"
-        text = raw_json_text(item) if is_object else None
-        if text is not None:
-            yield RawRow(locator, (text,))
-            continue
-        record = json.loads(bytes(item))
-        if not isinstance(record, dict):
+        if event_source is _NOT_AN_OBJECT:
             yield Reject(locator, "record is not a JSON object", json.dumps(record)[:10_000])
             continue
-        bad = jsonb_problem(record) if json_needs_check(bytes(item)) else None
+        bad = jsonb_problem(record) if check else None
         if bad:
             yield Reject(locator, bad, None)
         else:

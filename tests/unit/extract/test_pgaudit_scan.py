@@ -32,6 +32,11 @@ PREFIXES = [
     "%m [%p] %q%u@%d",  # no space before the severity
     "%%%m %x %u %u ",  # a literal %, an unknown escape, a repeated one
     "[%p] %q%m %u ",  # the time inside the %q group
+    # a greedy field right before one that can match its last characters: the regex
+    # backtracks into the greedy one (%p%l: pid 1234 and line 5 of "12345")
+    "%m [%p%l] %q%u@%d ",
+    "%m%u@%d ",
+    "%m %c%l %q%u@%d ",
 ]
 
 
@@ -336,6 +341,36 @@ def test_jsonlog_pass_through_matches_the_python_rules() -> None:
     assert expected[0].count(b"RAW\t") >= 3  # some are re-serialised, some are not
     assert expected[0].count(b"RAW\t") < 7
     _check(_params("jsonlog"), data)
+
+
+@pytest.mark.parametrize(("prefix", "line", "fields"), [
+    # `\d+` gives back digits to the `\d+` after it: pid 1234, line 5
+    ("%m [%p%l] %q%u@%d ", "2024-07-05 10:00:00.123 UTC [12345] alice@db LOG:  AUDIT: x",
+     {"process_id": "1234", "session_line_num": "5", "user_name": "alice"}),
+    # the time's zone (`[^ ]+`, greedy) keeps all it can: the user is what `.*?` is left
+    ("%m%u@%d ", "2024-07-05 10:00:00.123 UTCbob@db LOG:  AUDIT: x",
+     {"log_time": "2024-07-05 10:00:00.123 UTCbob", "user_name": None}),
+    # %c's second hex run gives back one digit to %l
+    ("%m %c%l %q%u@%d ", "2024-07-05 10:00:00 UTC 66e00355.ae8f17 bob@db LOG:  AUDIT: x",
+     {"session_id": "66e00355.ae8f1", "session_line_num": "7"}),
+    # `.*?` takes the shortest: the user stops at the first @ that lets the rest match
+    ("%m %u@%d ", "2024-07-05 10:00:00 UTC a@b@c LOG:  AUDIT: x",
+     {"user_name": "a", "database_name": "b@c"}),
+])
+def test_the_prefix_match_backtracks_as_the_regex_does(prefix: str, line: str,
+                                                       fields: dict[str, str | None]) -> None:
+    regex = pgaudit_log.compile_prefix(prefix).regex.match(line)
+    assert regex is not None
+    for column, value in fields.items():
+        if column == "user_name" and value is None:
+            assert not regex.group(column)
+        else:
+            assert regex.group(column) == value
+    data = (line + "\n").encode()
+    items = list(pgaudit_log.scan_handle(_params("stderr", prefix), io.BytesIO(data), "log",
+                                         HEAD))
+    assert [type(i).__name__ for i in items] == ["CopyRows"]  # C matched it itself
+    _check(_params("stderr", prefix), data)
 
 
 @SETTINGS
