@@ -10,6 +10,9 @@ Q      ?=
 CLUSTERS ?=
 CONFIG ?=
 SIZE   ?= small
+# pytest-xdist workers for `make test` (test files are kept whole on one worker: their
+# module fixtures each own a database and a run); 0 runs the suite in this process
+TEST_WORKERS ?= auto
 # Debian packages the test suite drives as real software
 TEST_DEBS := postgresql-15-pgaudit pgbackrest faketime
 
@@ -39,7 +42,7 @@ system-deps: ## Install the Debian packages the tests drive (pgaudit, pgBackRest
 	fi
 
 test: $(STAMP) system-deps ## Run the whole test suite
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: $(STAMP) ## Unit tests only
 	$(BIN)/pytest -q tests/unit

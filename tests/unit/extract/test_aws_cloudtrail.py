@@ -30,7 +30,7 @@ def event(source: str, name: str, user: str = "alice", when: str = "2024-07-05T1
 
 
 def trail_file(records: list[object]) -> bytes:
-    return gzip.compress(json.dumps({"Records": records}).encode())
+    return gzip.compress(json.dumps({"Records": records}).encode(), mtime=0)
 
 
 def file_name(day: str, stamp: str, region: str = "us-east-1") -> str:
@@ -117,7 +117,7 @@ def test_load_keeps_every_iam_event_and_skips_other_services(tmp_path: Path) -> 
     (MIXED[: len(MIXED) // 2], "unreadable gzip"),
     (gzip.compress(b'{"Records": [{"eventSource": '), "invalid JSON"),
     (gzip.compress(b'{"records": []}'), "not a CloudTrail log file"),
-])
+], ids=["truncated-gzip", "invalid-json", "not-a-trail-file"])
 def test_a_broken_file_is_one_reject_naming_the_file(tmp_path: Path, data: bytes,
                                                      reason: str) -> None:
     path = tmp_path / "bad.json.gz"
