@@ -1057,6 +1057,23 @@ cdef inline Py_ssize_t _put_escaped(char* o, Py_ssize_t k, const unsigned char* 
     return k
 
 
+cdef Py_ssize_t _put_continuations(char* o, Py_ssize_t k, const unsigned char* d,
+                                   Py_ssize_t a, Py_ssize_t b, Py_ssize_t drop) noexcept nogil:
+    """The lines of d[a:b] (an entry's continuation lines) in COPY text, each after an
+    escaped newline and without its newline and its first `drop` bytes (the tab)."""
+    cdef Py_ssize_t end, length
+    while a < b:
+        end = line_end(d, a, b)
+        if end < 0:
+            end = b
+        length = end - 1 if d[end - 1] == 10 else end
+        o[k] = 92
+        o[k + 1] = 110
+        k = _put_escaped(o, k + 2, d, a + drop, length)
+        a = end
+    return k
+
+
 cdef inline Py_ssize_t _put_field(char* o, Py_ssize_t k, const unsigned char* d,
                                   Py_ssize_t a, Py_ssize_t b) noexcept nogil:
     """A COPY field: \\N when empty, else escaped."""
@@ -1178,19 +1195,3 @@ cdef class LineCounter:
             self.quoted = False
         return self.rows
 
-
-cdef Py_ssize_t _put_continuations(char* o, Py_ssize_t k, const unsigned char* d,
-                                   Py_ssize_t a, Py_ssize_t b, Py_ssize_t drop) noexcept nogil:
-    """The lines of d[a:b] (an entry's continuation lines) in COPY text, each after an
-    escaped newline and without its newline and its first `drop` bytes (the tab)."""
-    cdef Py_ssize_t end, length
-    while a < b:
-        end = line_end(d, a, b)
-        if end < 0:
-            end = b
-        length = end - 1 if d[end - 1] == 10 else end
-        o[k] = 92
-        o[k + 1] = 110
-        k = _put_escaped(o, k + 2, d, a + drop, length)
-        a = end
-    return k

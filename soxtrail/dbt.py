@@ -44,9 +44,10 @@ soxtrail:
 # took seconds per mart for nothing (AC-02 at 100k audit lines on PostgreSQL 15:
 # 7.1 s with JIT, 0.14 s without).
 # Results never depend on the plan; verify's re-runs use the same settings.
-PLANNER_OPTIONS = "-c enable_nestloop=off -c work_mem=64MB -c jit=off"
-PLANNER_SQL = ("set local enable_nestloop = off", "set local work_mem = '64MB'",
-               "set local jit = off")
+PLANNER_SETTINGS = {"enable_nestloop": "off", "work_mem": "64MB", "jit": "off"}
+# the same settings for a connection (PGOPTIONS) and for a transaction (SET LOCAL)
+PLANNER_OPTIONS = " ".join(f"-c {name}={value}" for name, value in PLANNER_SETTINGS.items())
+PLANNER_SQL = tuple(f"set local {name} = '{value}'" for name, value in PLANNER_SETTINGS.items())
 
 
 @dataclass(frozen=True)
