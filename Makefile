@@ -21,7 +21,7 @@ TEST_DEBS := postgresql-15-pgaudit pgbackrest faketime
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml setup.py extract/_pgaudit_scan.pyx
+$(STAMP): pyproject.toml setup.py extract/connectors/_pgaudit_scan.pyx
 	@test -n "$(PYTHON)" || { echo "error: python3.11 not found" >&2; exit 2; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
@@ -50,7 +50,7 @@ test-fast: $(STAMP) ## Unit tests only
 lint: $(STAMP) ## ruff, mypy and sqlfluff
 	$(BIN)/ruff check soxtrail extract render tests bench
 	$(BIN)/mypy
-	$(BIN)/python -m soxtrail.sqllint models macros
+	$(BIN)/python -m soxtrail.reconcile.sqllint models macros
 
 docs: $(STAMP) ## Build the dbt docs site against the last run's database
 	$(BIN)/soxtrail docs generate

@@ -84,7 +84,7 @@ def log(message: str) -> None:
 def workload(size: str, workdir: Path, *, regenerate: bool = False) -> tuple[Path, dict[str, Any]]:
     """The demo estate of `size` under the work folder (generated unless cached)."""
     from extract.demo import DemoScale, generate
-    from soxtrail.quarter import Quarter
+    from soxtrail.kernel.quarter import Quarter
 
     folder = workdir / f"data-{size}"
     stamp = {"scale": SIZES[size], "seed": SEED, "quarter": QUARTER,
@@ -361,7 +361,7 @@ def run_facts(dsn: str, run_id: str) -> dict[str, Any]:
 
 def check_results(dsn: str, run_id: str, expected_path: Path) -> list[str]:
     """Differences between the marts and the planted ground truth (none = correct)."""
-    from soxtrail.controls import CONTROLS
+    from soxtrail.kernel.controls import CONTROLS
 
     expected = json.loads(expected_path.read_text())["controls"]
     problems = []
@@ -555,7 +555,7 @@ def limit_render(dsn: str, run_id: str, target: Path) -> dict[str, Any]:
     plus the per-control CSVs: the rows are fetched before the clock starts."""
     import xlsxwriter
 
-    from soxtrail.controls import CONTROLS
+    from soxtrail.kernel.controls import CONTROLS
 
     tables: list[tuple[str, list[tuple[Any, ...]]]] = []
     with psycopg.connect(dsn) as conn:

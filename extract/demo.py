@@ -26,8 +26,8 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-from soxtrail.errors import ConfigError
-from soxtrail.quarter import Quarter
+from soxtrail.kernel.errors import ConfigError
+from soxtrail.kernel.quarter import Quarter
 
 CONTROLS = ("AC-01", "AC-02", "AC-03", "CM-01", "BK-01")
 APPROVED_STATUSES = ("Approved", "Done", "Closed", "Implemented")

@@ -17,12 +17,12 @@ from typing import Any
 
 import psycopg
 
-from extract.base import CopyRows, JsonDoc, RawRow, Reject, Skipped, Source, copy_fields
-from extract.file import jsonb_problem
-from extract.registry import connector_module
-from extract.store import Store
-from soxtrail import secrets
-from soxtrail.errors import PipelineError
+from extract.connectors.file import jsonb_problem
+from extract.connectors.registry import connector_module
+from soxtrail.kernel import secrets
+from soxtrail.kernel.errors import PipelineError
+from soxtrail.kernel.sources import CopyRows, JsonDoc, RawRow, Reject, Skipped, Source, copy_fields
+from soxtrail.kernel.store import Store
 
 MAX_REJECT_TEXT = 10_000
 

@@ -12,10 +12,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from extract.base import Captured, RowCounter, Source
-from extract.store import LocalStore, Store, check_key, spool
-from soxtrail import secrets
-from soxtrail.quarter import Quarter
+from soxtrail.kernel import secrets
+from soxtrail.kernel.quarter import Quarter
+from soxtrail.kernel.sources import Captured, RowCounter, Source
+from soxtrail.kernel.store import LocalStore, Store, check_key, spool
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=-]+")
 

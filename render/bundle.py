@@ -20,7 +20,6 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from extract.store import CHUNK, LocalStore, Store, check_key, sha256_file
 from render import signing
 from render.signing import generate_signing_key
 from render.workbook import (
@@ -30,8 +29,9 @@ from render.workbook import (
     discover_controls,
     fetch_run,
 )
-from soxtrail import secrets
-from soxtrail.errors import ConfigError
+from soxtrail.kernel import secrets
+from soxtrail.kernel.errors import ConfigError
+from soxtrail.kernel.store import CHUNK, LocalStore, Store, check_key, sha256_file
 
 __all__ = [
     "BundleInputs",

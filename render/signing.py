@@ -10,7 +10,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from soxtrail.errors import ConfigError
+from soxtrail.kernel.errors import ConfigError
 
 KEY_ENV = "SOXTRAIL_SIGNING_KEY"
 PASSWORD_ENV = "SOXTRAIL_SIGNING_KEY_PASSWORD"

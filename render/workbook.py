@@ -22,7 +22,7 @@ import xlsxwriter
 import yaml
 from psycopg import sql
 
-from soxtrail.errors import ConfigError, PipelineError
+from soxtrail.kernel.errors import ConfigError, PipelineError
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 MARTS_SCHEMA = "marts"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from soxtrail.cli import main
+from soxtrail.cli.main import main
 
 if __name__ == "__main__":
     main()

@@ -25,16 +25,18 @@ from typing import IO, Any
 
 import psycopg
 
-from extract.base import Source
+from extract.connectors.postgres_catalog import query_files
+from extract.connectors.registry import connector_module
 from extract.loader import LoadReport, die_with_parent, load_run
-from extract.registry import connector_module
 from extract.snapshot import EvidenceRecord, SnapshotRun
-from extract.store import HASHING, Store, open_store, sha256_file
-from soxtrail import controls, dbt, runs, secrets
-from soxtrail.config import CATALOG_KEYS, Config, parse_config
-from soxtrail.database import Database, home
-from soxtrail.errors import PipelineError, SourceError, SoxtrailError, StoreError
-from soxtrail.quarter import Quarter
+from soxtrail.kernel import controls, runs, secrets
+from soxtrail.kernel.config import CATALOG_KEYS, Config, parse_config
+from soxtrail.kernel.database import Database, home
+from soxtrail.kernel.errors import PipelineError, SourceError, SoxtrailError, StoreError
+from soxtrail.kernel.quarter import Quarter
+from soxtrail.kernel.sources import Source
+from soxtrail.kernel.store import HASHING, Store, open_store, sha256_file
+from soxtrail.reconcile import dbt
 
 SNAPSHOT_CONCURRENCY = 4
 SNAPSHOT_COUNT_WORKERS = 2
@@ -470,7 +472,7 @@ def phase_bundle(p: Pipeline) -> dict[str, Any]:
     target = p.workdir / "dbt" / "target"
     key_path = os.environ.get("SOXTRAIL_SIGNING_KEY")
     inputs = BundleInputs(
-        query_files=sorted((Path(__file__).parent / "queries").glob("*.sql")),
+        query_files=query_files(),
         manifest_json=target / "manifest.json",
         run_results_json=target / "run_results.json",
         log_jsonl=p.events.path,

@@ -11,8 +11,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from extract.store import LocalStore
-from soxtrail.database import Database, bootstrap
+from soxtrail.kernel.database import Database, bootstrap
+from soxtrail.kernel.store import LocalStore
 
 pytest_plugins = ["tests.support.fake_services"]
 

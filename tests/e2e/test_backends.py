@@ -11,8 +11,8 @@ import psycopg
 import pytest
 
 from extract.demo import generate
-from soxtrail.database import Database
-from soxtrail.quarter import Quarter
+from soxtrail.kernel.database import Database
+from soxtrail.kernel.quarter import Quarter
 from tests.support.cli import soxtrail, stop_embedded
 from tests.support.debian import postgres_scratch
 

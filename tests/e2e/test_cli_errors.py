@@ -7,7 +7,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from soxtrail.database import Database
+from soxtrail.kernel.database import Database
 from tests.support.cli import soxtrail
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]

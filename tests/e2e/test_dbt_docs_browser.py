@@ -19,10 +19,10 @@ import psycopg
 import pytest
 
 from extract.demo import generate
-from soxtrail.controls import CONTROLS
-from soxtrail.database import Database
-from soxtrail.docs_cli import make_server, offline_html, remote_references
-from soxtrail.quarter import Quarter
+from soxtrail.cli.docs import make_server, offline_html, remote_references
+from soxtrail.kernel.controls import CONTROLS
+from soxtrail.kernel.database import Database
+from soxtrail.kernel.quarter import Quarter
 from tests.support.cli import soxtrail
 from tests.support.debian import ensure_packages, free_port
 

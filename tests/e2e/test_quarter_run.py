@@ -11,10 +11,10 @@ import psycopg
 import pytest
 
 from extract.demo import generate
-from extract.store import LocalStore
-from soxtrail.controls import CONTROLS
-from soxtrail.database import Database
-from soxtrail.quarter import Quarter
+from soxtrail.kernel.controls import CONTROLS
+from soxtrail.kernel.database import Database
+from soxtrail.kernel.quarter import Quarter
+from soxtrail.kernel.store import LocalStore
 from tests.support.cli import soxtrail
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from extract.demo import generate
-from soxtrail import access
-from soxtrail.controls import CONTROLS
-from soxtrail.database import Database
-from soxtrail.quarter import Quarter
+from soxtrail.audit import access
+from soxtrail.kernel.controls import CONTROLS
+from soxtrail.kernel.database import Database
+from soxtrail.kernel.quarter import Quarter
 from tests.support.cli import soxtrail
 
 pytestmark = pytest.mark.integration

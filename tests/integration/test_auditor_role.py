@@ -11,9 +11,9 @@ import psycopg
 import pytest
 
 from extract.demo import generate
-from soxtrail.auditor import AUDITOR_ROLE
-from soxtrail.database import Database
-from soxtrail.quarter import Quarter
+from soxtrail.audit.auditor import AUDITOR_ROLE
+from soxtrail.kernel.database import Database
+from soxtrail.kernel.quarter import Quarter
 from tests.support.cli import soxtrail
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 import yaml
 
-from soxtrail.database import Database
+from soxtrail.kernel.database import Database
 
 pytestmark = pytest.mark.integration
 

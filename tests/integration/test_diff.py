@@ -17,10 +17,10 @@ import openpyxl
 import pytest
 
 from extract.demo import generate
-from soxtrail import diff
-from soxtrail.controls import CONTROLS
-from soxtrail.database import Database
-from soxtrail.quarter import Quarter
+from soxtrail.audit import diff
+from soxtrail.kernel.controls import CONTROLS
+from soxtrail.kernel.database import Database
+from soxtrail.kernel.quarter import Quarter
 from tests.support.cli import soxtrail
 
 pytestmark = pytest.mark.integration

@@ -1,5 +1,5 @@
-"""JSON pages split with msgspec (extract.file.raw_json_items) load what the json module's
-path loads: the same records, rejects and counts, each doc equal as jsonb."""
+"""JSON pages split with msgspec (extract.connectors.file.raw_json_items) load what the json
+module's path loads: the same records, rejects and counts, each doc equal as jsonb."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from extract import file as file_module
 from extract import loader
-from soxtrail.database import Database
+from extract.connectors import file as file_module
+from soxtrail.kernel.database import Database
 
 pytestmark = pytest.mark.integration
 
@@ -99,7 +99,7 @@ def _json_path_only() -> Iterator[None]:
 
 
 def _connector_modules() -> list[Any]:
-    from extract import aws_backup, aws_cloudtrail, http, jira, okta_system_log
+    from extract.connectors import aws_backup, aws_cloudtrail, http, jira, okta_system_log
 
     return [aws_backup, aws_cloudtrail, http, jira, okta_system_log]
 
@@ -114,7 +114,7 @@ def _load(params: dict[str, Any], path: Path) -> tuple[list[Any], tuple[int, ...
 
 def _same_load(conn: psycopg.Connection[Any], params: dict[str, Any], data: bytes,
                name: str) -> None:
-    from extract.registry import connector_module
+    from extract.connectors.registry import connector_module
 
     module = connector_module(params["connector"])
     with tempfile.TemporaryDirectory() as folder:

@@ -12,9 +12,9 @@ import pytest
 from trestle.oscal.assessment_results import AssessmentResults
 
 from extract.demo import generate
-from soxtrail.controls import CONTROLS, control_evidence_id
-from soxtrail.database import Database
-from soxtrail.quarter import Quarter
+from soxtrail.kernel.controls import CONTROLS, control_evidence_id
+from soxtrail.kernel.database import Database
+from soxtrail.kernel.quarter import Quarter
 from tests.support.cli import soxtrail
 
 pytestmark = pytest.mark.integration

@@ -13,13 +13,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from extract import pgaudit_log
-from extract.base import RawRow, Reject, Source
+from extract.connectors import pgaudit_log
 from extract.loader import RAW_TABLES, copy_object
 from extract.snapshot import SnapshotRun
-from extract.store import LocalStore
-from soxtrail.database import Database
-from soxtrail.quarter import Quarter
+from soxtrail.kernel.database import Database
+from soxtrail.kernel.quarter import Quarter
+from soxtrail.kernel.sources import RawRow, Reject, Source
+from soxtrail.kernel.store import LocalStore
 from tests.support.debian import Cluster, ensure_packages, postgres_scratch
 
 pytestmark = pytest.mark.integration

@@ -13,13 +13,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from extract import pgbackrest_info
-from extract.base import RawRow, Source
+from extract.connectors import pgbackrest_info
 from extract.loader import copy_object
 from extract.snapshot import SnapshotRun
-from extract.store import LocalStore
-from soxtrail.database import Database
-from soxtrail.quarter import Quarter
+from soxtrail.kernel.database import Database
+from soxtrail.kernel.quarter import Quarter
+from soxtrail.kernel.sources import RawRow, Source
+from soxtrail.kernel.store import LocalStore
 from tests.support.debian import Cluster, chown_postgres, ensure_packages, postgres_scratch
 
 pytestmark = pytest.mark.integration

@@ -8,8 +8,8 @@ import uuid
 import psycopg
 import pytest
 
-from soxtrail import runs
-from soxtrail.database import Database, bootstrap
+from soxtrail.kernel import runs
+from soxtrail.kernel.database import Database, bootstrap
 
 pytestmark = pytest.mark.integration
 

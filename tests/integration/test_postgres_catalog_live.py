@@ -14,14 +14,14 @@ import psycopg
 import pytest
 from psycopg import conninfo, sql
 
-from extract import postgres_catalog
-from extract.base import RawRow, Source
+from extract.connectors import postgres_catalog
 from extract.loader import copy_object
 from extract.snapshot import SnapshotRun
-from extract.store import LocalStore
-from soxtrail.database import Database, resolve_database
-from soxtrail.errors import SourceError
-from soxtrail.quarter import Quarter
+from soxtrail.kernel.database import Database, resolve_database
+from soxtrail.kernel.errors import SourceError
+from soxtrail.kernel.quarter import Quarter
+from soxtrail.kernel.sources import RawRow, Source
+from soxtrail.kernel.store import LocalStore
 from tests.support.debian import postgres_scratch
 
 pytestmark = pytest.mark.integration
@@ -123,7 +123,7 @@ def test_capture_is_byte_identical_to_psql_csv(tmp_path: Path, pg_database: Data
     assert psql is not None, "psql (postgresql-client) is needed"
     run, _loaded = snapshot_live(tmp_path, pg_database.dsn)
     for record in run.records:
-        query_file = Path(postgres_catalog.__file__).parent.parent / record.query_params[
+        query_file = Path(postgres_catalog.__file__).parents[2] / record.query_params[
             "query_file"]
         env = {**os.environ, "PGOPTIONS": "-c timezone=UTC -c datestyle=ISO,YMD"}
         expected = subprocess.run([psql, "--csv", "-X", "-q", "-d", pg_database.dsn, "-f",

@@ -19,7 +19,6 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from extract.store import LocalStore
 from render.bundle import (
     BundleInputs,
     bundle_ok,
@@ -28,8 +27,9 @@ from render.bundle import (
     write_bundle,
 )
 from render.workbook import LayoutError, render_workbook
-from soxtrail import secrets
-from soxtrail.database import Database
+from soxtrail.kernel import secrets
+from soxtrail.kernel.database import Database
+from soxtrail.kernel.store import LocalStore
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from extract.store import S3Store
-from soxtrail.errors import StoreError
+from soxtrail.kernel.errors import StoreError
+from soxtrail.kernel.store import S3Store
 
 pytestmark = pytest.mark.integration
 

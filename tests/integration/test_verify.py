@@ -16,13 +16,13 @@ import pytest
 from psycopg.rows import dict_row
 
 from extract.demo import generate
-from extract.store import LocalStore
 from render import signing
 from render.bundle import generate_signing_key
-from soxtrail import verify
-from soxtrail.controls import CONTROLS
-from soxtrail.database import Database
-from soxtrail.quarter import Quarter
+from soxtrail.audit import verify
+from soxtrail.kernel.controls import CONTROLS
+from soxtrail.kernel.database import Database
+from soxtrail.kernel.quarter import Quarter
+from soxtrail.kernel.store import LocalStore
 from tests.support.cli import soxtrail
 
 pytestmark = pytest.mark.integration

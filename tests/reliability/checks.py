@@ -10,8 +10,8 @@ from typing import Any
 import psycopg
 
 from extract.loader import RAW_TABLES
-from soxtrail.controls import CONTROLS
-from soxtrail.database import Database
+from soxtrail.kernel.controls import CONTROLS
+from soxtrail.kernel.database import Database
 
 
 def only_run_id(home: Path) -> str:

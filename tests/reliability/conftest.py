@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from extract.demo import generate
-from soxtrail.database import Database
-from soxtrail.quarter import Quarter
+from soxtrail.kernel.database import Database
+from soxtrail.kernel.quarter import Quarter
 from tests.conftest import fresh_database
 from tests.support.cli import soxtrail
 

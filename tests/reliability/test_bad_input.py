@@ -18,7 +18,7 @@ import psycopg
 import pytest
 import yaml
 
-from soxtrail.database import Database
+from soxtrail.kernel.database import Database
 from tests.reliability.checks import integrity_problems, load_totals
 from tests.reliability.conftest import QUARTER
 from tests.support.cli import soxtrail

@@ -8,7 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from soxtrail.database import Database
+from soxtrail.kernel.database import Database
 from tests.reliability.checks import count
 from tests.reliability.conftest import QUARTER, SCOPE
 from tests.support.cli import soxtrail

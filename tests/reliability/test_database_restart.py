@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from soxtrail.database import Database
+from soxtrail.kernel.database import Database
 from tests.reliability.checks import count, integrity_problems, load_totals, run_row
 from tests.reliability.conftest import QUARTER, SCOPE
 from tests.support.cli import soxtrail

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from extract.loader import LOAD_AHEAD
-from soxtrail.controls import CONTROLS
-from soxtrail.database import Database
+from soxtrail.kernel.controls import CONTROLS
+from soxtrail.kernel.database import Database
 from tests.reliability.checks import (
     count,
     integrity_problems,

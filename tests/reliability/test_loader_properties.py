@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from extract import pgaudit_log
+from extract.connectors import pgaudit_log
 from extract.loader import copy_object
-from soxtrail.database import Database
+from soxtrail.kernel.database import Database
 
 AUDIT = "AUDIT: SESSION,1,1,DDL,CREATE TABLE,,,CREATE TABLE t (id int),<not logged>"
 CSV = ('2024-07-05 10:00:00.000 UTC,"grace","postgres",1,"h:1",6688a672.1,1,"CREATE TABLE",'

@@ -13,9 +13,9 @@ import boto3
 import pytest
 import yaml
 
-from extract.store import S3Store
-from soxtrail.database import Database
-from soxtrail.errors import StoreError
+from soxtrail.kernel.database import Database
+from soxtrail.kernel.errors import StoreError
+from soxtrail.kernel.store import S3Store
 from tests.reliability.checks import count, integrity_problems, only_run_id, run_row
 from tests.reliability.conftest import QUARTER, SCOPE
 from tests.support.cli import soxtrail

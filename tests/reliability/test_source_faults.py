@@ -21,7 +21,7 @@ import psycopg
 import pytest
 import yaml
 
-from soxtrail.database import Database
+from soxtrail.kernel.database import Database
 from tests.conftest import ADMIN_URL, _with_dbname
 from tests.reliability.checks import count, integrity_problems, run_row
 from tests.reliability.conftest import QUARTER, SCOPE

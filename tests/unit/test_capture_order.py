@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from extract.base import Source
+from soxtrail.kernel.sources import Source
 from soxtrail.pipeline import capture_order
 
 

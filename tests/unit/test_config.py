@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from soxtrail.config import load_config
-from soxtrail.errors import ConfigError
+from soxtrail.kernel.config import load_config
+from soxtrail.kernel.errors import ConfigError
 
 
 def _write(tmp_path: Path, text: str) -> Path:

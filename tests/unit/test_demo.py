@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from extract import demo
-from soxtrail.errors import ConfigError
-from soxtrail.quarter import Quarter
+from soxtrail.kernel.errors import ConfigError
+from soxtrail.kernel.quarter import Quarter
 
 REPO = Path(__file__).resolve().parents[2]
 Q3 = Quarter.parse("2024Q3")
@@ -389,7 +389,7 @@ def test_shipped_seeds_equal_the_generated_ones(estate: tuple[Path, demo.DemoSum
 
 
 def test_the_demo_config_validates(estate: tuple[Path, demo.DemoSummary]) -> None:
-    from soxtrail.config import load_config
+    from soxtrail.kernel.config import load_config
     config = load_config(estate[0] / "soxtrail.yml")
     connectors = Counter(s.connector for s in config.sources)
     assert connectors == {"pgaudit_log": 12, "postgres_catalog": 12, "aws_cloudtrail": 1,

@@ -4,8 +4,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from soxtrail.errors import EXIT_USAGE, ConfigError
-from soxtrail.quarter import Quarter
+from soxtrail.kernel.errors import EXIT_USAGE, ConfigError
+from soxtrail.kernel.quarter import Quarter
 
 
 def test_quarter_bounds_are_utc_and_half_open() -> None:

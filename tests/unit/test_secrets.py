@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from soxtrail import secrets
-from soxtrail.errors import ConfigError
+from soxtrail.kernel import secrets
+from soxtrail.kernel.errors import ConfigError
 
 
 def test_env_references_resolve_and_are_redacted_everywhere(

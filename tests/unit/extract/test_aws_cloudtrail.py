@@ -10,11 +10,11 @@ from pathlib import Path
 import boto3
 import pytest
 
-from extract import aws_cloudtrail
-from extract.base import RawRow, Reject, Skipped, Source
+from extract.connectors import aws_cloudtrail
 from extract.snapshot import SnapshotRun
-from extract.store import LocalStore
-from soxtrail.quarter import Quarter
+from soxtrail.kernel.quarter import Quarter
+from soxtrail.kernel.sources import RawRow, Reject, Skipped, Source
+from soxtrail.kernel.store import LocalStore
 from tests.support.rows import doc as raw_doc
 
 ACCOUNT = "123456789012"

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from extract import catalog_file
-from extract.base import RawRow, Reject, Source
+from extract.connectors import catalog_file
 from extract.snapshot import SnapshotRun
-from extract.store import LocalStore
-from soxtrail.errors import ConfigError
-from soxtrail.quarter import Quarter
+from soxtrail.kernel.errors import ConfigError
+from soxtrail.kernel.quarter import Quarter
+from soxtrail.kernel.sources import RawRow, Reject, Source
+from soxtrail.kernel.store import LocalStore
 
 IDENTITY_MAP = ("login_role,identity,identity_type\n"
                 "svc_etl,etl-team,service\nalice_adm,alice,person\n")

@@ -12,12 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from extract import file as file_connector
-from extract.base import RawRow, Reject, Source
+from extract.connectors import file as file_connector
 from extract.snapshot import SnapshotRun
-from extract.store import LocalStore
-from soxtrail.errors import ConfigError
-from soxtrail.quarter import Quarter
+from soxtrail.kernel.errors import ConfigError
+from soxtrail.kernel.quarter import Quarter
+from soxtrail.kernel.sources import RawRow, Reject, Source
+from soxtrail.kernel.store import LocalStore
 
 HR_CSV = (
     "\ufeffEmployee,Termination Date,Reason\n"

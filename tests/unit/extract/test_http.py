@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from extract import http
-from extract.base import Source
-from soxtrail.errors import ConfigError, SourceError
+from extract.connectors import http
+from soxtrail.kernel.errors import ConfigError, SourceError
+from soxtrail.kernel.sources import Source
 from tests.support.fake_services import FakeServices, http_date
 
 CANARY = "canary-7f3a9c1e-do-not-leak"

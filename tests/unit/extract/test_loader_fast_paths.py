@@ -8,8 +8,9 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from extract import loader, pgaudit_log
-from extract.base import JsonDoc, RawRow, copy_escape
+from extract import loader
+from extract.connectors import pgaudit_log
+from soxtrail.kernel.sources import JsonDoc, RawRow, copy_escape
 
 COPY_ESCAPE = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
 

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from extract import okta_system_log
-from extract.base import RawRow, Source
+from extract.connectors import okta_system_log
 from extract.snapshot import SnapshotRun
-from extract.store import LocalStore
-from soxtrail.config import parse_config
-from soxtrail.errors import SourceError
-from soxtrail.quarter import Quarter
+from soxtrail.kernel.config import parse_config
+from soxtrail.kernel.errors import SourceError
+from soxtrail.kernel.quarter import Quarter
+from soxtrail.kernel.sources import RawRow, Source
+from soxtrail.kernel.store import LocalStore
 from tests.support.fake_services import FakeServices
 from tests.support.rows import doc as raw_doc
 

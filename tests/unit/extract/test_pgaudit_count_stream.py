@@ -11,12 +11,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from extract import file as file_module
-from extract import pgaudit_log
-from extract.base import Source
+from extract.connectors import file as file_module
+from extract.connectors import pgaudit_log
 from extract.snapshot import SnapshotRun
-from extract.store import LocalStore
-from soxtrail.quarter import Quarter
+from soxtrail.kernel.quarter import Quarter
+from soxtrail.kernel.sources import Source
+from soxtrail.kernel.store import LocalStore
 
 FORMATS = ("csvlog", "jsonlog", "stderr")
 # pieces that stress the record splitters: newlines, CR, tabs, quotes, blank lines

@@ -15,13 +15,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from extract import pgaudit_log
-from extract.base import RawRow, Reject, Skipped, Source
+from extract.connectors import pgaudit_log
 from extract.loader import CSVLOG_COLUMNS, RAW_TABLES
 from extract.snapshot import SnapshotRun
-from extract.store import LocalStore
-from soxtrail.errors import ConfigError, SourceError
-from soxtrail.quarter import Quarter
+from soxtrail.kernel.errors import ConfigError, SourceError
+from soxtrail.kernel.quarter import Quarter
+from soxtrail.kernel.sources import RawRow, Reject, Skipped, Source
+from soxtrail.kernel.store import LocalStore
 
 GRANT = 'AUDIT: SESSION,1,1,ROLE,GRANT,,,"GRANT ""app, read"" TO alice",<not logged>'
 MULTILINE = ('AUDIT: SESSION,2,1,DDL,CREATE TABLE,TABLE,public.t1,'

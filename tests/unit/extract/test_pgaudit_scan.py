@@ -1,5 +1,5 @@
-"""The C scanner of pgaudit logs (extract/_pgaudit_scan.pyx) loads exactly what the Python
-path loads: the same COPY bytes, rejects and counts, whatever the input and the block size."""
+"""The C scanner of pgaudit logs (extract/connectors/_pgaudit_scan.pyx) loads exactly what the
+Python path loads: the same COPY bytes, rejects and counts, whatever the input and block size."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from extract import file as file_module
-from extract import loader, pgaudit_log
-from extract.base import CopyRows
+from extract import loader
+from extract.connectors import file as file_module
+from extract.connectors import pgaudit_log
+from soxtrail.kernel.sources import CopyRows
 
 HEAD = "run\tevidence\tsource\tcluster\t"
 BLOCK_SIZES = [1, 7, 64, 1 << 20]

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from extract import pgbackrest_info
-from extract.base import RawRow, Reject, Source
+from extract.connectors import pgbackrest_info
 from extract.snapshot import SnapshotRun
-from extract.store import LocalStore
-from soxtrail.errors import ConfigError, SourceError
-from soxtrail.quarter import Quarter
+from soxtrail.kernel.errors import ConfigError, SourceError
+from soxtrail.kernel.quarter import Quarter
+from soxtrail.kernel.sources import RawRow, Reject, Source
+from soxtrail.kernel.store import LocalStore
 
 
 def backup(label: str, kind: str, start: int) -> dict[str, object]:

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from extract import postgres_catalog
-from extract.base import RawRow, Reject, Source
+from extract.connectors import postgres_catalog
 from extract.snapshot import SnapshotRun
-from extract.store import LocalStore
-from soxtrail.errors import ConfigError, SourceError
-from soxtrail.quarter import Quarter
+from soxtrail.kernel.errors import ConfigError, SourceError
+from soxtrail.kernel.quarter import Quarter
+from soxtrail.kernel.sources import RawRow, Reject, Source
+from soxtrail.kernel.store import LocalStore
 
 MEMBERSHIPS = (
     "member,granted_role,admin_option,rolsuper,rolcanlogin,rolcreaterole,rolvaliduntil\n"

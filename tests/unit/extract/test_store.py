@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from extract.store import LocalStore, check_key, spool
-from soxtrail.errors import StoreError
+from soxtrail.kernel.errors import StoreError
+from soxtrail.kernel.store import LocalStore, check_key, spool
 
 
 @pytest.mark.parametrize("key", ["../x", "a/../../b", "/abs", "a\\b", "a//b", "", "a/./b"])

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from render import signing
-from soxtrail.errors import ConfigError
+from soxtrail.kernel.errors import ConfigError
 
 
 def test_generated_key_is_private_pkcs8_pem_and_fingerprint_is_raw_key_sha256(

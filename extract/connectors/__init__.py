@@ -1,0 +1,1 @@
+"""The connectors: one module per source kind (SPEC, snapshot, count_rows, load, settings)."""

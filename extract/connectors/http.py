@@ -1,0 +1,597 @@
+"""A small retrying HTTP client for the REST connectors (Jira, ServiceNow, Okta).
+
+* Every request has a connect and a read timeout.
+* 429, 5xx, connection errors, read timeouts and truncated bodies (fewer bytes
+  than `Content-Length`, or JSON that does not parse) are retried with
+  exponential back-off and full jitter, honouring `Retry-After` (seconds or an
+  HTTP date) and Okta's `X-Rate-Limit-Reset` (epoch seconds).
+* Retries are bounded twice: an attempt count and a total time budget per
+  request. When either runs out, :class:`~soxtrail.kernel.errors.SourceError` names the
+  source, the URL (secrets redacted) and the last error.
+* Other 4xx answers fail at once (a bad token or a bad query does not get better).
+* Secrets never leave this module: the Authorization header is built here, the
+  token is registered with :func:`soxtrail.kernel.secrets.remember`, and every URL or
+  message that leaves is passed through :mod:`soxtrail.kernel.secrets` redaction.
+
+The response body is returned byte for byte as received (after transfer and
+content decoding), for the connectors to hand to ``ctx.capture``.
+
+:func:`run_with_retries` is the same loop without HTTP, reused by the
+``aws_backup`` connector around boto3 calls.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import requests
+import requests.auth
+from requests.structures import CaseInsensitiveDict
+
+from extract.connectors.file import raw_json_items, raw_json_text
+from soxtrail.kernel import secrets
+from soxtrail.kernel.errors import ConfigError, SourceError
+from soxtrail.kernel.quarter import Quarter
+from soxtrail.kernel.sources import RawRow, Reject, Source
+
+log = logging.getLogger("soxtrail.http")
+
+
+class _RedactingFilter(logging.Filter):
+    """Redact secrets from records of loggers we do not own (urllib3 logs full URLs)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record is the logger's problem, not ours
+            return True
+        clean = secrets.redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+for _name in ("urllib3.connectionpool", "urllib3.connection", "urllib3.util.retry"):
+    logging.getLogger(_name).addFilter(_RedactingFilter())
+
+T = TypeVar("T")
+
+# 501 Not Implemented and 505 HTTP Version Not Supported will not get better
+NOT_RETRIED_5XX = frozenset({501, 505})
+MAX_ERROR_BODY = 300
+AUTH_SCHEMES = ("basic", "bearer", "ssws")
+RETRY_KEYS = frozenset({
+    "attempts", "budget_seconds", "backoff_seconds", "backoff_max_seconds",
+    "connect_timeout_seconds", "read_timeout_seconds",
+})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try one request: attempts, time budget, back-off and timeouts."""
+
+    attempts: int = 6
+    budget_seconds: float = 300.0
+    backoff_seconds: float = 1.0
+    backoff_max_seconds: float = 60.0
+    connect_timeout_seconds: float = 10.0
+    read_timeout_seconds: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ConfigError("retry.attempts: expected at least 1")
+        for name in RETRY_KEYS - {"attempts"}:
+            if getattr(self, name) < 0:
+                raise ConfigError(f"retry.{name}: expected a non-negative number")
+
+    @classmethod
+    def from_source(cls, source: Source) -> RetryPolicy:
+        """The source's optional `retry:` mapping over the defaults."""
+        given = source.get("retry") or {}
+        where = f"source {source.name!r}: retry"
+        if not isinstance(given, Mapping):
+            raise ConfigError(f"{where}: expected a mapping of {', '.join(sorted(RETRY_KEYS))}")
+        unknown = set(given) - RETRY_KEYS
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} "
+                              f"(allowed: {', '.join(sorted(RETRY_KEYS))})")
+        values: dict[str, Any] = {}
+        for key, value in given.items():
+            try:
+                values[key] = int(value) if key == "attempts" else float(value)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"{where}.{key}: expected a number, got {value!r}") from exc
+        try:
+            return cls(**values)
+        except ConfigError as exc:
+            raise ConfigError(f"source {source.name!r}: {exc}") from exc
+
+    def backoff(self, retry: int, rng: random.Random) -> float:
+        """Full jitter: uniform in [0, min(max, base * 2**retry)], `retry` counted from 0."""
+        ceiling = min(self.backoff_max_seconds, self.backoff_seconds * (2 ** min(retry, 32)))
+        return rng.uniform(0.0, ceiling)
+
+
+class Retryable(Exception):
+    """A failed attempt worth repeating; `wait` is the delay the server asked for, if any."""
+
+    def __init__(self, message: str, wait: float | None = None) -> None:
+        super().__init__(message)
+        self.wait = wait
+
+
+class Permanent(Exception):
+    """A failed attempt not worth repeating (4xx other than 429, bad configuration)."""
+
+
+def run_with_retries(
+    source_name: str,
+    what: str,
+    attempt: Callable[[float], T],
+    policy: RetryPolicy,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    rng: random.Random | None = None,
+) -> T:
+    """Call `attempt(remaining_seconds)` until it returns, retrying on :class:`Retryable`.
+
+    Raises SourceError naming the source, `what` (already redacted by the caller) and
+    the last error once attempts or the time budget run out, or on :class:`Permanent`.
+    """
+    rng = rng or random.Random()
+    started = clock()
+    last = "no attempt made"
+    attempts_made = 0
+    for number in range(1, policy.attempts + 1):
+        remaining = policy.budget_seconds - (clock() - started)
+        if remaining <= 0:
+            break
+        attempts_made = number
+        try:
+            return attempt(remaining)
+        except Permanent as exc:
+            raise SourceError(f"source {source_name!r}: {what} failed: "
+                              f"{secrets.redact(str(exc))}") from None
+        except Retryable as exc:
+            last = secrets.redact(str(exc))
+            wait_hint = exc.wait
+        if number == policy.attempts:
+            break
+        wait = policy.backoff(number - 1, rng)
+        if wait_hint is not None:
+            wait = max(wait, wait_hint)
+        elapsed = clock() - started
+        if elapsed + wait > policy.budget_seconds:
+            asked = f" (server asked to wait {wait_hint:.0f}s)" if wait_hint else ""
+            raise SourceError(
+                f"source {source_name!r}: {what} failed after {number} attempt(s) in "
+                f"{elapsed:.1f}s; giving up within the {policy.budget_seconds:g}s retry "
+                f"budget{asked}: {last}")
+        log.warning("source %r: %s: %s; retry %d/%d in %.2fs", source_name, what, last,
+                    number, policy.attempts - 1, wait)
+        sleep(wait)
+    elapsed = clock() - started
+    raise SourceError(f"source {source_name!r}: {what} failed after {attempts_made} attempt(s) "
+                      f"in {elapsed:.1f}s: {last}")
+
+
+@dataclass(frozen=True)
+class Auth:
+    """Credentials for one source; the token never appears in a repr."""
+
+    scheme: str
+    token: str = field(repr=False)
+    user: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.scheme not in AUTH_SCHEMES:
+            raise ConfigError(f"type: expected one of {', '.join(AUTH_SCHEMES)}, "
+                              f"got {self.scheme!r}")
+        if not self.token:
+            raise ConfigError("token: empty")
+        if self.scheme == "basic" and not self.user:
+            raise ConfigError("user: required for basic auth")
+        secrets.remember(self.token)
+        if self.scheme == "basic":
+            secrets.remember(self._basic())
+
+    def _basic(self) -> str:
+        return base64.b64encode(f"{self.user}:{self.token}".encode()).decode("ascii")
+
+    def header(self) -> str:
+        """The Authorization header value."""
+        if self.scheme == "basic":
+            return f"Basic {self._basic()}"
+        if self.scheme == "bearer":
+            return f"Bearer {self.token}"
+        return f"SSWS {self.token}"
+
+
+def auth_from(source: Source, key: str = "auth") -> Auth | None:
+    """Parse an `auth:` mapping (`type: basic|bearer`, `user`, `token`); None when absent."""
+    given = source.get(key)
+    if given is None:
+        return None
+    where = f"source {source.name!r}: {key}"
+    if not isinstance(given, Mapping):
+        raise ConfigError(f"{where}: expected a mapping with type, user, token")
+    unknown = set(given) - {"type", "user", "token"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} "
+                          "(allowed: type, user, token)")
+    token = given.get("token")
+    if token is not None:
+        secrets.remember(str(token))
+    scheme = str(given.get("type") or ("basic" if given.get("user") else "bearer")).lower()
+    try:
+        return Auth(scheme=scheme, token=str(token or ""),
+                    user=None if given.get("user") is None else str(given["user"]))
+    except ConfigError as exc:
+        raise ConfigError(f"{where}.{exc}") from None
+
+
+class _HeaderAuth(requests.auth.AuthBase):
+    """Sets the source's Authorization header on every request (none when no auth)."""
+
+    def __init__(self, auth: Auth | None) -> None:
+        self._header = auth.header() if auth is not None else None
+
+    def __repr__(self) -> str:
+        return "_HeaderAuth(***)"
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        if self._header is not None:
+            request.headers["Authorization"] = self._header
+        return request
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    """One successful response: the body exactly as received, and its JSON when asked for."""
+
+    url: str
+    status: int
+    headers: CaseInsensitiveDict[str]
+    body: bytes
+    data: Any = None
+    attempts: int = 1
+
+
+def _epoch(value: str) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _server_now(headers: Mapping[str, str], now: float) -> float:
+    """The server's clock from its `Date` header (so clock skew does not matter), else ours."""
+    date = headers.get("Date")
+    if date:
+        try:
+            return parsedate_to_datetime(date).timestamp()
+        except (TypeError, ValueError, IndexError):
+            pass
+    return now
+
+
+def server_wait(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds the server asked us to wait: `Retry-After` or `X-Rate-Limit-Reset`, else None."""
+    now = time.time() if now is None else now
+    retry_after = headers.get("Retry-After")
+    if retry_after:
+        seconds = _epoch(retry_after.strip())
+        if seconds is not None:
+            return max(0.0, seconds)
+        try:
+            when = parsedate_to_datetime(retry_after)
+        except (TypeError, ValueError, IndexError):
+            when = None
+        if when is not None:
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            return max(0.0, when.timestamp() - _server_now(headers, now))
+    reset = _epoch(headers.get("X-Rate-Limit-Reset", ""))
+    if reset is not None:
+        return max(0.0, reset - _server_now(headers, now))
+    return None
+
+
+def _snippet(body: bytes) -> str:
+    text = body[:MAX_ERROR_BODY].decode("utf-8", errors="replace").replace("\n", " ").strip()
+    return text + ("…" if len(body) > MAX_ERROR_BODY else "")
+
+
+class HttpClient:
+    """GET with timeouts, retries, back-off and redaction, for one source."""
+
+    def __init__(
+        self,
+        source_name: str,
+        *,
+        auth: Auth | None = None,
+        headers: Mapping[str, str] | None = None,
+        policy: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.source_name = source_name
+        self.policy = policy or RetryPolicy()
+        self._sleep = sleep
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._session = requests.Session()
+        # proxies and CA bundles from the environment still apply; .netrc does not, because
+        # the session always has its own auth (requests only reads .netrc without one)
+        self._session.auth = _HeaderAuth(auth)
+        self._session.headers.update({"Accept": "application/json",
+                                      "User-Agent": "soxtrail (+evidence snapshot)"})
+        if headers:
+            self._session.headers.update(headers)
+        self._not_before = 0.0
+
+    def __enter__(self) -> HttpClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self._session.close()
+
+    @staticmethod
+    def full_url(url: str, params: Mapping[str, Any] | None = None) -> str:
+        """The URL as it will be requested, query string included (not redacted)."""
+        prepared = requests.Request("GET", url, params=dict(params or {})).prepare()
+        return str(prepared.url)
+
+    @staticmethod
+    def describe(url: str, params: Mapping[str, Any] | None = None) -> str:
+        """`GET <url with query string>`, secrets redacted: the evidence row's query_text."""
+        return f"GET {secrets.redact_url(HttpClient.full_url(url, params))}"
+
+    def get(self, url: str, params: Mapping[str, Any] | None = None, *,
+            expect_json: bool = True) -> HttpResponse:
+        """GET `url`, retrying per the policy; the body must parse as JSON when `expect_json`."""
+        target = self.full_url(url, params)
+        what = f"GET {secrets.redact_url(target)}"
+        count = 0
+
+        def attempt(remaining: float) -> HttpResponse:
+            nonlocal count
+            count += 1
+            return self._attempt(target, remaining, expect_json, count)
+
+        pause = self._not_before - self._clock()
+        if pause > 0:
+            if pause > self.policy.budget_seconds:
+                raise SourceError(f"source {self.source_name!r}: {what}: rate limit resets in "
+                                  f"{pause:.0f}s, beyond the {self.policy.budget_seconds:g}s "
+                                  "retry budget")
+            self._sleep(pause)
+        return run_with_retries(self.source_name, what, attempt, self.policy,
+                                sleep=self._sleep, clock=self._clock, rng=self._rng)
+
+    def _attempt(self, url: str, remaining: float, expect_json: bool,
+                 count: int) -> HttpResponse:
+        policy = self.policy
+        timeout = (max(0.001, min(policy.connect_timeout_seconds, remaining)),
+                   max(0.001, min(policy.read_timeout_seconds, remaining)))
+        try:
+            response = self._session.get(url, timeout=timeout, stream=True)
+        except requests.exceptions.Timeout as exc:
+            raise Retryable(f"timed out ({type(exc).__name__})") from None
+        except requests.exceptions.ConnectionError as exc:
+            raise Retryable(f"connection failed: {_root_cause(exc)}") from None
+        except requests.exceptions.RequestException as exc:
+            raise Permanent(f"request failed: {_root_cause(exc)}") from None
+        with response:
+            try:
+                body = response.content
+            except requests.exceptions.Timeout:
+                raise Retryable("timed out reading the response body") from None
+            except (requests.exceptions.ChunkedEncodingError,
+                    requests.exceptions.ConnectionError,
+                    requests.exceptions.ContentDecodingError) as exc:
+                raise Retryable(f"truncated response (HTTP {response.status_code}): "
+                                f"{_root_cause(exc)}") from None
+        status = response.status_code
+        headers = response.headers
+        self._note_rate_limit(headers)
+        if status == 429 or (status >= 500 and status not in NOT_RETRIED_5XX):
+            raise Retryable(f"HTTP {status}: {_snippet(body)}", wait=server_wait(headers))
+        if status == 401:
+            raise Permanent(f"HTTP 401 (authentication failed: check the source's credentials): "
+                            f"{_snippet(body)}")
+        if status >= 400:
+            raise Permanent(f"HTTP {status}: {_snippet(body)}")
+        if status >= 300:
+            raise Permanent(f"HTTP {status}: unexpected redirect to "
+                            f"{secrets.redact_url(headers.get('Location', '?'))}")
+        declared = headers.get("Content-Length")
+        encoded = headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
+        if declared and declared.isdigit() and not encoded and int(declared) != len(body):
+            raise Retryable(f"truncated response: {len(body)} of {declared} bytes")
+        data = None
+        if expect_json:
+            try:
+                data = json.loads(body)
+            except ValueError as exc:
+                raise Retryable(f"response of {len(body)} bytes is not valid JSON "
+                                f"(truncated?): {exc}") from None
+        return HttpResponse(url=url, status=status, headers=headers, body=body, data=data,
+                            attempts=count)
+
+    def _note_rate_limit(self, headers: Mapping[str, str]) -> None:
+        """Okta: with no requests left in the window, hold the next one until the reset."""
+        if headers.get("X-Rate-Limit-Remaining", "").strip() == "0":
+            wait = server_wait({k: v for k, v in headers.items() if k.lower() != "retry-after"})
+            if wait:
+                self._not_before = self._clock() + wait
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost error's message (requests nests urllib3's), secrets redacted."""
+    seen: set[int] = set()
+    inner: BaseException = exc
+    while True:
+        nxt = inner.__cause__ or inner.__context__
+        if nxt is None and inner.args and isinstance(inner.args[0], BaseException):
+            nxt = inner.args[0]
+        if nxt is None or id(nxt) in seen:
+            break
+        seen.add(id(nxt))
+        inner = nxt
+    text = str(inner) or type(inner).__name__
+    return secrets.redact(f"{type(inner).__name__}: {text}")
+
+
+# ---------------------------------------------------------------------------
+# helpers shared by the JSON connectors (jira, servicenow, okta_system_log, aws_backup)
+
+
+def substitute_quarter(text: str, quarter: Quarter) -> str:
+    """Replace `{quarter_start}` / `{quarter_end}` with ISO dates (the end is exclusive)."""
+    return (text.replace("{quarter_start}", quarter.first_day.isoformat())
+                .replace("{quarter_end}", quarter.end_day.isoformat()))
+
+
+def page_size(source: Source, default: int, maximum: int) -> int:
+    """The source's `page_size`, validated."""
+    value = source.get("page_size", default)
+    try:
+        size = int(value)
+    except (TypeError, ValueError):
+        size = 0
+    if not 1 <= size <= maximum:
+        raise ConfigError(f"source {source.name!r}: page_size: expected 1..{maximum}, "
+                          f"got {value!r}")
+    return size
+
+
+def base_url(source: Source) -> str:
+    """The source's `url` without a trailing slash; only http(s)."""
+    url = str(source.get("url") or "").rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"source {source.name!r}: url: expected http(s)://host[/path], "
+                          f"got {secrets.redact_url(url)!r}")
+    return url
+
+
+def json_records(
+    path: Path,
+    records: Callable[[Any], list[Any] | None],
+    expected: str,
+    wrap: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    *,
+    key: str | None = None,
+    top_array: bool = False,
+) -> Iterator[RawRow | Reject]:
+    """One RawRow(doc) per JSON object in a captured page; the page's problems as Rejects.
+
+    `records(document)` returns the page's list of records, or None when the document is
+    not the expected shape (`expected` names it in the reject reason). Locators are
+    `<object>#<index>`; a document that cannot be read at all is one reject at `<object>`.
+
+    When `records` is the list under `key` of the top object (or the top array, with
+    `top_array`) and nothing is wrapped, the page is split with msgspec instead of being
+    decoded: each object's own text is its doc where jsonb reads it as it would the
+    decoded object (`raw_json_text`); any page msgspec cannot vouch for takes the json path.
+    """
+    name = path.name
+    raw = path.read_bytes()
+    items = (raw_json_items(raw, None if top_array else key)
+             if wrap is None and (key is not None or top_array) else None)
+    if items is not None:
+        for index, item in enumerate(items):
+            text = raw_json_text(item)
+            if text is not None:
+                yield RawRow(f"{name}#{index}", (text,))
+                continue
+            value = json.loads(bytes(item))  # valid JSON: msgspec has checked it
+            if not isinstance(value, dict):
+                yield Reject(f"{name}#{index}", "record is not a JSON object",
+                             json.dumps(value, ensure_ascii=False))
+            else:
+                yield RawRow(f"{name}#{index}", (value,))
+        return
+    try:
+        document = json.loads(raw)
+    except ValueError as exc:
+        yield Reject(name, f"not valid JSON: {exc}", raw.decode("utf-8", errors="replace"))
+        return
+    items = records(document)
+    if items is None:
+        yield Reject(name, f"not {expected}", raw.decode("utf-8", errors="replace"))
+        return
+    for index, item in enumerate(items):
+        locator = f"{name}#{index}"
+        if not isinstance(item, dict):
+            yield Reject(locator, "record is not a JSON object",
+                         json.dumps(item, ensure_ascii=False))
+            continue
+        yield RawRow(locator, (wrap(item) if wrap else item,))
+
+
+def count_json_records(items: Iterator[RawRow | Reject]) -> int:
+    """Rows read from one object (loaded + rejected): what `count_rows` reports."""
+    return sum(1 for _ in items)
+
+
+PAGE_COUNT_BYTES = 64 << 20  # a larger page is counted from its file by count_rows
+
+
+class PageCounter:
+    """A RowCounter for JSON pages: count_page's number from the bytes as they are
+    captured (kept until the page ends, at most PAGE_COUNT_BYTES), or None when msgspec
+    cannot vouch for the page or it is larger (the caller then runs count_rows)."""
+
+    def __init__(self, *, key: str | None = None, top_array: bool = False) -> None:
+        self.key = None if top_array else key
+        self._chunks: list[bytes] | None = []
+        self._size = 0
+
+    def feed(self, chunk: bytes) -> None:
+        if self._chunks is None:
+            return
+        self._size += len(chunk)
+        if self._size > PAGE_COUNT_BYTES:
+            self._chunks = None
+        else:
+            self._chunks.append(chunk)
+
+    def total(self) -> int | None:
+        if self._chunks is None:
+            return None
+        items = raw_json_items(b"".join(self._chunks), self.key)
+        self._chunks = None
+        return None if items is None else len(items)
+
+
+def count_page(path: Path, records: Callable[[Any], list[Any] | None], expected: str, *,
+               key: str | None = None, top_array: bool = False) -> int:
+    """count_json_records(json_records(...)) of a page, from msgspec's split where it can:
+    one row per item (a page msgspec cannot vouch for is counted by the json path)."""
+    items = raw_json_items(path.read_bytes(), None if top_array else key)
+    if items is not None:
+        return len(items)
+    return count_json_records(json_records(path, records, expected))
+
+
+def iso_utc(moment: datetime) -> str:
+    """`2024-07-01T00:00:00.000Z`: an instant in UTC with milliseconds (Okta's format)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + \
+        f"{moment.microsecond // 1000:03d}Z"

@@ -1,0 +1,302 @@
+"""Connector `jira`: issues from Jira's REST search (v2 startAt paging, v3 nextPageToken paging).
+
+Config (`sources:` entry, system `tickets`)::
+
+    connector: jira
+    url: https://jira.example.com          # or `path:` a glob of saved search responses
+    jql: project = DBA AND updated >= "{quarter_start}" AND created < "{quarter_end}"
+    auth: {type: basic, user: svc-sox@example.com, token: "${JIRA_TOKEN}"}   # or type: bearer
+    api: v2                                  # v2: /rest/api/2/search, v3: /rest/api/3/search/jql
+    page_size: 100
+    fields: {approver: fields.customfield_10401.name, approved_at: changelog, ...}
+    types: {access: [Access Request], change: [Change]}
+    approved_statuses: [Approved, Done]
+    timezone: Europe/Berlin                  # optional
+    retry: {attempts: 6, budget_seconds: 300}   # optional, see extract.connectors.http.RetryPolicy
+
+`{quarter_start}` / `{quarter_end}` become the run quarter's first day and the first
+day of the next quarter (ISO dates; the end is exclusive).
+
+Snapshot: one capture per page (the response body exactly as received, `.json`),
+raw table `raw.tickets`; `query_text` is the GET with its query string, params are
+`api`, `jql`, `page` (+ `start_at` for v2). The request's `fields` are the Jira
+fields named by the field map (plus the standard ones); `approved_at: changelog`
+adds `expand=changelog`. Note that Jira may cut an issue's embedded changelog at
+100 histories: such issues are logged as a warning.
+
+The `path` form reads saved search-response pages (v2 or v3 shape) and captures
+each file as-is: the demo estate and air-gapped exports use it.
+
+Load: one row per issue, `doc` = the issue object as received, locator
+`<object>#<index>`.
+"""
+
+from __future__ import annotations
+
+import glob as globbing
+import logging
+from collections.abc import Iterator, Mapping
+from functools import partial
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from extract.connectors import http
+from soxtrail.kernel.errors import ConfigError, SourceError
+from soxtrail.kernel.sources import ConnectorSpec, LoadItem, SnapshotContext, Source, iter_file
+
+log = logging.getLogger("soxtrail.extract.jira")
+
+RAW_TABLE = "raw.tickets"
+TICKET_FIELDS = (
+    "ticket_key", "ticket_type", "status", "requester", "approver", "approved_at",
+    "subject_user", "cluster", "role", "window_start", "window_end",
+)
+TICKET_TYPES = ("access", "change")
+DEFAULT_FIELDS = {
+    "ticket_key": "key",
+    "ticket_type": "fields.issuetype.name",
+    "status": "fields.status.name",
+}
+# always requested: what an auditor expects to see on every captured issue
+STANDARD_JIRA_FIELDS = ("summary", "status", "issuetype", "reporter", "assignee", "created",
+                        "updated", "resolutiondate")
+APIS = {"v2": "/rest/api/2/search", "v3": "/rest/api/3/search/jql"}
+MAX_PAGES = 100_000
+
+SPEC = ConnectorSpec(
+    name="jira",
+    systems=frozenset({"tickets"}),
+    optional=frozenset({"url", "jql", "path", "auth", "api", "page_size", "fields", "types",
+                        "approved_statuses", "timezone", "retry"}),
+    secret=frozenset({"auth"}),
+    one_of=(frozenset({"url", "jql"}), frozenset({"path"})),
+)
+
+
+# ---------------------------------------------------------------------------
+# settings shared with the servicenow connector
+
+
+def field_map(source: Source, defaults: Mapping[str, str]) -> dict[str, str]:
+    """The normalised field → dotted path map: `defaults` overlaid by the source's `fields`."""
+    given = source.get("fields") or {}
+    if not isinstance(given, Mapping):
+        raise ConfigError(f"source {source.name!r}: fields: expected a mapping of "
+                          f"normalised field → dotted path ({', '.join(TICKET_FIELDS)})")
+    result = dict(defaults)
+    for key, value in given.items():
+        if key not in TICKET_FIELDS:
+            raise ConfigError(f"source {source.name!r}: fields.{key}: unknown field "
+                              f"(known: {', '.join(TICKET_FIELDS)})")
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"source {source.name!r}: fields.{key}: expected a dotted path")
+        result[key] = value.strip()
+    return result
+
+
+def type_map(source: Source, defaults: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Ticket type as spelled by the source → `access` | `change`."""
+    given = source.get("types")
+    if given is None:
+        return dict(defaults or {})
+    if not isinstance(given, Mapping):
+        raise ConfigError(f"source {source.name!r}: types: expected a mapping "
+                          "access: [names], change: [names]")
+    result: dict[str, str] = {}
+    for kind, names in given.items():
+        if kind not in TICKET_TYPES:
+            raise ConfigError(f"source {source.name!r}: types.{kind}: expected access or change")
+        if isinstance(names, str):
+            names = [names]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ConfigError(f"source {source.name!r}: types.{kind}: expected a list of names")
+        for name in names:
+            if result.get(name, kind) != kind:
+                raise ConfigError(f"source {source.name!r}: types: {name!r} is listed as "
+                                  "both access and change")
+            result[name] = kind
+    return result
+
+
+def timezone_name(source: Source, default: str | None) -> str | None:
+    """The source's IANA `timezone` (validated), else `default`."""
+    zone = source.get("timezone") or default
+    if zone is None:
+        return None
+    try:
+        ZoneInfo(str(zone))
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"source {source.name!r}: timezone: unknown IANA zone {zone!r}") from exc
+    return str(zone)
+
+
+def ticket_settings(source: Source, *, default_fields: Mapping[str, str],
+                    default_types: Mapping[str, str] | None = None,
+                    default_timezone: str | None = None) -> list[tuple[str, str, str]]:
+    """`raw.source_settings` rows of a ticket source: fields, types, approved statuses, zone."""
+    rows = [("field", name, path) for name, path in field_map(source, default_fields).items()]
+    rows += [("type", name, kind) for name, kind in type_map(source, default_types).items()]
+    statuses = source.get("approved_statuses") or []
+    if isinstance(statuses, str):
+        statuses = [statuses]
+    if not isinstance(statuses, list):
+        raise ConfigError(f"source {source.name!r}: approved_statuses: expected a list")
+    rows += [("approved_status", str(status), "true") for status in statuses]
+    zone = timezone_name(source, default_timezone)
+    if zone is not None:
+        rows.append(("timezone", "", zone))
+    return rows
+
+
+def settings(source: Source) -> list[tuple[str, str, str]]:
+    """Field map, ticket types, approved statuses and time zone for staging."""
+    return ticket_settings(source, default_fields=DEFAULT_FIELDS)
+
+
+# ---------------------------------------------------------------------------
+# snapshot
+
+
+def requested_fields(fields: Mapping[str, str]) -> list[str]:
+    """Jira fields to ask for: the standard ones plus every `fields.<name>` of the map."""
+    wanted = list(STANDARD_JIRA_FIELDS)
+    for path in fields.values():
+        parts = path.split(".")
+        if len(parts) >= 2 and parts[0] == "fields" and parts[1] not in wanted:
+            wanted.append(parts[1])
+    return wanted
+
+
+def _issues(document: Any) -> list[Any] | None:
+    if isinstance(document, dict) and isinstance(document.get("issues"), list):
+        return document["issues"]
+    return None
+
+
+def _capture_page(source: Source, ctx: SnapshotContext, *, name: str, query_text: str,
+                  params: dict[str, Any], body: bytes) -> None:
+    ctx.capture(source, query_name=f"{source.name}/{name}", query_text=query_text,
+                params=params, ext="json", raw_table=RAW_TABLE, chunks=[body],
+                count_rows=partial(count_rows, params),
+                counter=http.PageCounter(key="issues"))
+
+
+def _warn_truncated_changelogs(source: Source, issues: list[Any]) -> None:
+    for issue in issues:
+        changelog = issue.get("changelog") if isinstance(issue, dict) else None
+        if isinstance(changelog, dict):
+            histories = changelog.get("histories") or []
+            total = changelog.get("total")
+            if isinstance(total, int) and total > len(histories):
+                log.warning("source %r: issue %s: changelog holds %d of %d histories; "
+                            "approved_at from the changelog may be missing",
+                            source.name, issue.get("key"), len(histories), total)
+
+
+def _snapshot_files(source: Source, ctx: SnapshotContext) -> None:
+    pattern = str(source.path("path"))
+    files = sorted(Path(p) for p in globbing.glob(pattern, recursive=True) if Path(p).is_file())
+    if not files:
+        raise SourceError(f"source {source.name!r}: no file matches {pattern}")
+    for index, file in enumerate(files):
+        params = {"api": "file", "path": str(file), "page": index}
+        ctx.capture(source, query_name=f"{source.name}/jira-file-{index:05d}-{file.stem}",
+                    query_text=f"read {file}", params=params, ext="json",
+                    raw_table=RAW_TABLE, chunks=iter_file(file),
+                    count_rows=partial(count_rows, params),
+                    counter=http.PageCounter(key="issues"))
+
+
+def snapshot(source: Source, ctx: SnapshotContext) -> None:
+    """Capture every page of the JQL search (or every saved page of `path`)."""
+    fields = field_map(source, DEFAULT_FIELDS)
+    settings(source)  # validate types / statuses / zone before touching the source
+    if source.get("path") and not source.get("url"):
+        _snapshot_files(source, ctx)
+        return
+    api = str(source.get("api", "v2"))
+    if api not in APIS:
+        raise ConfigError(f"source {source.name!r}: api: expected v2 or v3, got {api!r}")
+    endpoint = http.base_url(source) + APIS[api]
+    jql = http.substitute_quarter(str(source.get("jql") or ""), ctx.quarter)
+    request: dict[str, Any] = {
+        "jql": jql,
+        "maxResults": http.page_size(source, 100, 5000),
+        "fields": ",".join(requested_fields(fields)),
+    }
+    if fields.get("approved_at") == "changelog":
+        request["expand"] = "changelog"
+    with http.HttpClient(source.name, auth=http.auth_from(source),
+                         policy=http.RetryPolicy.from_source(source)) as client:
+        if api == "v2":
+            _snapshot_v2(source, ctx, client, endpoint, request, jql)
+        else:
+            _snapshot_v3(source, ctx, client, endpoint, request, jql)
+
+
+def _snapshot_v2(source: Source, ctx: SnapshotContext, client: http.HttpClient, endpoint: str,
+                 request: dict[str, Any], jql: str) -> None:
+    start_at = 0
+    for page in range(MAX_PAGES):
+        query = {"jql": request["jql"], "startAt": start_at, **{
+            k: v for k, v in request.items() if k != "jql"}}
+        response = client.get(endpoint, query)
+        issues = _issues(response.data)
+        if issues is None:
+            raise SourceError(f"source {source.name!r}: {client.describe(endpoint, query)}: "
+                              "response is not a Jira search result (no 'issues' list)")
+        params = {"api": "v2", "jql": jql, "page": page, "start_at": start_at}
+        _capture_page(source, ctx, name=f"jira-search-{page:05d}",
+                      query_text=client.describe(endpoint, query), params=params,
+                      body=response.body)
+        _warn_truncated_changelogs(source, issues)
+        start_at += len(issues)
+        total = response.data.get("total")
+        if not issues or (isinstance(total, int) and start_at >= total):
+            return
+    raise SourceError(f"source {source.name!r}: more than {MAX_PAGES} pages; stopping")
+
+
+def _snapshot_v3(source: Source, ctx: SnapshotContext, client: http.HttpClient, endpoint: str,
+                 request: dict[str, Any], jql: str) -> None:
+    token: str | None = None
+    seen: set[str] = set()
+    for page in range(MAX_PAGES):
+        query = dict(request)
+        if token:
+            query["nextPageToken"] = token
+        response = client.get(endpoint, query)
+        issues = _issues(response.data)
+        if issues is None:
+            raise SourceError(f"source {source.name!r}: {client.describe(endpoint, query)}: "
+                              "response is not a Jira search result (no 'issues' list)")
+        params = {"api": "v3", "jql": jql, "page": page}
+        _capture_page(source, ctx, name=f"jira-search-{page:05d}",
+                      query_text=client.describe(endpoint, query), params=params,
+                      body=response.body)
+        _warn_truncated_changelogs(source, issues)
+        token = response.data.get("nextPageToken")
+        if response.data.get("isLast", not token) or not token:
+            return
+        if token in seen:
+            raise SourceError(f"source {source.name!r}: Jira repeated a nextPageToken; "
+                              "stopping to avoid a paging loop")
+        seen.add(token)
+    raise SourceError(f"source {source.name!r}: more than {MAX_PAGES} pages; stopping")
+
+
+# ---------------------------------------------------------------------------
+# load
+
+
+def load(query_params: Mapping[str, Any], path: Path) -> Iterator[LoadItem]:
+    """One RawRow(doc=issue) per issue of a captured search page."""
+    yield from http.json_records(path, _issues, "a Jira search response (no 'issues' list)",
+                                 key="issues")
+
+
+def count_rows(query_params: Mapping[str, Any], path: Path) -> int:
+    """Issues in the page (a page that cannot be read counts as one rejected row)."""
+    return http.count_page(path, _issues, "a Jira search response", key="issues")
+

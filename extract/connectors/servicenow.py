@@ -1,0 +1,202 @@
+"""Connector `servicenow`: a ServiceNow table via the Table API (offset paging), with approvals.
+
+Config (`sources:` entry, system `tickets`)::
+
+    connector: servicenow
+    url: https://example.service-now.com
+    table: change_request                    # or sc_req_item, ...
+    query: sys_updated_on>={quarter_start}^sys_created_on<{quarter_end}
+    auth: {type: basic, user: svc_sox, token: "${SNOW_PASSWORD}"}     # or type: bearer
+    page_size: 1000
+    fields: {approver: approvals, subject_user: requested_for.value, ...}
+    types: {change: [change_request]}        # default: the table name → access/change
+    approved_statuses: [approved]
+    timezone: Europe/London                  # zone of `2024-08-01 10:00:00` times; default UTC
+    display_value: false                     # true → sysparm_display_value=true
+    approvals: true                          # also fetch sysapproval_approver records
+    retry: {attempts: 6, budget_seconds: 300}
+
+Paging: `GET /api/now/table/<table>?sysparm_query=…&sysparm_limit=N&sysparm_offset=K`.
+Offset paging is only stable over a fixed order, so `^ORDERBYsys_id` is appended to a
+query that has no ORDERBY (the captured query_text shows the query as sent). With an
+`X-Total-Count` header, paging runs until the offset reaches it (an instance may cap
+`sysparm_limit` below the page size asked for); without one, until a short or empty page.
+
+Snapshot: one capture per page (the body exactly as received), raw table
+`raw.tickets`; params `table`, `query`, `page`, `offset` (+ `approvals: true`,
+`batch` for approval pages).
+
+Approvals (`approvals: true`): after the tickets, the `sysapproval_approver` records
+whose `sysapproval` is one of the captured tickets' `sys_id`s are fetched in batches
+of 100 ids (`sysapprovalIN<id>,<id>,…^ORDERBYsys_id`), each batch paged as above.
+
+Loaded docs (`raw.tickets.doc`):
+
+* a ticket page's record: the record exactly as received, e.g.
+  `{"number": "CHG0030001", "sys_id": "…", "approval": "approved", "requested_by":
+  {"link": "…", "value": "…"}, …}`;
+* an approval page's record: wrapped with a marker, the record itself untouched:
+  `{"_table": "sysapproval_approver", "record": {"sys_id": "…", "sysapproval":
+  {"link": "…", "value": "<ticket sys_id>"}, "approver": {…}, "state": "approved",
+  "sys_updated_on": "2024-08-01 10:00:00", …}}`.
+  ServiceNow column names start with a letter, so a ticket record never has a
+  `_table` key: staging splits on `doc ? '_table'` and joins
+  `doc->'record'->'sysapproval'->>'value'` to the ticket's `doc->>'sys_id'`
+  (with `display_value: true`, reference fields are display strings instead).
+
+Locators are `<object>#<index>`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from extract.connectors import http
+from extract.connectors.jira import ticket_settings
+from soxtrail.kernel.errors import ConfigError, SourceError
+from soxtrail.kernel.sources import ConnectorSpec, LoadItem, SnapshotContext, Source
+
+RAW_TABLE = "raw.tickets"
+APPROVAL_TABLE = "sysapproval_approver"
+APPROVAL_MARKER = "_table"
+APPROVAL_BATCH = 100
+MAX_PAGES = 100_000
+DEFAULT_FIELDS = {"ticket_key": "number", "ticket_type": "sys_class_name"}
+DEFAULT_TYPES = {"change_request": "change", "sc_req_item": "access"}
+
+SPEC = ConnectorSpec(
+    name="servicenow",
+    systems=frozenset({"tickets"}),
+    required=frozenset({"url", "table"}),
+    optional=frozenset({"query", "auth", "page_size", "fields", "types", "approved_statuses",
+                        "timezone", "display_value", "approvals", "retry"}),
+    secret=frozenset({"auth"}),
+)
+
+
+def settings(source: Source) -> list[tuple[str, str, str]]:
+    """Field map, ticket types (default: by table), approved statuses, zone (default UTC)."""
+    return ticket_settings(source, default_fields=DEFAULT_FIELDS, default_types=DEFAULT_TYPES,
+                           default_timezone="UTC")
+
+
+def _records(document: Any) -> list[Any] | None:
+    if isinstance(document, dict) and isinstance(document.get("result"), list):
+        return document["result"]
+    return None
+
+
+def _ordered(query: str) -> str:
+    if "ORDERBY" in query.upper():
+        return query
+    return f"{query}^ORDERBYsys_id" if query else "ORDERBYsys_id"
+
+
+def _flag(source: Source, key: str) -> bool:
+    value = source.get(key, False)
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "yes", "1"):
+        return True
+    if str(value).lower() in ("false", "no", "0", ""):
+        return False
+    raise ConfigError(f"source {source.name!r}: {key}: expected true or false, got {value!r}")
+
+
+def _table_name(source: Source) -> str:
+    table = str(source.get("table") or "")
+    if not table or not all(c.isalnum() or c == "_" for c in table):
+        raise ConfigError(f"source {source.name!r}: table: expected a table name like "
+                          f"change_request, got {table!r}")
+    return table
+
+
+def _pages(source: Source, ctx: SnapshotContext, client: http.HttpClient, *, url: str,
+           table: str, query: str, limit: int, display: bool, name: str,
+           extra: Mapping[str, Any]) -> Iterator[list[Any]]:
+    """Fetch, capture and yield each page of one Table API query."""
+    endpoint = f"{url}/api/now/table/{table}"
+    offset = 0
+    for page in range(MAX_PAGES):
+        request: dict[str, Any] = {"sysparm_query": query, "sysparm_limit": limit,
+                                   "sysparm_offset": offset}
+        if display:
+            request["sysparm_display_value"] = "true"
+        response = client.get(endpoint, request)
+        records = _records(response.data)
+        if records is None:
+            raise SourceError(f"source {source.name!r}: {client.describe(endpoint, request)}: "
+                              "response is not a Table API result (no 'result' list)")
+        params = {"table": table, "query": query, "page": page, "offset": offset, **extra}
+        ctx.capture(source, query_name=f"{source.name}/{name}-{page:05d}",
+                    query_text=client.describe(endpoint, request), params=params, ext="json",
+                    raw_table=RAW_TABLE, chunks=[response.body],
+                    count_rows=partial(count_rows, params))
+        yield records
+        offset += len(records)
+        total_header = response.headers.get("X-Total-Count", "")
+        total = int(total_header) if total_header.strip().isdigit() else None
+        if not records:
+            return
+        if total is not None:
+            if offset >= total:
+                return
+        elif len(records) < limit:
+            return
+    raise SourceError(f"source {source.name!r}: more than {MAX_PAGES} pages; stopping")
+
+
+def snapshot(source: Source, ctx: SnapshotContext) -> None:
+    """Capture every page of the table query, then (with `approvals`) the tickets' approvals."""
+    settings(source)  # validate before touching the source
+    url = http.base_url(source)
+    table = _table_name(source)
+    limit = http.page_size(source, 1000, 10_000)
+    display = _flag(source, "display_value")
+    with_approvals = _flag(source, "approvals")
+    query = _ordered(http.substitute_quarter(str(source.get("query") or ""), ctx.quarter))
+    ticket_ids: list[str] = []
+    with http.HttpClient(source.name, auth=http.auth_from(source),
+                         policy=http.RetryPolicy.from_source(source)) as client:
+        for records in _pages(source, ctx, client, url=url, table=table, query=query,
+                              limit=limit, display=display, name=table, extra={}):
+            if with_approvals:
+                ticket_ids.extend(_sys_id(r) for r in records if _sys_id(r))
+        if not with_approvals:
+            return
+        unique = list(dict.fromkeys(ticket_ids))
+        for batch, start in enumerate(range(0, len(unique), APPROVAL_BATCH)):
+            ids = ",".join(unique[start:start + APPROVAL_BATCH])
+            for _ in _pages(source, ctx, client, url=url, table=APPROVAL_TABLE,
+                            query=f"sysapprovalIN{ids}^ORDERBYsys_id", limit=limit,
+                            display=display, name=f"{APPROVAL_TABLE}-{batch:05d}",
+                            extra={"approvals": True, "batch": batch}):
+                pass
+
+
+def _sys_id(record: Any) -> str:
+    if not isinstance(record, dict):
+        return ""
+    value = record.get("sys_id")
+    if isinstance(value, dict):  # sysparm_display_value=all
+        value = value.get("value")
+    return value if isinstance(value, str) else ""
+
+
+def _approval(record: dict[str, Any]) -> dict[str, Any]:
+    return {APPROVAL_MARKER: APPROVAL_TABLE, "record": record}
+
+
+def load(query_params: Mapping[str, Any], path: Path) -> Iterator[LoadItem]:
+    """One RawRow per record; approval records wrapped as `{"_table": …, "record": …}`."""
+    wrap = _approval if query_params.get("approvals") else None
+    yield from http.json_records(path, _records, "a Table API response (no 'result' list)",
+                                 wrap=wrap)
+
+
+def count_rows(query_params: Mapping[str, Any], path: Path) -> int:
+    """Records in the page (a page that cannot be read counts as one rejected row)."""
+    return http.count_json_records(http.json_records(path, _records, "a Table API response"))

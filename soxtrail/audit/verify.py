@@ -1,0 +1,388 @@
+"""Re-verify a run: raw objects, the evidence hash chain, control results, bundle, mart links."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+import uuid
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from soxtrail.kernel import controls, runs
+from soxtrail.kernel.database import Database, home
+from soxtrail.kernel.errors import SoxtrailError
+from soxtrail.kernel.store import CHUNK, LocalStore, Store, open_store
+
+GENESIS = "0" * 64
+# Statuses that make the run fail verification; UNSIGNED only with require_signature.
+FAILING = frozenset({"MISMATCH", "MISSING", "EXTRA", "FAIL"})
+# The groups of checks; "control" also compares the stored mart rows ("mart" lines).
+KINDS = ("object", "chain", "control", "bundle", "links")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One check: its status, what kind of thing it checked, which one, and what differs."""
+
+    status: str  # OK | MISMATCH | MISSING | EXTRA | FAIL | UNSIGNED
+    kind: str  # object | chain | control | mart | bundle | links
+    subject: str  # evidence id and key, control id, bundle file, mart
+    detail: str = ""
+
+    @property
+    def failed(self) -> bool:
+        """True when this check did not pass."""
+        return self.status in FAILING
+
+    def line(self) -> str:
+        """`STATUS kind subject  detail` on one line."""
+        text = f"{self.status:<8} {self.kind:<7} {self.subject}"
+        return f"{text}  {self.detail}" if self.detail else text
+
+    def as_dict(self) -> dict[str, str]:
+        """The verdict as a JSON-ready dict."""
+        return {"status": self.status, "kind": self.kind, "subject": self.subject,
+                "detail": self.detail}
+
+
+@dataclass
+class VerifyReport:
+    """Every verdict of one `verify` of a run."""
+
+    run_id: str
+    quarter: str
+    verdicts: list[Verdict] = field(default_factory=list)
+    require_signature: bool = False
+
+    def failures(self) -> list[Verdict]:
+        """The checks that did not pass."""
+        return [v for v in self.verdicts
+                if v.failed or (self.require_signature and v.status == "UNSIGNED")]
+
+    @property
+    def passed(self) -> bool:
+        """True when every check passed."""
+        return not self.failures()
+
+    def counts(self) -> dict[str, int]:
+        """How many verdicts of each status."""
+        result: dict[str, int] = {}
+        for verdict in self.verdicts:
+            result[verdict.status] = result.get(verdict.status, 0) + 1
+        return result
+
+    def summary(self) -> str:
+        """One closing line."""
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(self.counts().items()))
+        word = "PASSED" if self.passed else "FAILED"
+        return (f"verify {self.run_id} ({self.quarter}): {word} — "
+                f"{len(self.verdicts)} checks: {counts}")
+
+
+def connect_read_only(db: Database) -> psycopg.Connection[Any]:
+    """A connection whose every transaction is READ ONLY (no bootstrap, nothing written)."""
+    conn = db.connect()
+    conn.read_only = True  # psycopg opens each transaction with BEGIN READ ONLY
+    conn.execute("set session characteristics as transaction read only")
+    conn.execute("set time zone 'UTC'")
+    conn.commit()
+    return conn
+
+
+def run_store(run: runs.Run) -> Store:
+    """The evidence store the run wrote to (`sox_runs.config->>'_store'`)."""
+    return open_store(run.config.get("_store"), home() / "store")
+
+
+def _sha256_stream(handle: Any) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    while chunk := handle.read(CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def count_lines(path: Path) -> int:
+    """Rows of a canonical result: lines joined by `\\n` without a trailing newline."""
+    newlines = 0
+    size = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            newlines += chunk.count(b"\n")
+            size += len(chunk)
+    return newlines + 1 if size else 0
+
+
+def _count_rows(row: dict[str, Any], path: Path) -> int:
+    if row["source_system"] == "reconcile":
+        return count_lines(path)
+    from extract.connectors.registry import connector_module
+
+    params = row["query_params"] or {}
+    module = connector_module(str(params.get("connector")))
+    return int(module.count_rows(params, path))
+
+
+
+def evidence_rows(conn: psycopg.Connection[Any], run_id: str) -> list[dict[str, Any]]:
+    """The run's evidence rows with their chain link and recomputed row text, in chain order."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "select evidence.*,"
+            " soxtrail.evidence_row_text(evidence.id, evidence.run_id, evidence.source_system,"
+            "   evidence.query_name, evidence.query_text, evidence.query_params,"
+            "   evidence.executed_at, evidence.executed_by, evidence.result_row_count,"
+            "   evidence.result_hash, evidence.raw_output_s3_key) as row_text,"
+            " chain.seq, chain.prev_hash, chain.chain_hash,"
+            " (select previous.chain_hash from soxtrail.sox_evidence_chain as previous"
+            "   where previous.seq < chain.seq order by previous.seq desc limit 1)"
+            "   as previous_link"
+            " from soxtrail.sox_evidence as evidence"
+            " left join soxtrail.sox_evidence_chain as chain on chain.evidence_id = evidence.id"
+            " where evidence.run_id = %s"
+            " order by chain.seq nulls last, evidence.id", (run_id,))
+        rows = cur.fetchall()
+    conn.commit()
+    return rows
+
+
+def _subject(row: dict[str, Any]) -> str:
+    return f"{row['id']} {row['raw_output_s3_key']}"
+
+
+def check_object(store: Store, row: dict[str, Any], scratch: Path) -> Verdict:
+    """Fetch the evidence row's raw object; compare its SHA-256 and row count."""
+    key = row["raw_output_s3_key"]
+    subject = _subject(row)
+    try:
+        if not store.exists(key):
+            return Verdict("MISSING", "object", subject, f"not in the store: {store.location(key)}")
+        path = store.fetch(key, scratch / uuid.uuid4().hex)
+    except SoxtrailError as exc:
+        return Verdict("MISSING", "object", subject, str(exc))
+    try:
+        with path.open("rb") as handle:
+            digest, size = _sha256_stream(handle)
+        if digest != row["result_hash"]:
+            return Verdict("MISMATCH", "object", subject,
+                           f"sha256 recorded {row['result_hash']}, object {digest}")
+        try:
+            rows = _count_rows(row, path)
+        except Exception as exc:  # a connector that cannot read its own object is a finding
+            return Verdict("FAIL", "object", subject,
+                           f"cannot count rows: {exc.__class__.__name__}: {exc}")
+        if rows != row["result_row_count"]:
+            return Verdict("MISMATCH", "object", subject,
+                           f"rows recorded {row['result_row_count']}, object {rows}")
+        return Verdict("OK", "object", subject, f"sha256 {digest[:16]}… {rows} rows {size} bytes")
+    finally:
+        if not isinstance(store, LocalStore):
+            path.unlink(missing_ok=True)
+
+
+def check_chain(row: dict[str, Any]) -> Verdict:
+    """Recompute the row's chain link from the row as it stands and the previous link."""
+    subject = str(row["id"])
+    if row["seq"] is None:
+        return Verdict("MISSING", "chain", subject, "no link in soxtrail.sox_evidence_chain")
+    expected_prev = row["previous_link"] or GENESIS
+    if row["prev_hash"] != expected_prev:
+        return Verdict("MISMATCH", "chain", subject,
+                       f"link {row['seq']}: prev_hash {row['prev_hash'][:16]}… but the previous "
+                       f"link is {expected_prev[:16]}… (a link was changed or removed)")
+    recomputed = hashlib.sha256(f"{row['prev_hash']}|{row['row_text']}".encode()).hexdigest()
+    if recomputed != row["chain_hash"]:
+        return Verdict("MISMATCH", "chain", subject,
+                       f"link {row['seq']}: chain_hash {row['chain_hash'][:16]}…, the row as it "
+                       f"stands hashes to {recomputed[:16]}… (the evidence row was changed)")
+    return Verdict("OK", "chain", subject, f"link {row['seq']} {recomputed[:16]}…")
+
+
+def _control_of(row: dict[str, Any]) -> tuple[str, str]:
+    params = row["query_params"] or {}
+    model = str(params.get("model") or str(row["query_name"]).split("@")[0].rsplit(".", 1)[-1])
+    control_id = str(params.get("control_id") or next(
+        (c for c, m in controls.CONTROLS.items() if m == model), model))
+    return control_id, model
+
+
+def _digest(conn: psycopg.Connection[Any], query: str,
+            params: tuple[Any, ...] = ()) -> controls.Canonical | str:
+    """The canonical digest, or the error text (the transaction is rolled back)."""
+    try:
+        result = controls.canonical_digest(conn, query, params)
+        conn.commit()
+        return result
+    except psycopg.Error as exc:
+        conn.rollback()
+        return " ".join(str(exc).split())[:300] or exc.__class__.__name__
+
+
+def check_control(conn: psycopg.Connection[Any], row: dict[str, Any]) -> list[Verdict]:
+    """Re-run the stored compiled SQL on the preserved raw data; compare with the evidence row.
+
+    Also compares the mart's stored rows for the run with the same evidence row.
+    """
+    control_id, model = _control_of(row)
+    subject = f"{control_id} {model} (evidence {row['id']})"
+    verdicts = []
+    # no parameters: the compiled SQL is sent as it is, a `%` in it stays literal
+    rerun = _digest(conn, controls.canonical_query_for_sql(row["query_text"]))
+    if isinstance(rerun, str):
+        verdicts.append(Verdict("FAIL", "control", subject,
+                                f"the stored compiled SQL does not run: {rerun}"))
+    elif (rerun.sha256, rerun.row_count) != (row["result_hash"], row["result_row_count"]):
+        verdicts.append(Verdict(
+            "MISMATCH", "control", subject,
+            f"re-run of the compiled SQL gives {rerun.row_count} rows sha256 {rerun.sha256}; "
+            f"evidence says {row['result_row_count']} rows sha256 {row['result_hash']}"))
+    else:
+        verdicts.append(Verdict("OK", "control", subject,
+                                f"re-run: {rerun.row_count} rows sha256 {rerun.sha256[:16]}…"))
+    stored = _digest(conn, controls.canonical_query_for_mart(model), (row["run_id"],))
+    mart = f"{controls.MARTS_SCHEMA}.{model}"
+    if isinstance(stored, str):
+        verdicts.append(Verdict("FAIL", "mart", f"{control_id} {mart}", stored))
+    elif (stored.sha256, stored.row_count) != (row["result_hash"], row["result_row_count"]):
+        verdicts.append(Verdict(
+            "MISMATCH", "mart", f"{control_id} {mart}",
+            f"the run's mart rows give {stored.row_count} rows sha256 {stored.sha256}; "
+            f"evidence says {row['result_row_count']} rows sha256 {row['result_hash']}"))
+    else:
+        verdicts.append(Verdict("OK", "mart", f"{control_id} {mart}",
+                                f"{stored.row_count} rows match the control evidence"))
+    return verdicts
+
+
+def _columns(conn: psycopg.Connection[Any], schema: str, table: str) -> set[str]:
+    rows = conn.execute("select column_name from information_schema.columns"
+                        " where table_schema = %s and table_name = %s", (schema, table)).fetchall()
+    return {r[0] for r in rows}
+
+
+def check_links(conn: psycopg.Connection[Any], run_id: str) -> list[Verdict]:
+    """Every mart row's evidence ids exist in sox_evidence for the same run."""
+    verdicts = []
+    models = [*controls.CONTROLS.values(), controls.SUMMARY_MODEL]
+    for model in models:
+        subject = f"{controls.MARTS_SCHEMA}.{model}"
+        columns = _columns(conn, controls.MARTS_SCHEMA, model)
+        if not columns:
+            conn.commit()
+            verdicts.append(Verdict("MISSING", "links", subject, "no such relation"))
+            continue
+        refs = [sql.SQL("{}::uuid").format(sql.Identifier(c))
+                for c in ("evidence_id", "control_evidence_id") if c in columns]
+        if "supporting_evidence_ids" in columns:
+            refs.append(sql.SQL("unnest({}::uuid[])").format(
+                sql.Identifier("supporting_evidence_ids")))
+        key = sql.Identifier("item_key") if "item_key" in columns else sql.Identifier("control_id")
+        union = sql.SQL(" union all ").join(
+            sql.SQL("select {key}::text as item_key, {ref} as ref from {table}"
+                    " where run_id = %(run)s").format(
+                key=key, ref=ref, table=sql.Identifier(controls.MARTS_SCHEMA, model))
+            for ref in refs)
+        query = sql.SQL(
+            "with refs as ({union}) select count(*) as total,"
+            " count(*) filter (where refs.ref is not null and not exists (select 1 from"
+            "  soxtrail.sox_evidence as evidence where evidence.id = refs.ref"
+            "  and evidence.run_id = %(run)s)) as dangling,"
+            " (array_agg(refs.item_key || ' -> ' || refs.ref::text order by refs.item_key)"
+            "  filter (where refs.ref is not null and not exists (select 1 from"
+            "  soxtrail.sox_evidence as evidence where evidence.id = refs.ref"
+            "  and evidence.run_id = %(run)s)))[1:3] as examples,"
+            " count(*) filter (where refs.ref is null) as nulls"
+            " from refs").format(union=union)
+        try:
+            total, dangling, examples, nulls = conn.execute(query, {"run": run_id}).fetchone()  # type: ignore[misc]
+            conn.commit()
+        except psycopg.Error as exc:
+            conn.rollback()
+            verdicts.append(Verdict("FAIL", "links", subject, " ".join(str(exc).split())[:300]))
+            continue
+        if dangling:
+            verdicts.append(Verdict("MISMATCH", "links", subject,
+                                    f"{dangling} of {total} evidence references not in this run's "
+                                    f"evidence, e.g. {'; '.join(examples or [])}"))
+        else:
+            note = f" ({nulls} empty)" if nulls else ""
+            verdicts.append(Verdict("OK", "links", subject,
+                                    f"{total} evidence references resolve{note}"))
+    return verdicts
+
+
+def _bundle_location(run: runs.Run, store: Store, bundle: str | None) -> tuple[Store, str]:
+    if not bundle:
+        return store, f"{run.quarter}/{run.id}/bundle"
+    if bundle.startswith("s3://"):
+        return open_store(bundle, home() / "store"), ""
+    return LocalStore(Path(bundle)), ""
+
+
+def check_bundle_files(run: runs.Run, store: Store, bundle: str | None,
+                       public_key: Path | None) -> list[Verdict]:
+    """The bundle's manifest entries and signature (render.bundle.check_bundle)."""
+    from render.bundle import check_bundle
+
+    target, prefix = _bundle_location(run, store, bundle)
+    try:
+        checks = check_bundle(target, prefix, public_key=public_key)
+    except SoxtrailError as exc:
+        return [Verdict("FAIL", "bundle", target.location(prefix or "."), str(exc))]
+    return [Verdict(c.status, "bundle", c.path, c.detail) for c in checks]
+
+
+def verify_run(conn: psycopg.Connection[Any], run_id: str, *, bundle: str | None = None,
+               public_key: Path | None = None, require_signature: bool = False,
+               store: Store | None = None, kinds: Collection[str] = KINDS,
+               progress: Callable[[Verdict], None] | None = None) -> VerifyReport:
+    """Every check of a run (or only those of `kinds`); `conn` should be read-only."""
+    run = runs.get_run(conn, run_id)
+    conn.commit()
+    store = store or run_store(run)
+    report = VerifyReport(run_id=run.id, quarter=run.quarter, require_signature=require_signature)
+
+    def add(verdicts: Verdict | list[Verdict]) -> None:
+        for verdict in verdicts if isinstance(verdicts, list) else [verdicts]:
+            report.verdicts.append(verdict)
+            if progress is not None:
+                progress(verdict)
+
+    rows = evidence_rows(conn, run.id)
+    if not rows:
+        add(Verdict("MISSING", "object", run.id, "the run has no evidence rows"))
+    if "object" in kinds:
+        with tempfile.TemporaryDirectory(prefix="soxtrail-verify-") as scratch:
+            for row in rows:
+                add(check_object(store, row, Path(scratch)))
+    if "chain" in kinds:
+        for row in rows:
+            add(check_chain(row))
+    if "control" in kinds:
+        reconcile = [r for r in rows if r["source_system"] == "reconcile"]
+        seen = {_control_of(r)[0] for r in reconcile}
+        for control_id, model in controls.CONTROLS.items():
+            if control_id not in seen:
+                add(Verdict("MISSING", "control", f"{control_id} {model}",
+                            "no control evidence row for this run"))
+        for row in reconcile:
+            add(check_control(conn, row))
+    if "bundle" in kinds:
+        add(check_bundle_files(run, store, bundle, public_key))
+    if "links" in kinds:
+        add(check_links(conn, run.id))
+    return report
+
+
+def iter_lines(report: VerifyReport) -> Iterator[str]:
+    """The report as text lines (one per check, then the summary)."""
+    for verdict in report.verdicts:
+        yield verdict.line()
+    yield report.summary()

@@ -1,0 +1,1 @@
+"""The kernel: what every layer may import; it imports nothing else of soxtrail."""

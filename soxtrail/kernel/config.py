@@ -1,0 +1,203 @@
+"""`soxtrail.yml`: loading, validation (errors name the key and file) and redaction."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from extract.connectors.registry import connector_module
+from soxtrail.kernel import secrets
+from soxtrail.kernel.errors import ConfigError
+from soxtrail.kernel.sources import COMMON_KEYS, SYSTEMS, Source
+
+TOP_LEVEL_KEYS = frozenset({"version", "store", "sources", "catalogs", "policy", "clusters"})
+CATALOG_KEYS = ("role_catalog", "applications", "identity_map")
+POLICY_KEYS = frozenset({
+    "revocation_sla_hours", "approval_validity_days", "approved_statuses",
+    "default_backup_policy", "ticket_key_pattern",
+})
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SEEDS_DIR = REPO_ROOT / "seeds"
+
+
+@dataclass
+class Config:
+    """A validated configuration, as written (`raw`) and with paths resolved."""
+
+    path: Path | None
+    raw: dict[str, Any]
+    sources: list[Source]
+    catalogs: dict[str, Path]
+    policy: dict[str, Any]
+    store: str | None = None
+    clusters: tuple[str, ...] | None = None
+    base_dir: Path = field(default_factory=Path.cwd)
+
+    def redacted(self) -> dict[str, Any]:
+        """The config as recorded in the run: `${NAME}` references kept, literal secrets removed."""
+        sources = []
+        for source, entry in zip(self.sources, self.raw.get("sources", []), strict=True):
+            spec = connector_module(source.connector).SPEC
+            clean = {}
+            for key, value in entry.items():
+                if key in spec.secret:
+                    clean[key] = _secret_literals(value)
+                else:
+                    clean[key] = secrets.redact_value(value)
+            sources.append(clean)
+        recorded = {k: secrets.redact_value(v) for k, v in self.raw.items() if k != "sources"}
+        recorded["sources"] = sources
+        recorded["_base_dir"] = str(self.base_dir)
+        recorded["_catalogs"] = {k: str(v) for k, v in self.catalogs.items()}
+        return recorded
+
+    def hash(self) -> str:
+        """SHA-256 of the recorded config (stable key order)."""
+        text = json.dumps(self.redacted(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+_NOT_SECRET_INSIDE = frozenset({"type", "user", "username", "email"})
+
+
+def _secret_literals(value: Any) -> Any:
+    """A secret-key value with its literal secrets replaced (`${NAME}` references kept)."""
+    if isinstance(value, dict):
+        return {k: v if k in _NOT_SECRET_INSIDE else _secret_literals(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_secret_literals(v) for v in value]
+    if value is None or secrets.has_env_ref(value):
+        return value
+    secrets.remember(str(value))
+    return secrets.REDACTED
+
+
+def _where(path: Path | None, key: str) -> str:
+    return f"{path or '<config>'}: {key}"
+
+
+def _validate_source(entry: Any, index: int, path: Path | None, base_dir: Path,
+                     resolve_secrets: bool) -> Source:
+    where = _where(path, f"sources[{index}]")
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where}: expected a mapping with name, system, connector")
+    for key in ("name", "system", "connector"):
+        if not entry.get(key):
+            raise ConfigError(f"{where}: missing required key '{key}'")
+    name = str(entry["name"])
+    where = _where(path, f"sources[{index}] ({name})")
+    system, connector = str(entry["system"]), str(entry["connector"])
+    if system not in SYSTEMS:
+        raise ConfigError(f"{where}.system: unknown system {system!r} "
+                          f"(known: {', '.join(sorted(SYSTEMS))})")
+    spec = connector_module(connector, f"{where}.connector: ").SPEC
+    if system not in spec.systems:
+        raise ConfigError(f"{where}: connector {connector!r} does not serve system {system!r} "
+                          f"(it serves: {', '.join(sorted(spec.systems))})")
+    allowed = COMMON_KEYS | spec.required | spec.optional | frozenset().union(*spec.one_of)
+    for key in entry:
+        if key not in allowed:
+            raise ConfigError(f"{where}: unknown key '{key}' for connector {connector!r} "
+                              f"(allowed: {', '.join(sorted(allowed - COMMON_KEYS))})")
+    for key in spec.required:
+        if key not in entry or entry[key] in (None, ""):
+            raise ConfigError(f"{where}: missing required key '{key}' for connector {connector!r}")
+    if spec.one_of and not any(group <= entry.keys() for group in spec.one_of):
+        options = " or ".join("+".join(sorted(g)) for g in spec.one_of)
+        raise ConfigError(f"{where}: connector {connector!r} needs {options}")
+    values = {k: v for k, v in entry.items() if k not in COMMON_KEYS}
+    for key, value in values.items():
+        if key in spec.secret:
+            _secret_literals(value)  # registers every literal secret for redaction
+    if resolve_secrets:
+        values = secrets.resolve(values, where)
+    return Source(name=name, system=system, connector=connector, values=values,
+                  raw=dict(entry), base_dir=base_dir)
+
+
+def parse_config(data: Any, *, path: Path | None, base_dir: Path,
+                 resolve_secrets: bool = True) -> Config:
+    """Validate a config mapping; every error names the key and the file."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path or '<config>'}: expected a mapping at the top level")
+    for key in data:
+        if key.startswith("_"):
+            continue  # recorded-run bookkeeping
+        if key not in TOP_LEVEL_KEYS:
+            raise ConfigError(f"{_where(path, key)}: unknown key "
+                              f"(allowed: {', '.join(sorted(TOP_LEVEL_KEYS))})")
+    entries = data.get("sources") or []
+    if not isinstance(entries, list):
+        raise ConfigError(f"{_where(path, 'sources')}: expected a list")
+    sources = [_validate_source(e, i, path, base_dir, resolve_secrets)
+               for i, e in enumerate(entries)]
+    seen: set[str] = set()
+    for source in sources:
+        if source.name in seen:
+            raise ConfigError(f"{_where(path, 'sources')}: duplicate source name {source.name!r}")
+        seen.add(source.name)
+    catalogs_in = data.get("catalogs") or {}
+    if not isinstance(catalogs_in, dict):
+        raise ConfigError(f"{_where(path, 'catalogs')}: expected a mapping")
+    catalogs: dict[str, Path] = {}
+    for key in catalogs_in:
+        if key not in CATALOG_KEYS:
+            raise ConfigError(f"{_where(path, 'catalogs.' + str(key))}: unknown catalog "
+                              f"(allowed: {', '.join(CATALOG_KEYS)})")
+    for key in CATALOG_KEYS:
+        given = catalogs_in.get(key)
+        file = Path(given) if given else SEEDS_DIR / f"{key}.csv"
+        if given and not file.is_absolute():
+            file = base_dir / file
+        catalogs[key] = file
+    policy = data.get("policy") or {}
+    if not isinstance(policy, dict):
+        raise ConfigError(f"{_where(path, 'policy')}: expected a mapping")
+    for key in policy:
+        if key not in POLICY_KEYS:
+            raise ConfigError(f"{_where(path, 'policy.' + str(key))}: unknown policy "
+                              f"(allowed: {', '.join(sorted(POLICY_KEYS))})")
+    clusters = data.get("clusters")
+    if clusters is not None and not (isinstance(clusters, list)
+                                     and all(isinstance(c, str) for c in clusters)):
+        raise ConfigError(f"{_where(path, 'clusters')}: expected a list of cluster names")
+    store = data.get("store")
+    if store is not None and not isinstance(store, str):
+        raise ConfigError(f"{_where(path, 'store')}: expected a path or s3://bucket/prefix")
+    if store and not store.startswith("s3://") and not Path(store).is_absolute():
+        store = str(base_dir / store)
+    return Config(path=path, raw=data, sources=sources, catalogs=catalogs, policy=policy,
+                  store=store, clusters=tuple(clusters) if clusters else None,
+                  base_dir=base_dir)
+
+
+def load_config(path: Path, *, resolve_secrets: bool = True) -> Config:
+    """Read and validate `soxtrail.yml`."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {path}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+    return parse_config(data, path=path.resolve(), base_dir=path.resolve().parent,
+                        resolve_secrets=resolve_secrets)
+
+
+def recorded_config(recorded: dict[str, Any]) -> Config:
+    """Rebuild a run's config from its recorded (redacted) form, without resolving secrets."""
+    base_dir = Path(recorded.get("_base_dir", "."))
+    config = parse_config(recorded, path=None, base_dir=base_dir, resolve_secrets=False)
+    catalogs = {k: Path(v) for k, v in recorded.get("_catalogs", {}).items()}
+    config.catalogs = catalogs or config.catalogs
+    return config

@@ -1,0 +1,306 @@
+"""The evidence store: one interface, a local folder or an S3 prefix."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from soxtrail.kernel.errors import ConfigError, StoreError
+
+CHUNK = 1 << 20
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK  # what a newly written (copied) object gets
+
+
+def check_key(key: str) -> str:
+    """Refuse keys that could escape the store (absolute, `..`, backslashes, empty parts)."""
+    parts = key.split("/")
+    if (
+        not key
+        or key.startswith("/")
+        or "\\" in key
+        or "\x00" in key
+        or any(part in ("..", ".", "") for part in parts)
+    ):
+        raise StoreError(f"refusing unsafe store key {key!r}")
+    return key
+
+
+class HashingClock:
+    """CPU seconds spent in SHA-256 while spooling, summed over threads (for the snapshot
+    phase's figures: what hashing costs the snapshot)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seconds = 0.0
+
+    def add(self, seconds: float) -> None:
+        with self._lock:
+            self._seconds += seconds
+
+    @property
+    def seconds(self) -> float:
+        with self._lock:
+            return self._seconds
+
+
+HASHING = HashingClock()
+
+
+def spool(chunks: Iterable[bytes], directory: Path) -> tuple[Path, str, int]:
+    """Write chunks to a temp file in `directory`, hashing as they pass.
+
+    Returns the file's path, SHA-256 and size. The hashing's CPU time (this thread's) is
+    added to HASHING.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    size = 0
+    hashing = 0.0
+    clock = time.thread_time
+    fd, name = tempfile.mkstemp(dir=directory, prefix="spool-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            for chunk in chunks:
+                started = clock()
+                digest.update(chunk)
+                hashing += clock() - started
+                size += len(chunk)
+                handle.write(chunk)
+    except BaseException:
+        os.unlink(name)
+        raise
+    finally:
+        HASHING.add(hashing)
+    return Path(name), digest.hexdigest(), size
+
+
+def sha256_file(path: Path) -> tuple[str, int]:
+    """SHA-256 and size of a file, streamed."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+class Store(Protocol):
+    """What every evidence store backend offers."""
+
+    uri: str
+
+    def put_file(self, key: str, path: Path, *, move: bool = False) -> None: ...
+    def put_bytes(self, key: str, data: bytes) -> None: ...
+    def open(self, key: str) -> IO[bytes]: ...
+    def fetch(self, key: str, dest: Path) -> Path: ...
+    def exists(self, key: str) -> bool: ...
+    def list(self, prefix: str) -> Iterator[str]: ...
+    def location(self, key: str) -> str: ...
+
+
+class LocalStore:
+    """A folder on disk (the default, `.soxtrail/store`)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.uri = str(self.root)
+        self._folders: dict[str, Path] = {}  # a key's folder, resolved (symlinks followed)
+
+    def _path(self, key: str) -> Path:
+        """The file of `key`, refused when a symlink would take it outside the store.
+
+        check_key already refuses `..`, absolute keys and empty parts; what is left is a
+        symlink on the way. Each folder is resolved once (a run writes thousands of
+        objects into a few hundred folders), the object itself on every call.
+        """
+        folder, _, leaf = check_key(key).rpartition("/")
+        parent = self._folders.get(folder)
+        if parent is None:
+            parent = (self.root / folder).resolve() if folder else self.root
+            if parent != self.root and self.root not in parent.parents:
+                raise StoreError(f"refusing store key outside the store: {key!r}")
+            self._folders[folder] = parent
+        path = parent / leaf
+        if path.is_symlink():
+            path = path.resolve()
+            if self.root not in path.parents:
+                raise StoreError(f"refusing store key outside the store: {key!r}")
+        return path
+
+    def put_file(self, key: str, path: Path, *, move: bool = False) -> None:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".partial")
+        if move:  # a rename on the same file system: the bytes are not copied again
+            shutil.move(str(path), tmp)
+            os.chmod(tmp, FILE_MODE)  # a spool file is 0600 (mkstemp); a copy would not be
+        else:
+            shutil.copyfile(path, tmp)
+        os.replace(tmp, target)  # atomic: a reader never sees a partial object
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".partial")
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+
+    def open(self, key: str) -> IO[bytes]:
+        try:
+            return self._path(key).open("rb")
+        except FileNotFoundError as exc:
+            raise StoreError(f"object not found in store: {self.location(key)}") from exc
+
+    def fetch(self, key: str, dest: Path) -> Path:
+        """Local objects need no copy: return the object's own path."""
+        path = self._path(key)
+        if not path.exists():
+            raise StoreError(f"object not found in store: {self.location(key)}")
+        return path
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list(self, prefix: str) -> Iterator[str]:
+        base = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
+        if not base.exists():
+            return
+        for path in sorted(base.rglob("*")):
+            if path.is_file() and not path.name.endswith(".partial"):
+                yield path.relative_to(self.root).as_posix()
+
+    def location(self, key: str) -> str:
+        return str(self.root / key)
+
+
+class S3Store:
+    """`s3://bucket/prefix` through boto3 (any S3-compatible endpoint), optionally WORM."""
+
+    def __init__(self, uri: str, *, endpoint_url: str | None = None,
+                 object_lock: str | None = None, retention_days: int = 0,
+                 max_attempts: int = 8) -> None:
+        import boto3
+        from botocore.config import Config
+
+        rest = uri[len("s3://"):]
+        self.bucket, _, prefix = rest.partition("/")
+        if not self.bucket:
+            raise ConfigError(f"store {uri!r}: expected s3://bucket/prefix")
+        self.prefix = prefix.strip("/")
+        self.uri = uri.rstrip("/")
+        if object_lock and object_lock not in ("COMPLIANCE", "GOVERNANCE"):
+            raise ConfigError(
+                f"SOXTRAIL_S3_OBJECT_LOCK={object_lock!r}: expected COMPLIANCE or GOVERNANCE"
+            )
+        self.object_lock = object_lock
+        self.retention_days = retention_days
+        self.client = boto3.session.Session().client(
+            "s3",
+            endpoint_url=endpoint_url,
+            # throttling (503 SlowDown), 5xx and connection errors are retried with
+            # back-off; what is still failing after that is a StoreError naming the object
+            config=Config(retries={"max_attempts": max_attempts, "mode": "adaptive"},
+                          connect_timeout=10, read_timeout=60),
+        )
+
+    def _key(self, key: str) -> str:
+        check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _extra(self) -> dict[str, Any]:
+        if not self.object_lock:
+            return {}
+        until = datetime.now(timezone.utc) + timedelta(days=max(self.retention_days, 1))
+        return {"ObjectLockMode": self.object_lock, "ObjectLockRetainUntilDate": until}
+
+    def _call(self, what: str, key: str, func: Any, **kwargs: Any) -> Any:
+        from boto3.exceptions import Boto3Error
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return func(**kwargs)
+        except (BotoCoreError, ClientError, Boto3Error) as exc:
+            # Boto3Error: upload_file/download_file (s3transfer) wrap the ClientError in
+            # S3UploadFailedError / S3TransferFailedError
+            raise StoreError(f"S3 {what} of {self.location(key)} failed: {exc}") from exc
+
+    def put_file(self, key: str, path: Path, *, move: bool = False) -> None:
+        extra = self._extra()
+        if extra:
+            # Object Lock needs a content checksum; put_object sends one.
+            with path.open("rb") as body:
+                self._call("put", key, self.client.put_object, Bucket=self.bucket,
+                           Key=self._key(key), Body=body, ChecksumAlgorithm="SHA256",
+                           **extra)
+        else:
+            self._call("upload", key, self.client.upload_file, Filename=str(path),
+                       Bucket=self.bucket, Key=self._key(key))
+        if move:
+            path.unlink()
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self._call("put", key, self.client.put_object, Bucket=self.bucket,
+                   Key=self._key(key), Body=data, ChecksumAlgorithm="SHA256",
+                   **self._extra())
+
+    def open(self, key: str) -> IO[bytes]:
+        response = self._call("get", key, self.client.get_object, Bucket=self.bucket,
+                              Key=self._key(key))
+        return response["Body"]  # type: ignore[no-any-return]
+
+    def fetch(self, key: str, dest: Path) -> Path:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        self._call("download", key, self.client.download_file, Bucket=self.bucket,
+                   Key=self._key(key), Filename=str(dest))
+        return dest
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            return True
+        except ClientError:
+            return False
+
+    def list(self, prefix: str) -> Iterator[str]:
+        full = self._key(prefix.rstrip("/")) + "/" if prefix.strip("/") else (
+            f"{self.prefix}/" if self.prefix else "")
+        paginator = self.client.get_paginator("list_objects_v2")
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
+            for item in page.get("Contents", []):
+                yield item["Key"][strip:]
+
+    def location(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._key(key)}"
+
+
+def open_store(uri: str | None, default_root: Path) -> Store:
+    """The store named by `uri` (or SOXTRAIL_STORE), else the local default folder."""
+    uri = uri or os.environ.get("SOXTRAIL_STORE") or str(default_root)
+    if uri.startswith("s3://"):
+        retention = os.environ.get("SOXTRAIL_S3_RETENTION_DAYS", "0") or "0"
+        try:
+            days = int(retention)
+        except ValueError as exc:
+            raise ConfigError(
+                f"SOXTRAIL_S3_RETENTION_DAYS={retention!r}: expected a number") from exc
+        attempts = os.environ.get("SOXTRAIL_S3_MAX_ATTEMPTS", "8") or "8"
+        if not attempts.isdigit() or int(attempts) < 1:
+            raise ConfigError(f"SOXTRAIL_S3_MAX_ATTEMPTS={attempts!r}: expected a number >= 1")
+        return S3Store(uri, endpoint_url=os.environ.get("SOXTRAIL_S3_ENDPOINT_URL") or None,
+                       object_lock=os.environ.get("SOXTRAIL_S3_OBJECT_LOCK") or None,
+                       retention_days=days, max_attempts=int(attempts))
+    return LocalStore(Path(uri))
