@@ -474,7 +474,7 @@ def limit_load(server: Server, dsn: str, files: list[Path], streams: int) -> dic
     (catalogs, HR, seeds) into text tables of their width. Every line is loaded, audit or
     not: soxtrail parses the same bytes and loads only the audit entries.
     """
-    from extract.loader import CSVLOG_COLUMNS
+    from extract.connectors.pgaudit_log import CSVLOG_COLUMNS
 
     csv_tables: dict[int, str] = {}
     commands = [(_copy_command(p, csv_tables), p.stat().st_size) for p in files]

@@ -18,57 +18,13 @@ from typing import Any
 import psycopg
 
 from extract.connectors.file import jsonb_problem
-from extract.connectors.registry import connector_module
+from extract.connectors.registry import RAW_TABLES, connector_module
 from soxtrail.kernel import secrets
 from soxtrail.kernel.errors import PipelineError
 from soxtrail.kernel.sources import CopyRows, JsonDoc, RawRow, Reject, Skipped, Source, copy_fields
 from soxtrail.kernel.store import Store
 
 MAX_REJECT_TEXT = 10_000
-
-
-@dataclass(frozen=True)
-class RawTable:
-    """A raw table: the context columns filled from the evidence row, then the payload."""
-
-    context: tuple[str, ...]
-    payload: tuple[str, ...]
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        return ("run_id", "evidence_id", *self.context, "locator", *self.payload)
-
-
-CSVLOG_COLUMNS = (
-    "log_time", "user_name", "database_name", "process_id", "connection_from",
-    "session_id", "session_line_num", "command_tag", "session_start_time",
-    "virtual_transaction_id", "transaction_id", "error_severity", "sql_state_code",
-    "message", "detail", "hint", "internal_query", "internal_query_pos", "context",
-    "query", "query_pos", "location", "application_name", "backend_type",
-    "leader_pid", "query_id",
-)
-
-RAW_TABLES: dict[str, RawTable] = {
-    "raw.pgaudit_csvlog": RawTable(("source_name", "cluster"), CSVLOG_COLUMNS),
-    "raw.pgaudit_jsonlog": RawTable(("source_name", "cluster"), ("doc",)),
-    "raw.pgaudit_stderr": RawTable(("source_name", "cluster"), (
-        "log_time", "user_name", "database_name", "process_id", "session_id",
-        "session_line_num", "application_name", "remote_host", "error_severity",
-        "message", "raw_entry")),
-    "raw.catalog_memberships": RawTable(("source_name", "cluster"), (
-        "member", "granted_role", "admin_option", "rolsuper", "rolcanlogin",
-        "rolcreaterole", "rolvaliduntil")),
-    "raw.catalog_roles": RawTable(("source_name", "cluster"), (
-        "rolname", "rolsuper", "rolcreaterole", "rolcanlogin", "rolvaliduntil")),
-    "raw.iam_events": RawTable(("source_name", "connector"), ("doc",)),
-    "raw.tickets": RawTable(("source_name", "connector"), ("doc",)),
-    "raw.backups": RawTable(("source_name", "connector"), ("doc",)),
-    "raw.role_catalog": RawTable((), (
-        "role_name", "cluster_pattern", "is_privileged", "description", "owner",
-        "allowed_holders")),
-    "raw.applications": RawTable((), ("application", "cluster", "sox_in_scope", "backup_policy")),
-    "raw.identity_map": RawTable((), ("login_role", "identity", "identity_type", "approval_ref")),
-}
 
 
 @dataclass

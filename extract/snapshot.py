@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Executor
@@ -15,9 +14,7 @@ from typing import Any
 from soxtrail.kernel import secrets
 from soxtrail.kernel.quarter import Quarter
 from soxtrail.kernel.sources import Captured, RowCounter, Source
-from soxtrail.kernel.store import LocalStore, Store, check_key, spool
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._=-]+")
+from soxtrail.kernel.store import LocalStore, Store, check_key, safe_name, spool
 
 
 def _counted(chunks: Iterable[bytes], counter: RowCounter) -> Iterator[bytes]:
@@ -26,12 +23,6 @@ def _counted(chunks: Iterable[bytes], counter: RowCounter) -> Iterator[bytes]:
     for chunk in chunks:
         feed(chunk)
         yield chunk
-
-
-def safe_name(text: str) -> str:
-    """A store-key-safe file name for `text`."""
-    name = _UNSAFE.sub("_", text).strip("._") or "object"
-    return name[:180]
 
 
 @dataclass(frozen=True)

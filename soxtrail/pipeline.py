@@ -26,7 +26,7 @@ from typing import IO, Any
 import psycopg
 
 from extract.connectors.postgres_catalog import query_files
-from extract.connectors.registry import connector_module
+from extract.connectors.registry import SPECS, connector_module
 from extract.loader import LoadReport, die_with_parent, load_run
 from extract.snapshot import EvidenceRecord, SnapshotRun
 from soxtrail.kernel import controls, runs, secrets
@@ -169,7 +169,7 @@ def config_for_run(run: runs.Run, *, resolve_secrets: bool) -> Config:
     """Rebuild the run's config from what it recorded (secrets from the environment if asked)."""
     recorded = dict(run.config)
     config = parse_config(recorded, path=None, base_dir=Path(recorded.get("_base_dir", ".")),
-                          resolve_secrets=resolve_secrets)
+                          specs=SPECS, resolve_secrets=resolve_secrets)
     config.catalogs = {k: Path(v) for k, v in recorded.get("_catalogs", {}).items()}
     return config
 

@@ -44,7 +44,7 @@ from typing import Any
 from extract.connectors import http
 from soxtrail.kernel import secrets
 from soxtrail.kernel.errors import ConfigError, SourceError
-from soxtrail.kernel.sources import ConnectorSpec, LoadItem, SnapshotContext, Source
+from soxtrail.kernel.sources import DOC_TABLE, ConnectorSpec, LoadItem, SnapshotContext, Source
 
 RAW_TABLE = "raw.backups"
 MAX_PAGES = 100_000
@@ -60,6 +60,7 @@ SPEC = ConnectorSpec(
     systems=frozenset({"backups"}),
     required=frozenset({"region", "resource_cluster"}),
     optional=frozenset({"vault", "endpoint_url", "page_size", "retry"}),
+    raw_tables={"raw.backups": DOC_TABLE},
 )
 
 

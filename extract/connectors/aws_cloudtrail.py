@@ -24,9 +24,9 @@ from extract.connectors.file import (
     s3_client,
     split_s3_uri,
 )
-from extract.snapshot import safe_name
 from soxtrail.kernel.errors import ConfigError, SourceError
 from soxtrail.kernel.sources import (
+    DOC_TABLE,
     ConnectorSpec,
     LoadItem,
     RawRow,
@@ -35,12 +35,14 @@ from soxtrail.kernel.sources import (
     Source,
     iter_file,
 )
+from soxtrail.kernel.store import safe_name
 
 SPEC = ConnectorSpec(
     name="aws_cloudtrail",
     systems=frozenset({"iam"}),
     required=frozenset({"path"}),
     optional=frozenset({"region", "account"}),
+    raw_tables={"raw.iam_events": DOC_TABLE},
 )
 
 IAM_SOURCE = "iam.amazonaws.com"

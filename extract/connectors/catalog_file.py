@@ -9,14 +9,30 @@ from pathlib import Path
 from typing import Any
 
 from extract.connectors.file import csv_rows, header_names, open_bytes, preview
-from extract.loader import RAW_TABLES
 from soxtrail.kernel.errors import ConfigError, SourceError
-from soxtrail.kernel.sources import ConnectorSpec, LoadItem, RawRow, Reject, Source, iter_file
+from soxtrail.kernel.sources import (
+    ConnectorSpec,
+    LoadItem,
+    RawRow,
+    RawTable,
+    Reject,
+    Source,
+    iter_file,
+)
 
 SPEC = ConnectorSpec(
     name="catalog_file",
     systems=frozenset({"role_catalog"}),
     required=frozenset({"path", "catalog"}),
+    raw_tables={
+        "raw.role_catalog": RawTable((), (
+            "role_name", "cluster_pattern", "is_privileged", "description", "owner",
+            "allowed_holders")),
+        "raw.applications": RawTable((), ("application", "cluster", "sox_in_scope",
+                                          "backup_policy")),
+        "raw.identity_map": RawTable((), ("login_role", "identity", "identity_type",
+                                          "approval_ref")),
+    },
 )
 
 # columns a catalog file must have; the raw table's other columns are optional (→ null)
@@ -74,7 +90,7 @@ def snapshot(source: Source, ctx: Any) -> None:
     problem = _header_problem(catalog, header)
     if problem:
         raise ConfigError(f"{path}: {problem} (expected "
-                          f"{','.join(RAW_TABLES['raw.' + catalog].payload)})")
+                          f"{','.join(SPEC.raw_tables['raw.' + catalog].payload)})")
     params = {"catalog": catalog, "path": str(path), "file": path.name, **git_commit(path)}
     ctx.capture(
         source,
@@ -97,7 +113,7 @@ def count_rows(params: Mapping[str, Any], path: Path) -> int:
 def load(params: Mapping[str, Any], path: Path) -> Iterator[LoadItem]:
     """Rows in the raw table's column order (missing optional columns → None)."""
     catalog = _catalog(params.get("catalog"), "catalog_file")
-    columns = RAW_TABLES[f"raw.{catalog}"].payload
+    columns = SPEC.raw_tables[f"raw.{catalog}"].payload
     name = str(params.get("file") or path.name)
     with open_bytes(path) as handle:
         rows = csv_rows(handle)

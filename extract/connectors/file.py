@@ -17,9 +17,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
-from extract.snapshot import safe_name
 from soxtrail.kernel.errors import ConfigError, SourceError
 from soxtrail.kernel.sources import (
+    DOC_TABLE,
     ConnectorSpec,
     LoadItem,
     RawRow,
@@ -28,12 +28,14 @@ from soxtrail.kernel.sources import (
     Source,
     iter_file,
 )
+from soxtrail.kernel.store import safe_name
 
 SPEC = ConnectorSpec(
     name="file",
     systems=frozenset({"iam", "tickets", "backups"}),
     required=frozenset({"path", "format", "columns"}),
     optional=frozenset({"timezone", "types", "approved_statuses"}),
+    raw_tables={"raw.iam_events": DOC_TABLE, "raw.tickets": DOC_TABLE, "raw.backups": DOC_TABLE},
 )
 
 RAW_TABLE_BY_SYSTEM = {"iam": "raw.iam_events", "tickets": "raw.tickets", "backups": "raw.backups"}

@@ -43,7 +43,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from extract.connectors import http
 from soxtrail.kernel.errors import ConfigError, SourceError
-from soxtrail.kernel.sources import ConnectorSpec, LoadItem, SnapshotContext, Source, iter_file
+from soxtrail.kernel.sources import (
+    DOC_TABLE,
+    ConnectorSpec,
+    LoadItem,
+    SnapshotContext,
+    Source,
+    iter_file,
+)
 
 log = logging.getLogger("soxtrail.extract.jira")
 
@@ -71,6 +78,7 @@ SPEC = ConnectorSpec(
                         "approved_statuses", "timezone", "retry"}),
     secret=frozenset({"auth"}),
     one_of=(frozenset({"url", "jql"}), frozenset({"path"})),
+    raw_tables={"raw.tickets": DOC_TABLE},
 )
 
 

@@ -35,7 +35,7 @@ from requests.utils import parse_header_links
 from extract.connectors import http
 from soxtrail.kernel import secrets
 from soxtrail.kernel.errors import ConfigError, SourceError
-from soxtrail.kernel.sources import ConnectorSpec, LoadItem, SnapshotContext, Source
+from soxtrail.kernel.sources import DOC_TABLE, ConnectorSpec, LoadItem, SnapshotContext, Source
 
 RAW_TABLE = "raw.iam_events"
 MAX_PAGES = 100_000
@@ -53,6 +53,7 @@ SPEC = ConnectorSpec(
     required=frozenset({"url", "token"}),
     optional=frozenset({"event_types", "page_size", "retry"}),
     secret=frozenset({"token"}),
+    raw_tables={"raw.iam_events": DOC_TABLE},
 )
 
 

@@ -32,7 +32,6 @@ from extract.connectors.file import (
     s3_list,
     split_csv_records,
 )
-from extract.snapshot import safe_name
 from soxtrail.kernel.errors import ConfigError, SourceError
 from soxtrail.kernel.sources import (
     ConnectorSpec,
@@ -40,6 +39,7 @@ from soxtrail.kernel.sources import (
     JsonDoc,
     LoadItem,
     RawRow,
+    RawTable,
     Reject,
     RowCounter,
     Skipped,
@@ -48,20 +48,40 @@ from soxtrail.kernel.sources import (
     copy_fields,
     iter_file,
 )
+from soxtrail.kernel.store import safe_name
 
 try:  # compiled at install (pyproject.toml ext-modules); without it, the Python path
     from extract.connectors import _pgaudit_scan
 except ImportError:  # pragma: no cover - a source tree that was never built
     _pgaudit_scan = None  # type: ignore[assignment]
 
+# the 26 csvlog columns (PostgreSQL 14+; 24-column PG13 files get leader_pid, query_id null)
+CSVLOG_COLUMNS = (
+    "log_time", "user_name", "database_name", "process_id", "connection_from",
+    "session_id", "session_line_num", "command_tag", "session_start_time",
+    "virtual_transaction_id", "transaction_id", "error_severity", "sql_state_code",
+    "message", "detail", "hint", "internal_query", "internal_query_pos", "context",
+    "query", "query_pos", "location", "application_name", "backend_type",
+    "leader_pid", "query_id",
+)
+
 SPEC = ConnectorSpec(
     name="pgaudit_log",
     systems=frozenset({"db_audit"}),
     required=frozenset({"cluster", "format", "paths"}),
     optional=frozenset({"log_line_prefix"}),
+    raw_tables={
+        "raw.pgaudit_csvlog": RawTable(("source_name", "cluster"), CSVLOG_COLUMNS),
+        "raw.pgaudit_jsonlog": RawTable(("source_name", "cluster"), ("doc",)),
+        "raw.pgaudit_stderr": RawTable(("source_name", "cluster"), (
+            "log_time", "user_name", "database_name", "process_id", "session_id",
+            "session_line_num", "application_name", "remote_host", "error_severity",
+            "message", "raw_entry")),
+    },
 )
 
-RAW_TABLES = {
+# the raw table of each log format
+FORMAT_TABLES = {
     "csvlog": "raw.pgaudit_csvlog",
     "jsonlog": "raw.pgaudit_jsonlog",
     "stderr": "raw.pgaudit_stderr",
@@ -433,7 +453,7 @@ def count_stream(params: Mapping[str, Any]) -> RowCounter | None:
     """A RowCounter giving count_rows' number from the bytes as they are captured (the C
     LineCounter where extract/connectors/_pgaudit_scan.pyx is built)."""
     fmt = str(params.get("format"))
-    if fmt in RAW_TABLES and _pgaudit_scan is not None:
+    if fmt in FORMAT_TABLES and _pgaudit_scan is not None:
         return _pgaudit_scan.LineCounter(fmt, file_module.MAX_RECORD_BYTES)
     return python_counter(fmt)
 
@@ -673,7 +693,7 @@ def load_copy_text(params: Mapping[str, Any], path: Path,
     name = str(params.get("file") or path.name)
     as_copy_text = copy_escape(name) == name and "\x00" not in name
     if as_copy_text and head is not None and _pgaudit_scan is not None \
-            and params.get("format") in RAW_TABLES and not _is_gzip(path):
+            and params.get("format") in FORMAT_TABLES and not _is_gzip(path):
         return _scan(params, path, name, head)
     return _load(params, path, as_copy_text=as_copy_text)
 
@@ -862,7 +882,7 @@ def _ext(name: str, fmt: str) -> str:
 def snapshot(source: Source, ctx: Any) -> None:
     """Capture every matched log file byte for byte, one evidence row per file (sorted)."""
     fmt = str(source.get("format"))
-    if fmt not in RAW_TABLES:
+    if fmt not in FORMAT_TABLES:
         raise ConfigError(f"source {source.name}: format {fmt!r} unknown "
                           f"(expected csvlog, jsonlog or stderr)")
     patterns = _patterns(source)
@@ -891,7 +911,7 @@ def snapshot(source: Source, ctx: Any) -> None:
             query_text=f"paths: {', '.join(patterns)}\nfile: {item.location}",
             params=file_params,
             ext=_ext(object_name, fmt),
-            raw_table=RAW_TABLES[fmt],
+            raw_table=FORMAT_TABLES[fmt],
             chunks=chunks,
             count_rows=partial(count_rows, file_params),
             counter=count_stream(file_params),

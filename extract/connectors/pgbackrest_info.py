@@ -18,16 +18,25 @@ from extract.connectors.file import (
     parse_json,
     preview,
 )
-from extract.snapshot import safe_name
 from soxtrail.kernel import secrets
 from soxtrail.kernel.errors import ConfigError, SourceError
-from soxtrail.kernel.sources import ConnectorSpec, LoadItem, RawRow, Reject, Source, iter_file
+from soxtrail.kernel.sources import (
+    DOC_TABLE,
+    ConnectorSpec,
+    LoadItem,
+    RawRow,
+    Reject,
+    Source,
+    iter_file,
+)
+from soxtrail.kernel.store import safe_name
 
 SPEC = ConnectorSpec(
     name="pgbackrest_info",
     systems=frozenset({"backups"}),
     optional=frozenset({"stanza_cluster", "timeout"}),
     one_of=(frozenset({"path"}), frozenset({"command"})),
+    raw_tables={"raw.backups": DOC_TABLE},
 )
 
 RAW_TABLE = "raw.backups"

@@ -12,10 +12,17 @@ import psycopg
 from psycopg import conninfo
 
 from extract.connectors.file import csv_rows, header_names, open_bytes, preview
-from extract.loader import RAW_TABLES
 from soxtrail.kernel import secrets
 from soxtrail.kernel.errors import ConfigError, SourceError
-from soxtrail.kernel.sources import ConnectorSpec, LoadItem, RawRow, Reject, Source, iter_file
+from soxtrail.kernel.sources import (
+    ConnectorSpec,
+    LoadItem,
+    RawRow,
+    RawTable,
+    Reject,
+    Source,
+    iter_file,
+)
 
 SPEC = ConnectorSpec(
     name="postgres_catalog",
@@ -23,6 +30,13 @@ SPEC = ConnectorSpec(
     required=frozenset({"cluster"}),
     secret=frozenset({"dsn"}),
     one_of=(frozenset({"dsn"}), frozenset({"path", "roles_path"})),
+    raw_tables={
+        "raw.catalog_memberships": RawTable(("source_name", "cluster"), (
+            "member", "granted_role", "admin_option", "rolsuper", "rolcanlogin",
+            "rolcreaterole", "rolvaliduntil")),
+        "raw.catalog_roles": RawTable(("source_name", "cluster"), (
+            "rolname", "rolsuper", "rolcreaterole", "rolcanlogin", "rolvaliduntil")),
+    },
 )
 
 # query name -> (raw table, the offline export's config key)
@@ -161,7 +175,7 @@ def count_rows(params: Mapping[str, Any], path: Path) -> int:
 
 def load(params: Mapping[str, Any], path: Path) -> Iterator[LoadItem]:
     """One RawRow per CSV row in the raw table's column order; bad rows → Reject."""
-    columns = RAW_TABLES[_raw_table(params)].payload
+    columns = SPEC.raw_tables[_raw_table(params)].payload
     name = str(params.get("file") or f"{params.get('query', path.stem)}.csv")
     with open_bytes(path) as handle:
         rows = csv_rows(handle)

@@ -1,24 +1,38 @@
-"""Connector names to their modules (imported on first use)."""
+"""Connector names to their modules and specs: the one list of connectors."""
 
 from __future__ import annotations
 
-import importlib
 from types import ModuleType
 
+from extract.connectors import (
+    aws_backup,
+    aws_cloudtrail,
+    catalog_file,
+    file,
+    jira,
+    okta_system_log,
+    pgaudit_log,
+    pgbackrest_info,
+    postgres_catalog,
+    servicenow,
+)
 from soxtrail.kernel.errors import ConfigError
+from soxtrail.kernel.sources import ConnectorSpec, RawTable
 
-CONNECTORS: dict[str, str] = {
-    "pgaudit_log": "extract.connectors.pgaudit_log",
-    "postgres_catalog": "extract.connectors.postgres_catalog",
-    "aws_cloudtrail": "extract.connectors.aws_cloudtrail",
-    "okta_system_log": "extract.connectors.okta_system_log",
-    "jira": "extract.connectors.jira",
-    "servicenow": "extract.connectors.servicenow",
-    "pgbackrest_info": "extract.connectors.pgbackrest_info",
-    "aws_backup": "extract.connectors.aws_backup",
-    "file": "extract.connectors.file",
-    "catalog_file": "extract.connectors.catalog_file",
+CONNECTORS: dict[str, ModuleType] = {
+    "pgaudit_log": pgaudit_log,
+    "postgres_catalog": postgres_catalog,
+    "aws_cloudtrail": aws_cloudtrail,
+    "okta_system_log": okta_system_log,
+    "jira": jira,
+    "servicenow": servicenow,
+    "pgbackrest_info": pgbackrest_info,
+    "aws_backup": aws_backup,
+    "file": file,
+    "catalog_file": catalog_file,
 }
+# what a config's `connector:` may name (catalog_file serves the `catalogs:` files only)
+SPECS: dict[str, ConnectorSpec] = {name: module.SPEC for name, module in CONNECTORS.items()}
 
 
 def connector_module(name: str, where: str = "") -> ModuleType:
@@ -26,4 +40,17 @@ def connector_module(name: str, where: str = "") -> ModuleType:
     if name not in CONNECTORS:
         known = ", ".join(sorted(k for k in CONNECTORS if k != "catalog_file"))
         raise ConfigError(f"{where}unknown connector {name!r} (known: {known})")
-    return importlib.import_module(CONNECTORS[name])
+    return CONNECTORS[name]
+
+
+def _raw_tables() -> dict[str, RawTable]:
+    tables: dict[str, RawTable] = {}
+    for name, spec in SPECS.items():
+        for table, shape in spec.raw_tables.items():
+            if tables.setdefault(table, shape) != shape:
+                raise AssertionError(f"connector {name!r} declares {table} with another shape")
+    return tables
+
+
+# every raw table by name, as the connectors declare them
+RAW_TABLES: dict[str, RawTable] = _raw_tables()

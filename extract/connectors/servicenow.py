@@ -57,7 +57,7 @@ from typing import Any
 from extract.connectors import http
 from extract.connectors.jira import ticket_settings
 from soxtrail.kernel.errors import ConfigError, SourceError
-from soxtrail.kernel.sources import ConnectorSpec, LoadItem, SnapshotContext, Source
+from soxtrail.kernel.sources import DOC_TABLE, ConnectorSpec, LoadItem, SnapshotContext, Source
 
 RAW_TABLE = "raw.tickets"
 APPROVAL_TABLE = "sysapproval_approver"
@@ -74,6 +74,7 @@ SPEC = ConnectorSpec(
     optional=frozenset({"query", "auth", "page_size", "fields", "types", "approved_statuses",
                         "timezone", "display_value", "approvals", "retry"}),
     secret=frozenset({"auth"}),
+    raw_tables={"raw.tickets": DOC_TABLE},
 )
 
 

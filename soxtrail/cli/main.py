@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from extract.connectors.registry import SPECS
 from soxtrail import __version__, pipeline
 from soxtrail.kernel import runs, secrets
 from soxtrail.kernel.config import Config, load_config
@@ -245,7 +246,7 @@ def run(
         check_log_format(log_format)
         q = Quarter.parse(quarter)
         path = config or demo_config(q)
-        cfg: Config = load_config(path)
+        cfg: Config = load_config(path, specs=SPECS)
         scope = parse_clusters(clusters) or cfg.clusters
         db, conn = open_database()
         with conn:

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from extract.connectors.registry import connector_module
 from soxtrail.kernel import secrets
 from soxtrail.kernel.errors import ConfigError
-from soxtrail.kernel.sources import COMMON_KEYS, SYSTEMS, Source
+from soxtrail.kernel.sources import COMMON_KEYS, SYSTEMS, ConnectorSpec, Source
 
 TOP_LEVEL_KEYS = frozenset({"version", "store", "sources", "catalogs", "policy", "clusters"})
 CATALOG_KEYS = ("role_catalog", "applications", "identity_map")
@@ -37,12 +37,14 @@ class Config:
     store: str | None = None
     clusters: tuple[str, ...] | None = None
     base_dir: Path = field(default_factory=Path.cwd)
+    # the connectors' specs the config was validated against (extract.connectors.registry)
+    specs: Mapping[str, ConnectorSpec] = field(default_factory=dict, repr=False)
 
     def redacted(self) -> dict[str, Any]:
         """The config as recorded in the run: `${NAME}` references kept, literal secrets removed."""
         sources = []
         for source, entry in zip(self.sources, self.raw.get("sources", []), strict=True):
-            spec = connector_module(source.connector).SPEC
+            spec = self.specs[source.connector]
             clean = {}
             for key, value in entry.items():
                 if key in spec.secret:
@@ -81,8 +83,15 @@ def _where(path: Path | None, key: str) -> str:
     return f"{path or '<config>'}: {key}"
 
 
+def _spec(specs: Mapping[str, ConnectorSpec], name: str, where: str) -> ConnectorSpec:
+    if name not in specs or name == "catalog_file":
+        known = ", ".join(sorted(k for k in specs if k != "catalog_file"))
+        raise ConfigError(f"{where}unknown connector {name!r} (known: {known})")
+    return specs[name]
+
+
 def _validate_source(entry: Any, index: int, path: Path | None, base_dir: Path,
-                     resolve_secrets: bool) -> Source:
+                     resolve_secrets: bool, specs: Mapping[str, ConnectorSpec]) -> Source:
     where = _where(path, f"sources[{index}]")
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: expected a mapping with name, system, connector")
@@ -95,7 +104,7 @@ def _validate_source(entry: Any, index: int, path: Path | None, base_dir: Path,
     if system not in SYSTEMS:
         raise ConfigError(f"{where}.system: unknown system {system!r} "
                           f"(known: {', '.join(sorted(SYSTEMS))})")
-    spec = connector_module(connector, f"{where}.connector: ").SPEC
+    spec = _spec(specs, connector, f"{where}.connector: ")
     if system not in spec.systems:
         raise ConfigError(f"{where}: connector {connector!r} does not serve system {system!r} "
                           f"(it serves: {', '.join(sorted(spec.systems))})")
@@ -121,8 +130,9 @@ def _validate_source(entry: Any, index: int, path: Path | None, base_dir: Path,
 
 
 def parse_config(data: Any, *, path: Path | None, base_dir: Path,
-                 resolve_secrets: bool = True) -> Config:
-    """Validate a config mapping; every error names the key and the file."""
+                 specs: Mapping[str, ConnectorSpec], resolve_secrets: bool = True) -> Config:
+    """Validate a config mapping against the connectors' `specs`; every error names the key
+    and the file."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -136,7 +146,7 @@ def parse_config(data: Any, *, path: Path | None, base_dir: Path,
     entries = data.get("sources") or []
     if not isinstance(entries, list):
         raise ConfigError(f"{_where(path, 'sources')}: expected a list")
-    sources = [_validate_source(e, i, path, base_dir, resolve_secrets)
+    sources = [_validate_source(e, i, path, base_dir, resolve_secrets, specs)
                for i, e in enumerate(entries)]
     seen: set[str] = set()
     for source in sources:
@@ -175,11 +185,12 @@ def parse_config(data: Any, *, path: Path | None, base_dir: Path,
         store = str(base_dir / store)
     return Config(path=path, raw=data, sources=sources, catalogs=catalogs, policy=policy,
                   store=store, clusters=tuple(clusters) if clusters else None,
-                  base_dir=base_dir)
+                  base_dir=base_dir, specs=specs)
 
 
-def load_config(path: Path, *, resolve_secrets: bool = True) -> Config:
-    """Read and validate `soxtrail.yml`."""
+def load_config(path: Path, *, specs: Mapping[str, ConnectorSpec],
+                resolve_secrets: bool = True) -> Config:
+    """Read and validate `soxtrail.yml` against the connectors' `specs`."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
@@ -191,13 +202,5 @@ def load_config(path: Path, *, resolve_secrets: bool = True) -> Config:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
     return parse_config(data, path=path.resolve(), base_dir=path.resolve().parent,
-                        resolve_secrets=resolve_secrets)
+                        specs=specs, resolve_secrets=resolve_secrets)
 
-
-def recorded_config(recorded: dict[str, Any]) -> Config:
-    """Rebuild a run's config from its recorded (redacted) form, without resolving secrets."""
-    base_dir = Path(recorded.get("_base_dir", "."))
-    config = parse_config(recorded, path=None, base_dir=base_dir, resolve_secrets=False)
-    catalogs = {k: Path(v) for k, v in recorded.get("_catalogs", {}).items()}
-    config.catalogs = catalogs or config.catalogs
-    return config

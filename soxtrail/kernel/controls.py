@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 
-from soxtrail.reconcile.dbt import PLANNER_SQL
+from soxtrail.kernel.database import PLANNER_SQL
 
 CONTROLS: dict[str, str] = {
     "AC-01": "fct_control_ac01__privileged_access_approved",

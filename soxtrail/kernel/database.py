@@ -15,6 +15,21 @@ from psycopg import conninfo
 from soxtrail.kernel import secrets
 from soxtrail.kernel.errors import DatabaseUnavailable
 
+# The marts chain ephemeral CTEs whose filtered row estimates collapse to 1, and
+# the planner then nests CTE scans inside loops: quadratic or worse at estate
+# scale (CM-01 at 1M audit lines: 14.7 s with nested loops, 1.9 s without).
+# work_mem: the ticket staging's sorts spill to disk at the default 4 MB.
+# jit: enable_nestloop=off adds its "disabled" cost (1e10) to every plan with a
+# nested loop left in it, which puts every mart far past jit_above_cost; where the
+# server has JIT (Debian's and most packaged builds), compiling these statements
+# took seconds per mart for nothing (AC-02 at 100k audit lines on PostgreSQL 15:
+# 7.1 s with JIT, 0.14 s without).
+# Results never depend on the plan; verify's re-runs use the same settings.
+PLANNER_SETTINGS = {"enable_nestloop": "off", "work_mem": "64MB", "jit": "off"}
+# the same settings for a connection (PGOPTIONS) and for a transaction (SET LOCAL)
+PLANNER_OPTIONS = " ".join(f"-c {name}={value}" for name, value in PLANNER_SETTINGS.items())
+PLANNER_SQL = tuple(f"set local {name} = '{value}'" for name, value in PLANNER_SETTINGS.items())
+
 
 def home() -> Path:
     """Where soxtrail keeps its local state (embedded database, store, dbt files)."""

@@ -33,8 +33,25 @@ COMMON_KEYS = frozenset({"name", "system", "connector"})
 
 
 @dataclass(frozen=True)
+class RawTable:
+    """A raw table: the context columns filled from the evidence row, then the payload."""
+
+    context: tuple[str, ...]
+    payload: tuple[str, ...]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return ("run_id", "evidence_id", *self.context, "locator", *self.payload)
+
+
+# the raw tables of JSON documents (raw.iam_events, raw.tickets, raw.backups), whichever
+# connector feeds them: one `doc jsonb` per record
+DOC_TABLE = RawTable(("source_name", "connector"), ("doc",))
+
+
+@dataclass(frozen=True)
 class ConnectorSpec:
-    """What a connector accepts in its `sources:` entry."""
+    """What a connector accepts in its `sources:` entry, and the raw tables it loads."""
 
     name: str
     systems: frozenset[str]
@@ -44,6 +61,9 @@ class ConnectorSpec:
     secret: frozenset[str] = frozenset()
     # at least one of these groups must be fully present (e.g. dsn | path+roles_path)
     one_of: tuple[frozenset[str], ...] = ()
+    # the raw tables this connector's objects load into, by name (`raw.<table>`), with
+    # their shape: the one declaration that platform.sql and the dbt sources are tested against
+    raw_tables: Mapping[str, RawTable] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -19,6 +20,15 @@ CHUNK = 1 << 20
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 FILE_MODE = 0o666 & ~_UMASK  # what a newly written (copied) object gets
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._=-]+")
+
+
+def safe_name(text: str) -> str:
+    """A store-key-safe file name for `text`."""
+    name = _UNSAFE.sub("_", text).strip("._") or "object"
+    return name[:180]
 
 
 def check_key(key: str) -> str:

@@ -14,7 +14,8 @@ import psycopg
 import pytest
 
 from extract.connectors import pgaudit_log
-from extract.loader import RAW_TABLES, copy_object
+from extract.connectors.registry import RAW_TABLES
+from extract.loader import copy_object
 from extract.snapshot import SnapshotRun
 from soxtrail.kernel.database import Database
 from soxtrail.kernel.quarter import Quarter

@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 
-from extract.loader import RAW_TABLES
+from extract.connectors.registry import RAW_TABLES
 from soxtrail.kernel.controls import CONTROLS
 from soxtrail.kernel.database import Database
 

@@ -51,7 +51,7 @@ def test_any_log_bytes_copy_without_failing_and_add_up(fmt: str, data: st.DataOb
     chunks = data.draw(st.lists(st.one_of(st.sampled_from(PIECES[fmt]), st.binary(max_size=30)),
                                 min_size=1, max_size=10))
     params = {"format": fmt, "connector": "pgaudit_log", "source": "prop", "cluster": "c",
-              "raw_table": pgaudit_log.RAW_TABLES[fmt],
+              "raw_table": pgaudit_log.FORMAT_TABLES[fmt],
               "log_line_prefix": pgaudit_log.DEFAULT_PREFIX}
     run_id, evidence_id = str(uuid.uuid4()), str(uuid.uuid4())
     with tempfile.TemporaryDirectory() as folder, rel_db.connect() as conn:

@@ -389,8 +389,9 @@ def test_shipped_seeds_equal_the_generated_ones(estate: tuple[Path, demo.DemoSum
 
 
 def test_the_demo_config_validates(estate: tuple[Path, demo.DemoSummary]) -> None:
+    from extract.connectors.registry import SPECS
     from soxtrail.kernel.config import load_config
-    config = load_config(estate[0] / "soxtrail.yml")
+    config = load_config(estate[0] / "soxtrail.yml", specs=SPECS)
     connectors = Counter(s.connector for s in config.sources)
     assert connectors == {"pgaudit_log": 12, "postgres_catalog": 12, "aws_cloudtrail": 1,
                           "file": 1, "jira": 1, "pgbackrest_info": 1}

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from extract.connectors import aws_backup
+from extract.connectors.registry import SPECS
 from extract.snapshot import SnapshotRun
 from soxtrail.kernel.config import parse_config
 from soxtrail.kernel.errors import SourceError
@@ -66,7 +67,7 @@ def source(tmp_path: Path, services: FakeServices | None, **extra: Any) -> Sourc
              "resource_cluster": {ARN: "pg-fin-01"}, **extra}
     if services is not None:
         entry.setdefault("endpoint_url", services.url)
-    return parse_config({"sources": [entry]}, path=None, base_dir=tmp_path).sources[0]
+    return parse_config({"sources": [entry]}, path=None, base_dir=tmp_path, specs=SPECS).sources[0]
 
 
 def loaded(run: SnapshotRun, local_store: LocalStore) -> list[Any]:

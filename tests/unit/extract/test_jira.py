@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from extract.connectors import jira
+from extract.connectors.registry import SPECS
 from extract.snapshot import SnapshotRun
 from soxtrail.kernel.config import parse_config
 from soxtrail.kernel.errors import SourceError
@@ -67,7 +68,7 @@ def token_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def make_source(tmp_path: Path, **entry: Any) -> Source:
     entry = {"name": "jira-prod", "system": "tickets", "connector": "jira", **entry}
-    return parse_config({"sources": [entry]}, path=None, base_dir=tmp_path).sources[0]
+    return parse_config({"sources": [entry]}, path=None, base_dir=tmp_path, specs=SPECS).sources[0]
 
 
 def online(tmp_path: Path, services: FakeServices, **extra: Any) -> Source:

@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from extract.connectors import pgaudit_log
-from extract.loader import CSVLOG_COLUMNS, RAW_TABLES
+from extract.connectors.pgaudit_log import CSVLOG_COLUMNS
+from extract.connectors.registry import RAW_TABLES
 from extract.snapshot import SnapshotRun
 from soxtrail.kernel.errors import ConfigError, SourceError
 from soxtrail.kernel.quarter import Quarter
@@ -463,7 +464,7 @@ def _check_counts(fmt: str, data: bytes, plain: bytes | None = None) -> None:
         path.write_bytes(data)
         params = {"format": fmt, "file": "f.log", "log_line_prefix": pgaudit_log.DEFAULT_PREFIX}
         items = list(pgaudit_log.load(params, path))
-        width = len(RAW_TABLES[pgaudit_log.RAW_TABLES[fmt]].payload)
+        width = len(RAW_TABLES[pgaudit_log.FORMAT_TABLES[fmt]].payload)
         lines = (data if plain is None else plain).count(b"\n") + 1
         for item in items:
             assert isinstance(item, RawRow | Reject | Skipped)

@@ -46,7 +46,7 @@ def test_query_files_select_the_raw_table_columns_in_order() -> None:
     for query, (table, _key) in postgres_catalog.QUERIES.items():
         sql = postgres_catalog.query_sql(query)
         assert "order by" in sql.lower() and "pg\\_%" in sql
-        payload = postgres_catalog.RAW_TABLES[table].payload
+        payload = postgres_catalog.SPEC.raw_tables[table].payload
         positions = [sql.index(f"as {c}" if f"as {c}" in sql else f".{c}") for c in payload]
         assert positions == sorted(positions), query
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from extract.connectors import servicenow
+from extract.connectors.registry import SPECS
 from extract.snapshot import SnapshotRun
 from soxtrail.kernel.config import parse_config
 from soxtrail.kernel.errors import SourceError
@@ -72,7 +73,7 @@ def source(tmp_path: Path, services: FakeServices, **extra: Any) -> Source:
         "page_size": 2, "retry": RETRY,
     }
     entry.update(extra)
-    return parse_config({"sources": [entry]}, path=None, base_dir=tmp_path).sources[0]
+    return parse_config({"sources": [entry]}, path=None, base_dir=tmp_path, specs=SPECS).sources[0]
 
 
 def loaded(run: SnapshotRun, local_store: LocalStore) -> list[Any]:
