@@ -26,7 +26,7 @@ from render.workbook import (
     MARTS_SCHEMA,
     SUMMARY_TABLE,
     RenderError,
-    discover_controls,
+    control_marts,
     fetch_run,
 )
 from soxtrail.kernel import secrets
@@ -257,7 +257,7 @@ def _control_sql_files(conn: psycopg.Connection[Any], run: dict[str, Any],
                        summary: list[dict[str, Any]], schema: str) -> Iterator[tuple[str, str]]:
     """(file name, text) of each control's compiled SQL with its header comment."""
     by_evidence = {str(r.get("control_evidence_id")): r for r in summary}
-    marts = {table: control for control, table in discover_controls(conn, schema).items()}
+    marts = {table: control for control, table in control_marts().items()}
     rows = conn.execute(
         "select id, query_name, query_text, query_params, result_row_count, result_hash "
         "from soxtrail.sox_evidence where run_id = %s and source_system = 'reconcile' "

@@ -11,7 +11,6 @@ import yaml
 from render.workbook import (
     LayoutError,
     continuation_name,
-    control_id_of,
     evidence_location,
     header_rows,
     humanize,
@@ -149,13 +148,6 @@ def test_header_rows_count_title_notes_blank_and_header() -> None:
     available = _available()
     layout = load_layout("default", _context(available), available)
     assert header_rows(layout.controls["AC-01"]) == 1 + 2 + 1 + 1
-
-
-def test_control_ids_come_from_mart_names() -> None:
-    assert control_id_of("fct_control_ac01__privileged_access_approved") == "AC-01"
-    assert control_id_of("fct_control_bk01__backups_performed") == "BK-01"
-    assert control_id_of("fct_control_summary") is None
-    assert control_id_of("dim_roles") is None
 
 
 def test_humanize_makes_headers() -> None:

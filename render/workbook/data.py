@@ -1,0 +1,171 @@
+"""What the workbook shows, read from the database: the run, its controls' marts and evidence."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from soxtrail.kernel.controls import CONTROLS, MARTS_SCHEMA, SUMMARY_MODEL
+from soxtrail.kernel.errors import PipelineError
+
+SUMMARY_TABLE = SUMMARY_MODEL
+
+# Columns of the Queries sheet: one row per line of each control's compiled SQL.
+QUERY_COLUMNS: dict[str, str] = {
+    "control_id": "text", "control_name": "text", "model": "text", "query_name": "text",
+    "evidence_id": "uuid", "line": "int4", "sql": "text",
+}
+# Extra evidence columns joined from the hash chain.
+CHAIN_COLUMNS: dict[str, str] = {"chain_seq": "int8", "chain_hash": "text"}
+EVIDENCE_ORDER = ('order by evidence.source_system collate "C", evidence.query_name collate "C", '
+                  'evidence.executed_at, evidence.id')
+
+
+class RenderError(PipelineError):
+    """The run's data cannot be rendered (missing run, mart or summary row)."""
+
+
+def control_marts() -> dict[str, str]:
+    """Control id -> mart table of every registered control, in control-id (sheet) order."""
+    return dict(sorted(CONTROLS.items()))
+
+
+def control_id_of(table: str) -> str | None:
+    """`fct_control_ac01__privileged_access_approved` -> `AC-01`; None for other tables."""
+    return next((control for control, model in CONTROLS.items() if model == table), None)
+
+
+def _columns_of(conn: psycopg.Connection[Any], schema: str, table: str) -> dict[str, str]:
+    rows = conn.execute(
+        "select column_name, udt_name from information_schema.columns "
+        "where table_schema = %s and table_name = %s order by ordinal_position",
+        (schema, table)).fetchall()
+    return {name: udt for name, udt in rows}
+
+
+def fetch_run(conn: psycopg.Connection[Any], run_id: str) -> dict[str, Any]:
+    """The sox_runs row of `run_id` as a dict; RenderError when there is none."""
+    with conn.cursor() as cur:
+        cur.execute("select * from soxtrail.sox_runs where id = %s", (run_id,))
+        row = cur.fetchone()
+        if row is None:
+            raise RenderError(f"run {run_id} not found in soxtrail.sox_runs")
+        names = [d.name for d in cur.description or ()]
+    return dict(zip(names, row, strict=True))
+
+
+@dataclass
+class RunData:
+    """Everything about a run the workbook needs before its rows are streamed."""
+
+    run: dict[str, Any]
+    marts: dict[str, str]  # control id -> table
+    summary: dict[str, dict[str, Any]]  # control id -> summary row
+    available: dict[str, dict[str, str]]
+    control_sql: dict[str, tuple[str, str, str | None, str | None]]  # id -> (model, evid, qn, sql)
+
+
+def load_run_data(conn: psycopg.Connection[Any], run_id: str,
+                  schema: str = MARTS_SCHEMA) -> RunData:
+    """The run, its summary rows, each control's columns and compiled SQL; RenderError if absent.
+
+    The controls are the registry's (`soxtrail.kernel.controls`), in control-id order.
+    """
+    run = fetch_run(conn, run_id)
+    marts = control_marts()
+    if not marts:
+        raise RenderError("no controls are registered")
+    summary_columns = _columns_of(conn, schema, SUMMARY_TABLE)
+    if not summary_columns:
+        raise RenderError(f"{schema}.{SUMMARY_TABLE} does not exist: run the reconcile phase first")
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("select * from {}.{} where run_id = %s "
+                            "order by control_id collate \"C\"").format(
+            sql.Identifier(schema), sql.Identifier(SUMMARY_TABLE)), (run_id,))
+        names = [d.name for d in cur.description or ()]
+        summary = {row[names.index("control_id")]: dict(zip(names, row, strict=True))
+                   for row in cur.fetchall()}
+    for control in summary:
+        if control not in marts:
+            raise RenderError(f"{schema}.{SUMMARY_TABLE} names control {control}, which is not "
+                              f"a registered control ({', '.join(marts)})")
+    available: dict[str, dict[str, str]] = {"summary": summary_columns}
+    for control, table in marts.items():
+        columns = _columns_of(conn, schema, table)
+        if not columns:
+            raise RenderError(f"{schema}.{table} (control {control}) does not exist: "
+                              "run the reconcile phase first")
+        if control not in summary:
+            raise RenderError(f"{schema}.{table} has no row in {schema}.{SUMMARY_TABLE} "
+                              f"for run {run_id}")
+        for needed in ("run_id", "item_key", "result"):
+            if needed not in columns:
+                raise RenderError(f"{schema}.{table} has no {needed!r} column")
+        available[control] = columns
+    evidence = _columns_of(conn, "soxtrail", "sox_evidence")
+    available["evidence"] = {**evidence, **CHAIN_COLUMNS}
+    available["queries"] = dict(QUERY_COLUMNS)
+
+    control_sql: dict[str, tuple[str, str, str | None, str | None]] = {}
+    for control, table in marts.items():
+        evidence_id = summary[control].get("control_evidence_id")
+        if evidence_id is None:
+            evidence_id = str(uuid.UUID(
+                conn.execute("select md5(%s)", (f"soxtrail:{run_id}:{table}",))
+                .fetchone()[0]))  # type: ignore[index]
+        row = conn.execute(
+            "select query_name, query_text from soxtrail.sox_evidence "
+            "where id = %s and run_id = %s", (evidence_id, run_id)).fetchone()
+        control_sql[control] = (table, str(evidence_id), row[0] if row else None,
+                                row[1] if row else None)
+    return RunData(run, marts, summary, available, control_sql)
+
+
+def _stream(conn: psycopg.Connection[Any], query: sql.Composed, params: Sequence[Any],
+            name: str) -> Iterator[tuple[Any, ...]]:
+    """Rows of a query through a server-side cursor (constant memory)."""
+    with conn.cursor(name=name) as cur:
+        cur.itersize = 2000
+        cur.execute(query, params)
+        yield from cur
+
+
+def read_mart_rows(conn: psycopg.Connection[Any], run_id: str, *, schema: str, table: str,
+                   columns: Sequence[str], cursor: str) -> Iterator[tuple[Any, ...]]:
+    """The run's rows of a control mart, `columns` in order, by item key (streamed)."""
+    query = sql.SQL("select {} from {}.{} where run_id = %s "
+                    "order by item_key collate \"C\"").format(
+        sql.SQL(", ").join(sql.Identifier(n) for n in columns),
+        sql.Identifier(schema), sql.Identifier(table))
+    return _stream(conn, query, (run_id,), cursor)
+
+
+def read_evidence_ids(conn: psycopg.Connection[Any], run_id: str) -> list[str]:
+    """The run's evidence ids in Evidence-sheet order."""
+    return [str(r[0]) for r in conn.execute(
+        "select evidence.id from soxtrail.sox_evidence as evidence "
+        "where evidence.run_id = %s " + EVIDENCE_ORDER, (run_id,))]  # type: ignore[operator]
+
+
+def read_evidence_rows(conn: psycopg.Connection[Any], run_id: str,
+                       columns: Sequence[str]) -> Iterator[tuple[Any, ...]]:
+    """The run's evidence rows with their chain links, `columns` in order (streamed)."""
+    parts: list[sql.Composable] = []
+    for column in columns:
+        if column == "chain_seq":
+            parts.append(sql.SQL("chain.seq"))
+        elif column == "chain_hash":
+            parts.append(sql.SQL("chain.chain_hash"))
+        else:
+            parts.append(sql.SQL("evidence.{}").format(sql.Identifier(column)))
+    query = sql.SQL(
+        "select {} from soxtrail.sox_evidence as evidence "
+        "left join soxtrail.sox_evidence_chain as chain on chain.evidence_id = evidence.id "
+        "where evidence.run_id = %s "
+        + EVIDENCE_ORDER).format(sql.SQL(", ").join(parts))
+    return _stream(conn, query, (run_id,), "soxtrail_render_evidence")
