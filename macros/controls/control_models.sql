@@ -1,16 +1,20 @@
-{#- The five controls: (control id, mart, name, description). The one list the
-    summary mart and the cross-control tests read. -#}
-{% macro control_models() -%}
-    {{ return([
-        ('AC-01', 'fct_control_ac01__privileged_access_approved', 'Privileged access approved',
-         'Every privileged grant on an in-scope cluster in the quarter is backed by an access ticket approved before the grant, within its validity window, by someone other than the grantee, the requester and the person who ran the grant.'),
-        ('AC-02', 'fct_control_ac02__timely_revocation', 'Timely revocation',
-         'Every role held on an in-scope cluster by a person deactivated in IAM during the quarter is revoked within the SLA and absent from the quarter-end catalog.'),
-        ('AC-03', 'fct_control_ac03__quarter_end_access', 'Quarter-end access listing',
-         'Every role held by a login role on an in-scope cluster at quarter end is in the role catalog, held by an active identity and, when privileged, approved on record.'),
-        ('CM-01', 'fct_control_cm01__changes_authorized', 'Changes authorized',
-         'Every DDL statement on an in-scope cluster in the quarter is covered by an approved change ticket for that cluster.'),
-        ('BK-01', 'fct_control_bk01__backups_performed', 'Backups performed',
-         'Every in-scope cluster has a successful backup for every day of the quarter, per its backup policy.'),
-    ]) }}
+{#- The controls: (control id, mart, title, question), in control order.
+    Declared once, in the control marts' YAML (`config.meta.control`); soxtrail
+    reads that declaration (soxtrail.kernel.controls.registry) and hands it to dbt
+    as the SOXTRAIL_CONTROLS environment variable, so that the list is known while
+    dbt parses (refs must be) and the summary mart, the cross-control tests and
+    the workbook read the same list. -#}
+{% macro control_models(kind='control') -%}
+    {%- set declared = fromjson(env_var('SOXTRAIL_CONTROLS', '[]')) -%}
+    {%- if declared | length == 0 -%}
+        {{ exceptions.raise_compiler_error(
+            "SOXTRAIL_CONTROLS is not set: run dbt through soxtrail (soxtrail run, "
+            ~ "soxtrail docs generate, make lint), which sets it from the marts' meta.control") }}
+    {%- endif -%}
+    {%- set controls = [] -%}
+    {%- for control in declared if control['kind'] == kind -%}
+        {%- do controls.append((control['id'], control['model'], control['title'],
+                                control['question'])) -%}
+    {%- endfor -%}
+    {{ return(controls) }}
 {%- endmacro %}

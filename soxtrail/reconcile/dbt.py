@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from soxtrail.kernel import controls
 from soxtrail.kernel.database import PLANNER_OPTIONS, Database
 from soxtrail.kernel.errors import PipelineError
 
@@ -46,7 +47,8 @@ class DbtResult:
 
 
 def prepare_environment(db: Database, profiles_dir: Path) -> None:
-    """Write the profile and set the connection variables it reads."""
+    """Write the profile and set the connection variables it reads, and the control
+    registry the control_models() macro reads (soxtrail.kernel.controls)."""
     profiles_dir.mkdir(parents=True, exist_ok=True)
     (profiles_dir / "profiles.yml").write_text(PROFILE, encoding="utf-8")
     params = db.params
@@ -57,6 +59,7 @@ def prepare_environment(db: Database, profiles_dir: Path) -> None:
     os.environ["SOXTRAIL_DB_NAME"] = str(params.get("dbname") or "postgres")
     os.environ["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
     os.environ["PGTZ"] = "UTC"
+    os.environ.update(controls.dbt_environment())
 
 
 def node_finished_callback(report: Callable[[str, str, float], None]) -> Callable[[Any], None]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
@@ -13,6 +14,7 @@ import psycopg
 import pytest
 import yaml
 
+from soxtrail.kernel import controls
 from soxtrail.kernel.database import Database
 
 pytestmark = pytest.mark.integration
@@ -189,7 +191,13 @@ TICKETS = [
         "start_date": "2024-07-11 04:00:00", "end_date": "2024-07-11 06:00:00"}),
 ]
 
+# as the connectors' settings() record them: the config's paths over each connector's
+# default paths (SPEC.ticket_fields)
 SETTINGS = [
+    ("jira", "jira", "field", "ticket_key", "key"),
+    ("jira", "jira", "field", "ticket_type", "fields.issuetype.name"),
+    ("jira", "jira", "field", "status", "fields.status.name"),
+    ("jira", "jira", "field", "requester", "fields.reporter.name"),
     ("jira", "jira", "field", "approver", "fields.customfield_10500.name"),
     ("jira", "jira", "field", "approved_at", "changelog"),
     ("jira", "jira", "field", "subject_user", "fields.customfield_10401.name"),
@@ -199,6 +207,7 @@ SETTINGS = [
     ("jira", "jira", "field", "window_end", "fields.customfield_10405"),
     ("jira", "jira", "type", "Access Request", "access"),
     ("jira", "jira", "type", "Change", "change"),
+    ("servicenow", "servicenow", "field", "ticket_key", "number"),
     ("servicenow", "servicenow", "field", "ticket_type", "u_type"),
     ("servicenow", "servicenow", "field", "status", "approval"),
     ("servicenow", "servicenow", "field", "requester", "requested_by.display_value"),
@@ -207,6 +216,8 @@ SETTINGS = [
     ("servicenow", "servicenow", "field", "subject_user", "u_user"),
     ("servicenow", "servicenow", "field", "cluster", "cmdb_ci"),
     ("servicenow", "servicenow", "field", "role", "u_role"),
+    ("servicenow", "servicenow", "field", "window_start", "start_date"),
+    ("servicenow", "servicenow", "field", "window_end", "end_date"),
     ("servicenow", "servicenow", "approved_status", "approved", "true"),
     ("servicenow", "servicenow", "timezone", "", "Europe/Berlin"),
     ("aws_backup", "aws_backup", "resource_cluster",
@@ -341,6 +352,7 @@ def built(pg_database: Database, tmp_path_factory: pytest.TempPathFactory) -> It
         "password": params.get("password", ""), "dbname": params["dbname"],
         "schema": "marts", "threads": 2}}}}
     (work / "profiles.yml").write_text(yaml.safe_dump(profile), encoding="utf-8")
+    os.environ.update(controls.dbt_environment())  # the registry control_models() reads
     result = dbtRunner().invoke([
         "build", "--vars", json.dumps(QUARTER_VARS),
         "--profiles-dir", str(work), "--project-dir", str(PROJECT_DIR),
