@@ -88,8 +88,9 @@ def workload(size: str, workdir: Path, *, regenerate: bool = False) -> tuple[Pat
 
     folder = workdir / f"data-{size}"
     stamp = {"scale": SIZES[size], "seed": SEED, "quarter": QUARTER,
-             "generator_sha256": hashlib.sha256((REPO / "extract" / "demo.py").read_bytes())
-             .hexdigest()}
+             "generator_sha256": hashlib.sha256(b"".join(
+                 path.read_bytes() for path in sorted((REPO / "extract" / "demo").rglob("*.py"))
+             )).hexdigest()}
     stamp_path = folder / "bench-workload.json"
     if not regenerate and stamp_path.exists():
         cached = json.loads(stamp_path.read_text())

@@ -15,6 +15,9 @@ from typing import Any
 import pytest
 
 from extract import demo
+from extract.demo.oracle import ItemSink, stmt_key
+from extract.demo.plan import Plan
+from extract.demo.writers.pgaudit import write_logs
 from soxtrail.kernel.errors import ConfigError
 from soxtrail.kernel.quarter import Quarter
 
@@ -301,11 +304,11 @@ def test_cm01_look_alikes(estate: tuple[Path, demo.DemoSummary],
 
 
 def test_ticket_keys_come_from_comments_then_application_name() -> None:
-    assert demo._stmt_key("/* CHG-2001 */ CREATE TABLE t (id int);", "psql") == "CHG-2001"
-    assert demo._stmt_key("-- ACC-105\nGRANT r TO u;", "psql") == "ACC-105"
-    assert demo._stmt_key("COMMENT ON TABLE t IS 'per CHG-9999';", "psql") is None
-    assert demo._stmt_key("GRANT r TO u;", "dbops-ACC-103") == "ACC-103"
-    assert demo._stmt_key("/* x */ /* CHG-1 */ -- CHG-2", "CHG-3") == "CHG-1"
+    assert stmt_key("/* CHG-2001 */ CREATE TABLE t (id int);", "psql") == "CHG-2001"
+    assert stmt_key("-- ACC-105\nGRANT r TO u;", "psql") == "ACC-105"
+    assert stmt_key("COMMENT ON TABLE t IS 'per CHG-9999';", "psql") is None
+    assert stmt_key("GRANT r TO u;", "dbops-ACC-103") == "ACC-103"
+    assert stmt_key("/* x */ /* CHG-1 */ -- CHG-2", "CHG-3") == "CHG-1"
 
 
 # ---------------------------------------------------------------------------
@@ -430,11 +433,11 @@ def test_scale_knobs_grow_the_estate_and_keep_the_planted_cases(
 
 
 def test_worker_processes_write_the_same_bytes(tmp_path: Path) -> None:
-    plan = demo._Plan.build(Q3, demo.DemoScale(log_lines=12_000), 7)
+    plan = Plan.build(Q3, demo.DemoScale(log_lines=12_000), 7)
     outputs = []
     for workers in (1, 2):
-        sink = demo._ItemSink(io.StringIO())
-        demo._write_logs(plan, tmp_path / f"w{workers}" / "logs", sink, workers=workers)
+        sink = ItemSink(io.StringIO())
+        write_logs(plan, tmp_path / f"w{workers}" / "logs", sink, workers=workers)
         outputs.append((files(tmp_path / f"w{workers}"), sink.handle.getvalue(), sink.count))
     assert outputs[0] == outputs[1]
 
