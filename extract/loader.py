@@ -25,6 +25,9 @@ from soxtrail.kernel.sources import CopyRows, JsonDoc, RawRow, Reject, Skipped, 
 from soxtrail.kernel.store import Store
 
 MAX_REJECT_TEXT = 10_000
+# raw.source_settings, the one raw table not loaded from an evidence object: a row per
+# (setting, key, value) of a connector's `settings(source)`
+SOURCE_SETTINGS_COLUMNS = ("run_id", "source_name", "connector", "setting", "key", "value")
 
 
 @dataclass
@@ -372,8 +375,9 @@ def load_settings(conn: psycopg.Connection[Any], run_id: str, sources: Iterable[
                          None if value is None else secrets.redact(str(value))))
     with conn.cursor() as cur:
         cur.executemany(
-            "insert into raw.source_settings (run_id, source_name, connector, setting, key, value)"
-            " values (%s,%s,%s,%s,%s,%s) on conflict do nothing", rows)
+            f"insert into raw.source_settings ({', '.join(SOURCE_SETTINGS_COLUMNS)})"
+            f" values ({', '.join(['%s'] * len(SOURCE_SETTINGS_COLUMNS))}) on conflict do nothing",
+            rows)
     return len(rows)
 
 

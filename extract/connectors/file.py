@@ -30,14 +30,6 @@ from soxtrail.kernel.sources import (
 )
 from soxtrail.kernel.store import safe_name
 
-SPEC = ConnectorSpec(
-    name="file",
-    systems=frozenset({"iam", "tickets", "backups"}),
-    required=frozenset({"path", "format", "columns"}),
-    optional=frozenset({"timezone", "types", "approved_statuses"}),
-    raw_tables={"raw.iam_events": DOC_TABLE, "raw.tickets": DOC_TABLE, "raw.backups": DOC_TABLE},
-)
-
 RAW_TABLE_BY_SYSTEM = {"iam": "raw.iam_events", "tickets": "raw.tickets", "backups": "raw.backups"}
 FORMATS = ("csv", "jsonl")
 
@@ -49,6 +41,17 @@ FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         "ticket_type", "status", "requester", "approver", "approved_at", "subject_user",
         "cluster", "role", "window_start", "window_end")),
 }
+
+SPEC = ConnectorSpec(
+    name="file",
+    systems=frozenset({"iam", "tickets", "backups"}),
+    required=frozenset({"path", "format", "columns"}),
+    optional=frozenset({"timezone", "types", "approved_statuses"}),
+    raw_tables={"raw.iam_events": DOC_TABLE, "raw.tickets": DOC_TABLE, "raw.backups": DOC_TABLE},
+    # a tickets file: a field `columns:` does not map is read from the column of its own name
+    ticket_fields={name: name for part in FIELDS["tickets"] for name in part},
+)
+
 TICKET_KINDS = ("access", "change")
 
 # ---------------------------------------------------------------------------
@@ -535,10 +538,15 @@ def _ticket_types(source: Source) -> Iterator[tuple[str, str, str]]:
 
 def settings(source: Source) -> Iterator[tuple[str, str, str]]:
     """Column mapping, time zone, and for tickets the type and approved-status maps."""
-    for field_name, column in _columns(source).items():
+    columns = _columns(source)
+    for field_name, column in columns.items():
         yield ("column", field_name, column)
         if source.system == "tickets":
             yield ("field", field_name, column)  # the ticket staging reads `field` for every source
+    if source.system == "tickets":
+        for field_name, column in SPEC.ticket_fields.items():
+            if field_name not in columns:
+                yield ("field", field_name, column)
     timezone = source.get("timezone")
     if timezone:
         yield ("timezone", "", check_timezone(source, str(timezone)))

@@ -60,11 +60,6 @@ TICKET_FIELDS = (
     "subject_user", "cluster", "role", "window_start", "window_end",
 )
 TICKET_TYPES = ("access", "change")
-DEFAULT_FIELDS = {
-    "ticket_key": "key",
-    "ticket_type": "fields.issuetype.name",
-    "status": "fields.status.name",
-}
 # always requested: what an auditor expects to see on every captured issue
 STANDARD_JIRA_FIELDS = ("summary", "status", "issuetype", "reporter", "assignee", "created",
                         "updated", "resolutiondate")
@@ -79,6 +74,13 @@ SPEC = ConnectorSpec(
     secret=frozenset({"auth"}),
     one_of=(frozenset({"url", "jql"}), frozenset({"path"})),
     raw_tables={"raw.tickets": DOC_TABLE},
+    # where an issue holds each field unless `fields:` says otherwise (paths from the issue)
+    ticket_fields={
+        "ticket_key": "key",
+        "ticket_type": "fields.issuetype.name",
+        "status": "fields.status.name",
+        "requester": "fields.reporter.name",
+    },
 )
 
 
@@ -159,7 +161,7 @@ def ticket_settings(source: Source, *, default_fields: Mapping[str, str],
 
 def settings(source: Source) -> list[tuple[str, str, str]]:
     """Field map, ticket types, approved statuses and time zone for staging."""
-    return ticket_settings(source, default_fields=DEFAULT_FIELDS)
+    return ticket_settings(source, default_fields=SPEC.ticket_fields)
 
 
 # ---------------------------------------------------------------------------
@@ -218,7 +220,7 @@ def _snapshot_files(source: Source, ctx: SnapshotContext) -> None:
 
 def snapshot(source: Source, ctx: SnapshotContext) -> None:
     """Capture every page of the JQL search (or every saved page of `path`)."""
-    fields = field_map(source, DEFAULT_FIELDS)
+    fields = field_map(source, SPEC.ticket_fields)
     settings(source)  # validate types / statuses / zone before touching the source
     if source.get("path") and not source.get("url"):
         _snapshot_files(source, ctx)

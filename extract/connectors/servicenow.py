@@ -64,7 +64,6 @@ APPROVAL_TABLE = "sysapproval_approver"
 APPROVAL_MARKER = "_table"
 APPROVAL_BATCH = 100
 MAX_PAGES = 100_000
-DEFAULT_FIELDS = {"ticket_key": "number", "ticket_type": "sys_class_name"}
 DEFAULT_TYPES = {"change_request": "change", "sc_req_item": "access"}
 
 SPEC = ConnectorSpec(
@@ -75,12 +74,21 @@ SPEC = ConnectorSpec(
                         "timezone", "display_value", "approvals", "retry"}),
     secret=frozenset({"auth"}),
     raw_tables={"raw.tickets": DOC_TABLE},
+    # where a record holds each field unless `fields:` says otherwise (paths from the record)
+    ticket_fields={
+        "ticket_key": "number",
+        "ticket_type": "sys_class_name",
+        "status": "state",
+        "requester": "requested_by",
+        "window_start": "start_date",
+        "window_end": "end_date",
+    },
 )
 
 
 def settings(source: Source) -> list[tuple[str, str, str]]:
     """Field map, ticket types (default: by table), approved statuses, zone (default UTC)."""
-    return ticket_settings(source, default_fields=DEFAULT_FIELDS, default_types=DEFAULT_TYPES,
+    return ticket_settings(source, default_fields=SPEC.ticket_fields, default_types=DEFAULT_TYPES,
                            default_timezone="UTC")
 
 

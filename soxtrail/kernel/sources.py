@@ -64,6 +64,10 @@ class ConnectorSpec:
     # the raw tables this connector's objects load into, by name (`raw.<table>`), with
     # their shape: the one declaration that platform.sql and the dbt sources are tested against
     raw_tables: Mapping[str, RawTable] = field(default_factory=dict)
+    # a `tickets` source: where each normalised ticket field sits in a `raw.tickets` doc
+    # unless the source's config says otherwise; `settings(source)` records the result as
+    # `field` rows, the only paths the ticket staging reads (it has no defaults of its own)
+    ticket_fields: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

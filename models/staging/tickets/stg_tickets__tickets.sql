@@ -1,16 +1,10 @@
-{#- Normalised ticket fields, and where each connector finds them when the
-    source's `field` settings do not say (Jira paths are relative to the issue,
-    ServiceNow and file paths to the record). -#}
+{#- The normalised ticket fields. Where a source finds each one is recorded
+    in its `field` settings: its config's paths over its connector's defaults
+    (`ticket_fields` of the connector's SPEC); this model has no defaults of
+    its own. -#}
 {%- set fields = ['ticket_key', 'ticket_type', 'status', 'requester', 'approver',
                   'approved_at', 'subject_user', 'cluster', 'role',
                   'window_start', 'window_end'] -%}
-{%- set default_paths = {
-    'jira': {'ticket_key': 'key', 'ticket_type': 'fields.issuetype.name',
-             'status': 'fields.status.name', 'requester': 'fields.reporter.name'},
-    'servicenow': {'ticket_key': 'number', 'status': 'state',
-                   'requester': 'requested_by', 'window_start': 'start_date',
-                   'window_end': 'end_date'},
-} -%}
 -- One row per ticket of the run, normalised through the source's settings
 -- to: key, type (access | change | other), status, approval, people,
 -- cluster, role and change window. Every time becomes timestamptz in UTC.
@@ -116,18 +110,8 @@ extracted as materialized (
             default_statuses.statuses
         ) as approved_statuses,
         {%- for field in fields %}
-            tickets.doc #>> string_to_array(
-                coalesce(
-                    field_paths.{{ field }}_path,
-                    case tickets.connector
-                        {%- for connector, paths in default_paths.items() if field in paths %}
-                            when '{{ connector }}' then '{{ paths[field] }}'
-                        {%- endfor %}
-                        when 'file' then '{{ field }}'
-                    end
-                ),
-                '.'
-            ) as {{ field }}_text,
+            tickets.doc #>> string_to_array(field_paths.{{ field }}_path, '.')
+                as {{ field }}_text,
         {%- endfor %}
         -- Jira often records the approval only as a status transition: the
         -- approval time is the first change-history entry with an item that

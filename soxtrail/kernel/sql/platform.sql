@@ -79,7 +79,10 @@ create table if not exists soxtrail.sox_load_stats (
 ------------------------------------------------------------------------
 -- Raw tables: the source's own form, one per connector family.  Every row
 -- carries run_id, evidence_id, source_name and a locator (file:line or
--- page#index).  Typing and parsing happen in dbt staging.
+-- page#index).  Typing and parsing happen in dbt staging.  Each table's
+-- columns, in order, are declared once by its connectors (`raw_tables` of
+-- their SPEC; raw.source_settings: extract/loader.py); this DDL and the dbt
+-- sources are checked against them by tests/integration/test_raw_tables.py.
 ------------------------------------------------------------------------
 
 create table if not exists raw.pgaudit_csvlog (
