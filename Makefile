@@ -47,9 +47,10 @@ test: $(STAMP) system-deps ## Run the whole test suite
 test-fast: $(STAMP) ## Unit tests only
 	$(BIN)/pytest -q tests/unit
 
-lint: $(STAMP) ## ruff, mypy and sqlfluff
+lint: $(STAMP) ## ruff, mypy, import-linter (the layers) and sqlfluff
 	$(BIN)/ruff check soxtrail extract render tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python -m soxtrail.reconcile.sqllint models macros
 
 docs: $(STAMP) ## Build the dbt docs site against the last run's database

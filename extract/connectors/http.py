@@ -2,7 +2,7 @@
 
 * Every request has a connect and a read timeout.
 * 429, 5xx, connection errors, read timeouts and truncated bodies (fewer bytes
-  than `Content-Length`, or JSON that does not parse) are retried with
+  than `Content-Length`, or JSON that does not parse) are retried (by tenacity) with
   exponential back-off and full jitter, honouring `Retry-After` (seconds or an
   HTTP date) and Okta's `X-Rate-Limit-Reset` (epoch seconds).
 * Retries are bounded twice: an attempt count and a total time budget per
@@ -32,11 +32,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar, cast
 
 import requests
 import requests.auth
+import tenacity
 from requests.structures import CaseInsensitiveDict
+from tenacity import RetryCallState
 
 from extract.connectors.file import raw_json_items, raw_json_text
 from soxtrail.kernel import secrets
@@ -146,44 +148,48 @@ def run_with_retries(
 ) -> T:
     """Call `attempt(remaining_seconds)` until it returns, retrying on :class:`Retryable`.
 
-    Raises SourceError naming the source, `what` (already redacted by the caller) and
-    the last error once attempts or the time budget run out, or on :class:`Permanent`.
+    tenacity runs the loop; the policy sets its attempts, its back-off (or the server's
+    longer wait) and its time budget, kept on `clock`. Raises SourceError naming the source,
+    `what` (already redacted by the caller) and the last error once attempts run out or the
+    next wait would end beyond the budget, and at once on :class:`Permanent`.
     """
     rng = rng or random.Random()
     started = clock()
-    last = "no attempt made"
-    attempts_made = 0
-    for number in range(1, policy.attempts + 1):
-        remaining = policy.budget_seconds - (clock() - started)
-        if remaining <= 0:
-            break
-        attempts_made = number
-        try:
-            return attempt(remaining)
-        except Permanent as exc:
-            raise SourceError(f"source {source_name!r}: {what} failed: "
-                              f"{secrets.redact(str(exc))}") from None
-        except Retryable as exc:
-            last = secrets.redact(str(exc))
-            wait_hint = exc.wait
-        if number == policy.attempts:
-            break
-        wait = policy.backoff(number - 1, rng)
-        if wait_hint is not None:
-            wait = max(wait, wait_hint)
-        elapsed = clock() - started
-        if elapsed + wait > policy.budget_seconds:
-            asked = f" (server asked to wait {wait_hint:.0f}s)" if wait_hint else ""
-            raise SourceError(
-                f"source {source_name!r}: {what} failed after {number} attempt(s) in "
-                f"{elapsed:.1f}s; giving up within the {policy.budget_seconds:g}s retry "
-                f"budget{asked}: {last}")
-        log.warning("source %r: %s: %s; retry %d/%d in %.2fs", source_name, what, last,
-                    number, policy.attempts - 1, wait)
-        sleep(wait)
-    elapsed = clock() - started
-    raise SourceError(f"source {source_name!r}: {what} failed after {attempts_made} attempt(s) "
-                      f"in {elapsed:.1f}s: {last}")
+    prefix = f"source {source_name!r}: {what} failed"
+    if policy.budget_seconds <= 0:
+        raise SourceError(f"{prefix} after 0 attempt(s) in 0.0s: no attempt made")
+
+    def failure(state: RetryCallState) -> Retryable:  # tenacity retries nothing else
+        return cast(Retryable, state.outcome and state.outcome.exception())
+
+    def wait(state: RetryCallState) -> float:
+        backoff, hint = policy.backoff(state.attempt_number - 1, rng), failure(state).wait
+        return backoff if hint is None else max(backoff, hint)
+
+    def stop(state: RetryCallState) -> bool:  # stop_before_delay, on our clock
+        return (state.attempt_number >= policy.attempts
+                or clock() - started + state.upcoming_sleep >= policy.budget_seconds)
+
+    def log_retry(state: RetryCallState) -> None:
+        log.warning("source %r: %s: %s; retry %d/%d in %.2fs", source_name, what,
+                    secrets.redact(str(failure(state))), state.attempt_number,
+                    policy.attempts - 1, state.upcoming_sleep)
+
+    def give_up(state: RetryCallState) -> NoReturn:
+        number, hint, why = state.attempt_number, failure(state).wait, ""
+        if number < policy.attempts:  # stopped by the budget, not by the attempt count
+            asked = f" (server asked to wait {hint:.0f}s)" if hint else ""
+            why = f"; giving up within the {policy.budget_seconds:g}s retry budget{asked}"
+        raise SourceError(f"{prefix} after {number} attempt(s) in {clock() - started:.1f}s"
+                          f"{why}: {secrets.redact(str(failure(state)))}")
+
+    retrying = tenacity.Retrying(
+        stop=stop, wait=wait, sleep=sleep, retry=tenacity.retry_if_exception_type(Retryable),
+        before_sleep=log_retry, retry_error_callback=give_up)
+    try:
+        return retrying(lambda: attempt(policy.budget_seconds - (clock() - started)))
+    except Permanent as exc:
+        raise SourceError(f"{prefix}: {secrets.redact(str(exc))}") from None
 
 
 @dataclass(frozen=True)
@@ -268,44 +274,37 @@ class HttpResponse:
     attempts: int = 1
 
 
-def _epoch(value: str) -> float | None:
+def _number(value: str | None) -> float | None:
     try:
-        return float(value)
+        return float(value or "")
     except (TypeError, ValueError):
         return None
 
 
-def _server_now(headers: Mapping[str, str], now: float) -> float:
-    """The server's clock from its `Date` header (so clock skew does not matter), else ours."""
-    date = headers.get("Date")
-    if date:
-        try:
-            return parsedate_to_datetime(date).timestamp()
-        except (TypeError, ValueError, IndexError):
-            pass
-    return now
+def _http_time(value: str | None) -> float | None:
+    """An HTTP date as epoch seconds (a date without a zone is UTC); None when it is not one."""
+    try:
+        when = parsedate_to_datetime(value or "")
+    except (TypeError, ValueError, IndexError):
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 def server_wait(headers: Mapping[str, str], now: float | None = None) -> float | None:
-    """Seconds the server asked us to wait: `Retry-After` or `X-Rate-Limit-Reset`, else None."""
-    now = time.time() if now is None else now
-    retry_after = headers.get("Retry-After")
-    if retry_after:
-        seconds = _epoch(retry_after.strip())
-        if seconds is not None:
-            return max(0.0, seconds)
-        try:
-            when = parsedate_to_datetime(retry_after)
-        except (TypeError, ValueError, IndexError):
-            when = None
-        if when is not None:
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=UTC)
-            return max(0.0, when.timestamp() - _server_now(headers, now))
-    reset = _epoch(headers.get("X-Rate-Limit-Reset", ""))
-    if reset is not None:
-        return max(0.0, reset - _server_now(headers, now))
-    return None
+    """Seconds the server asked us to wait: `Retry-After` or `X-Rate-Limit-Reset`, else None.
+
+    Dates are read against the server's own clock (its `Date` header), so skew does not matter.
+    """
+    server_now = _http_time(headers.get("Date"))
+    if server_now is None:
+        server_now = time.time() if now is None else now
+    retry_after = (headers.get("Retry-After") or "").strip()
+    seconds = _number(retry_after)
+    if seconds is None and (when := _http_time(retry_after)) is not None:
+        seconds = when - server_now
+    if seconds is None and (reset := _number(headers.get("X-Rate-Limit-Reset"))) is not None:
+        seconds = reset - server_now
+    return None if seconds is None else max(0.0, seconds)
 
 
 def _snippet(body: bytes) -> str:
