@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from extract.connectors import file as file_module
-from extract.connectors import pgaudit_log
+from extract.connectors import pgaudit_log, pgaudit_records
 from extract.snapshot import SnapshotRun
 from soxtrail.kernel.quarter import Quarter
 from soxtrail.kernel.sources import Source
@@ -78,7 +78,7 @@ def test_edge_cases(tmp_path: Path, fmt: str, data: bytes) -> None:
 def test_oversized_unterminated_records(tmp_path: Path, fmt: str,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(file_module, "MAX_RECORD_BYTES", 16)
-    monkeypatch.setattr(pgaudit_log, "MAX_RECORD_BYTES", 16)
+    monkeypatch.setattr(pgaudit_records, "MAX_RECORD_BYTES", 16)
     data = b'a,"' + b"0123456789\n" * 5 + b'x"\nb\n' + b'"' + b"y" * 40 + b"\nz\n"
     for cuts in ([], [3, 17, 30], list(range(len(data)))):
         for python in (False, True):

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from extract.connectors import pgaudit_log
+from extract.connectors import pgaudit_classify, pgaudit_log
 from extract.connectors.pgaudit_log import CSVLOG_COLUMNS
 from extract.connectors.registry import RAW_TABLES
 from extract.snapshot import SnapshotRun
@@ -164,7 +164,7 @@ def test_audit_record_with_a_bad_log_time_is_rejected(tmp_path: Path, time: str,
 def test_log_time_with_numeric_or_named_zone_is_accepted() -> None:
     for value in ("2024-07-05 10:00:00.123 UTC", "2024-07-05 10:00:00 CEST",
                   "2024-07-05 10:00:00.123 +0530", "2024-07-05 10:00:00.123 -03"):
-        assert pgaudit_log.log_time_problem(value) is None, value
+        assert pgaudit_classify.log_time_problem(value) is None, value
 
 
 @settings(max_examples=400, deadline=None)
@@ -180,15 +180,15 @@ def test_log_time_fast_path_agrees_with_the_full_check(
         parts: list[tuple[str, str, str, str, str, str]]) -> None:
     """A minute seen in a good log time skips the full check: never with another answer."""
     values = ["".join(p) for p in parts]
-    pgaudit_log._GOOD_MINUTES.clear()
+    pgaudit_classify._GOOD_MINUTES.clear()
     full = []
     for value in values:
-        pgaudit_log._GOOD_MINUTES.clear()
-        full.append(pgaudit_log.log_time_problem(value))
-    pgaudit_log._GOOD_MINUTES.clear()
+        pgaudit_classify._GOOD_MINUTES.clear()
+        full.append(pgaudit_classify.log_time_problem(value))
+    pgaudit_classify._GOOD_MINUTES.clear()
     for value in values:  # primes the minutes of the good ones
-        pgaudit_log.log_time_problem(value)
-    assert [pgaudit_log.log_time_problem(value) for value in values] == full
+        pgaudit_classify.log_time_problem(value)
+    assert [pgaudit_classify.log_time_problem(value) for value in values] == full
 
 
 def test_csvlog_record_without_message_is_rejected(tmp_path: Path) -> None:

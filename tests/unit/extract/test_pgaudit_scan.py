@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 from extract import loader
 from extract.connectors import file as file_module
-from extract.connectors import pgaudit_log
-from soxtrail.kernel.sources import CopyRows
+from extract.connectors import pgaudit_classify, pgaudit_log, pgaudit_prefix, pgaudit_records
+from soxtrail.kernel.sources import CopyRows, RawRow, Reject
 
 HEAD = "run\tevidence\tsource\tcluster\t"
 BLOCK_SIZES = [1, 7, 64, 1 << 20]
@@ -56,13 +56,13 @@ def _canonical(items: Iterator[Any]) -> tuple[bytes, tuple[int, int, int, int], 
             out.append((HEAD + item + "\n").encode("utf-8"))
             read += 1
             loaded += 1
-        elif isinstance(item, pgaudit_log.RawRow):
+        elif isinstance(item, RawRow):
             values, problem, _ = loader._payload(item.values)
             assert problem is None
             out.append(("RAW\t" + loader._copy_line((item.locator, *values))).encode("utf-8"))
             read += 1
             loaded += 1
-        elif isinstance(item, pgaudit_log.Reject):
+        elif isinstance(item, Reject):
             rejects.append((item.locator, item.reason, item.raw_text))
             read += 1
             rejected += 1
@@ -263,7 +263,7 @@ def _stderr_value(draw: st.DrawFn, escape: str) -> str:
 def stderr_entries(draw: st.DrawFn, prefix: str) -> str:
     out = []
     in_group = False
-    parts = pgaudit_log._PREFIX_TOKEN.finditer(prefix)
+    parts = pgaudit_prefix._PREFIX_TOKEN.finditer(prefix)
     non_session = draw(st.integers(0, 15)) == 0
     for match in parts:
         token = match.group(0)
@@ -324,7 +324,7 @@ def test_simple_entries_of_every_format_are_loaded_in_c() -> None:
 
 JSONLOG_PASS_THROUGH_CASES = [
     # a long-exponent look-alike: passed through only when the key count rules out a
-    # duplicate key (pgaudit_log._passes_through), else re-serialised
+    # duplicate key (pgaudit_classify._passes_through), else re-serialised
     '{"timestamp":"2024-07-05 10:00:00 UTC","session_id":"66e00355.ae8f","message":"AUDIT: a"}',
     '{"timestamp":"2024-07-05 10:00:00 UTC","s":"66e00355\\\\x","message":"AUDIT: b"}',
     '{"timestamp":"2024-07-05 10:00:00 UTC","s":"66e00355 \\" :","message":"AUDIT: c"}',
@@ -420,8 +420,9 @@ def test_a_read_error_ends_the_file_as_in_the_python_path(case: tuple[str, bytes
 
     complete = data[:at]
     lines_read = pgaudit_log._lines_then_raise(complete, OSError("device error"))
-    expected = _canonical(pgaudit_log._classified(pgaudit_log._classifier(params, "log", True),
-                                                  pgaudit_log._records(fmt, lines_read)))
+    expected = _canonical(pgaudit_classify.classified(
+        pgaudit_classify.classifier(params, "log", True),
+        pgaudit_records.split_records(fmt, lines_read)))
     for block in BLOCK_SIZES:
         with _block_size(block):
             got = _canonical(pgaudit_log.scan_handle(params, Failing(), "log", HEAD))  # type: ignore[arg-type]
