@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import time
 import warnings
 from dataclasses import dataclass
 from importlib import resources
@@ -64,10 +66,72 @@ class Database:
             ) from exc
 
 
+def embedded_pgdata() -> Path:
+    """The embedded server's data folder."""
+    return home() / "pg"
+
+
+@dataclass(frozen=True)
+class EmbeddedServer:
+    """A running embedded PostgreSQL: its data folder, postmaster pid and socket folder."""
+
+    pgdata: Path
+    pid: int
+    socket_dir: Path
+
+    @property
+    def dsn(self) -> str:
+        """How to reach it (a unix socket; it listens on no TCP port)."""
+        return f"postgresql://postgres:@/postgres?host={self.socket_dir}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process (pgserver runs it as `pgserver` for root)
+        return True
+    return True
+
+
+def embedded_server() -> EmbeddedServer | None:
+    """The embedded PostgreSQL under home() if it is running; never starts it."""
+    pgdata = embedded_pgdata()
+    try:
+        # postmaster.pid: pid, data folder, start time, port, socket folder, ...
+        lines = (pgdata / "postmaster.pid").read_text(encoding="utf-8").splitlines()
+        pid, port, socket_dir = int(lines[0]), lines[3].strip(), Path(lines[4].strip())
+    except (OSError, ValueError, IndexError):
+        return None
+    # a crash leaves postmaster.pid behind; its pid may be reused, its socket is gone
+    if not (_alive(pid) and (socket_dir / f".s.PGSQL.{port}").exists()):
+        return None
+    return EmbeddedServer(pgdata=pgdata, pid=pid, socket_dir=socket_dir)
+
+
+def stop_embedded(timeout: float = 30) -> EmbeddedServer | None:
+    """Stop the embedded PostgreSQL (fast shutdown) if it runs: the server stopped, or None."""
+    server = embedded_server()
+    if server is None:
+        return None
+    try:
+        os.kill(server.pid, signal.SIGINT)  # PostgreSQL's fast shutdown, as `pg_ctl -m fast`
+    except ProcessLookupError:
+        return server
+    deadline = time.monotonic() + timeout
+    while _alive(server.pid):
+        if time.monotonic() > deadline:
+            raise DatabaseUnavailable(f"the embedded PostgreSQL (pid {server.pid}) did not "
+                                      f"stop within {timeout:g} s")
+        time.sleep(0.05)
+    return server
+
+
 def _embedded_dsn() -> str:
     import pgserver
 
-    pgdata = home() / "pg"
+    pgdata = embedded_pgdata()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR
@@ -85,7 +149,7 @@ def resolve_database() -> Database:
         return Database(dsn=_embedded_dsn(), embedded=True)
     except Exception as exc:  # pgserver raises plain exceptions on start-up failures
         raise DatabaseUnavailable(
-            f"cannot start the embedded PostgreSQL under {home() / 'pg'}: {exc}") from exc
+            f"cannot start the embedded PostgreSQL under {embedded_pgdata()}: {exc}") from exc
 
 
 def bootstrap(db: Database) -> None:

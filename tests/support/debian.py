@@ -51,15 +51,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def as_postgres(argv: Sequence[str]) -> list[str]:
-    """Prefix a command so that it runs as the `postgres` OS user when we are root."""
-    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else list(argv)
+def as_postgres(argv: Sequence[str], user: str = "postgres") -> list[str]:
+    """Prefix a command so that it runs as the `postgres` OS user (or `user`) when we are root."""
+    return ["runuser", "-u", user, "--", *argv] if os.geteuid() == 0 else list(argv)
 
 
-def chown_postgres(path: Path) -> None:
-    """Give a file or folder to the postgres OS user when we are root."""
+def chown_postgres(path: Path, user: str = "postgres") -> None:
+    """Give a file or folder to the postgres OS user (or `user`) when we are root."""
     if os.geteuid() == 0:
-        shutil.chown(path, "postgres", "postgres")
+        shutil.chown(path, user, user)
 
 
 @contextmanager
@@ -80,11 +80,16 @@ def postgres_scratch(prefix: str) -> Iterator[Path]:
 
 @dataclass
 class Cluster:
-    """A throwaway PostgreSQL 15 cluster run as `postgres` (root: a postgres_scratch folder)."""
+    """A throwaway PostgreSQL 15 cluster run as `postgres` (root: a postgres_scratch folder).
+
+    `bin_dir` and `os_user` run another build (the embedded pgserver's) the same way.
+    """
 
     root: Path
     settings: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
+    bin_dir: Path = PG_BIN
+    os_user: str = "postgres"
 
     @property
     def data(self) -> Path:
@@ -104,8 +109,9 @@ class Cluster:
 
     def run(self, argv: Sequence[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
         """Run a command as postgres; raise with its output when it fails."""
-        result = subprocess.run(as_postgres(argv), capture_output=True, text=True, check=False,
-                                timeout=120, **kwargs)  # type: ignore[call-overload]
+        result = subprocess.run(as_postgres(argv, self.os_user), capture_output=True, text=True,
+                                check=False, timeout=120,
+                                **kwargs)  # type: ignore[call-overload]
         if result.returncode != 0:
             raise RuntimeError(f"{' '.join(argv)} failed ({result.returncode}):\n"
                                f"{result.stdout}\n{result.stderr}")
@@ -115,23 +121,24 @@ class Cluster:
         """initdb, write settings, start and wait."""
         self.root.mkdir(parents=True, exist_ok=True)
         self.socket_dir.mkdir(exist_ok=True)
-        chown_postgres(self.root)
-        chown_postgres(self.socket_dir)
-        self.run([str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres",
+        chown_postgres(self.root, self.os_user)
+        chown_postgres(self.socket_dir, self.os_user)
+        self.run([str(self.bin_dir / "initdb"), "-D", str(self.data), "-U", "postgres",
                   "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"])
         lines = [f"port = {self.port}", f"unix_socket_directories = '{self.socket_dir}'",
                  "listen_addresses = ''"]
         lines += [f"{key} = {value}" for key, value in self.settings.items()]
         conf = self.data / "postgresql.conf"
         self.run(["sh", "-c", f"cat >> {conf}"], input="\n".join(lines) + "\n")
-        self.run([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l",
+        self.run([str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-l",
                   str(self.root / "server.log"), "-w", "-t", "60", "start"])
         return self
 
     def stop(self) -> None:
         """Stop fast (no error if it is not running)."""
-        subprocess.run(as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast",
-                                    "-w", "stop"]), capture_output=True, check=False, timeout=60)
+        subprocess.run(as_postgres([str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m",
+                                    "fast", "-w", "stop"], self.os_user),
+                       capture_output=True, check=False, timeout=60)
 
     def wait_for(self, predicate: object, timeout: float = 15.0) -> None:
         """Poll `predicate()` until true (log files are written asynchronously)."""
