@@ -1,4 +1,9 @@
-"""Who held which role on which cluster at a moment: catalog snapshots plus audit-log events."""
+"""Who held which role on which cluster at a moment: a query over a run's holding periods.
+
+The rule (catalog snapshot plus audit-log grants and revocations) lives in dbt:
+`int_role_holding_periods_replayed`, kept per run in `marts.fct_access_role_holding_periods`.
+This module picks the run, asks the mart which periods contain the moment and words them.
+"""
 
 from __future__ import annotations
 
@@ -8,23 +13,40 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import psycopg
-from psycopg import sql
 from psycopg.rows import dict_row
 
-from soxtrail.kernel import runs
+from soxtrail.kernel import evidence, runs
+from soxtrail.kernel.controls import MARTS_SCHEMA
 from soxtrail.kernel.errors import ConfigError, PipelineError
 from soxtrail.kernel.quarter import Quarter
 
-# The dbt models whose rules parse grants, revocations and the catalog; their compiled
-# form is read from the control evidence of the run (query_text), so the access list
-# applies exactly the SQL the run applied.
-GRANTS_CTE = "__dbt__cte__int_role_grants_parsed"
-REVOCATIONS_CTE = "__dbt__cte__int_role_revocations_parsed"
-MEMBERSHIPS_CTE = "__dbt__cte__stg_db_catalog__memberships"
-ROLES_CTE = "__dbt__cte__stg_db_catalog__roles"
-SNAPSHOTS_SCHEMA = "snapshots"
-LOGIN = "LOGIN"  # the pseudo-role of a login role that can log in (as in AC-02)
-REPLAY_PHASES = ("reconcile", "render", "bundle")
+HOLDING_PERIODS = f"{MARTS_SCHEMA}.fct_access_role_holding_periods"
+RECONCILED_PHASES = ("reconcile", "render", "bundle")
+SOURCE = "the run's catalog snapshot and audit-log grants/revocations"
+
+# The periods that contain the moment and in which the role was held
+# (valid_from/valid_to null: open-ended), in code-point order of the key.
+HELD_AT = f"""
+select
+    cluster,
+    login_role,
+    role,
+    decided_by,
+    event_at,
+    statement_text,
+    event_evidence_id::text as event_evidence_id,
+    event_evidence_locator,
+    catalog_evidence_id::text as catalog_evidence_id,
+    catalog_evidence_locator
+from {HOLDING_PERIODS}
+where
+    run_id = %(run_id)s
+    and is_held
+    and (valid_from is null or valid_from <= %(at)s)
+    and (valid_to is null or %(at)s < valid_to)
+    and (%(cluster)s::text is null or cluster = %(cluster)s::text)
+order by cluster collate "C", login_role collate "C", role collate "C"
+"""
 
 
 @dataclass(frozen=True)
@@ -62,20 +84,6 @@ class AccessList:
                                           if self.run_id else ""))
 
 
-@dataclass(frozen=True)
-class Event:
-    """A grant or a revocation from the audit log."""
-
-    at: datetime
-    kind: str  # grant | revoke
-    cluster: str
-    login_role: str
-    role: str  # '*' for DROP ROLE / NOLOGIN / VALID UNTIL: every role of the login role
-    evidence_id: str
-    locator: str
-    statement: str
-
-
 def parse_moment(text: str) -> datetime:
     """An ISO timestamp (UTC when zone-less) or a date (its last instant, UTC)."""
     value = text.strip()
@@ -93,196 +101,72 @@ def parse_moment(text: str) -> datetime:
     return moment.astimezone(UTC)
 
 
-# ---------------------------------------------------------------- compiled SQL surgery
+def _choose_run(conn: psycopg.Connection[Any], at: datetime,
+                run_id: str | None) -> tuple[runs.Run | None, str]:
+    """The run to answer from (`run_id`, else chosen by the moment) and how it was chosen.
 
-
-_TOKEN = re.compile(r"""
-    (?P<space>\s+)
-  | (?P<comment>--[^\n]*|/\*.*?\*/)
-  | (?P<string>[eE]?'(?:[^']|'')*')
-  | (?P<ident>"(?:[^"]|"")*")
-  | (?P<dollar>\$(?P<tag>[A-Za-z_]*)\$.*?\$(?P=tag)\$)
-  | (?P<word>[A-Za-z_][A-Za-z0-9_$]*)
-  | (?P<open>\()
-  | (?P<close>\))
-  | (?P<comma>,)
-  | (?P<other>.)
-""", re.VERBOSE | re.DOTALL)
-
-
-def _tokens(text: str) -> list[tuple[str, str, int, int]]:
-    found = []
-    for match in _TOKEN.finditer(text):
-        kind = match.lastgroup or "other"
-        if kind in ("space", "comment"):
-            continue
-        if kind == "tag":
-            kind = "dollar"
-        found.append((kind, match.group(), match.start(), match.end()))
-    return found
-
-
-def split_ctes(compiled: str) -> tuple[list[tuple[str, str]], str]:
-    """The top-level CTEs (name, full `name as (...)` text) and the main statement."""
-    tokens = _tokens(compiled)
-    if not tokens or tokens[0][1].lower() != "with":
-        return [], compiled
-    ctes: list[tuple[str, str]] = []
-    i = 1
-    while i < len(tokens):
-        start = tokens[i][2]
-        name = tokens[i][1].strip('"')
-        i += 1
-        while i < len(tokens) and tokens[i][0] != "open":
-            i += 1  # `as`, `materialized`, a column list is not used by dbt models
-        depth = 0
-        while i < len(tokens):
-            kind = tokens[i][0]
-            depth += kind == "open"
-            depth -= kind == "close"
-            i += 1
-            if depth == 0:
-                break
-        ctes.append((name, compiled[start:tokens[i - 1][3]]))
-        if i < len(tokens) and tokens[i][0] == "comma":
-            i += 1
-            continue
-        break
-    main = compiled[tokens[i][2]:] if i < len(tokens) else ""
-    return ctes, main
-
-
-def query_from_ctes(compiled: str, select: str) -> str:
-    """`compiled`'s CTEs followed by `select` (which may use any of them)."""
-    ctes, _ = split_ctes(compiled)
-    if not ctes:
-        raise PipelineError("the stored compiled SQL has no CTEs to reuse")
-    return "with " + ",\n".join(text for _, text in ctes) + "\n" + select
-
-
-# ---------------------------------------------------------------- the data
-
-
-def _covering_run(conn: psycopg.Connection[Any], at: datetime,
-                  run_id: str | None) -> runs.Run | None:
+    The newest reconciled run whose quarter contains the moment; else the reconciled run
+    whose quarter ended last before it, whose holdings stand as its catalog and audit log
+    left them; else none.
+    """
     if run_id:
-        return runs.get_run(conn, run_id)
+        return runs.get_run(conn, run_id), SOURCE
     with conn.cursor() as cur:
         cur.execute("select id::text, quarter from soxtrail.sox_runs where phase_reached = any(%s)"
-                    " order by started_at desc", (list(REPLAY_PHASES),))
-        candidates = cur.fetchall()
-    for candidate_id, label in candidates:
-        quarter = Quarter.parse(label)
+                    " order by started_at desc", (list(RECONCILED_PHASES),))
+        candidates = [(candidate_id, Quarter.parse(label)) for candidate_id, label in cur]
+    for candidate_id, quarter in candidates:
         if quarter.start <= at < quarter.end:
-            return runs.get_run(conn, candidate_id)
-    return None
+            return runs.get_run(conn, candidate_id), SOURCE
+    earlier = [(quarter.end, -position, candidate_id)
+               for position, (candidate_id, quarter) in enumerate(candidates)
+               if quarter.end <= at]
+    if earlier:
+        return (runs.get_run(conn, max(earlier)[2]),
+                f"{SOURCE}, the last known state: no reconciled run covers the moment")
+    return None, ("no reconciled run: none covers or precedes the moment (the dbt snapshot"
+                  " of memberships is not read)")
 
 
-def _compiled_with(conn: psycopg.Connection[Any], run_id: str, needed: list[str]) -> str:
-    rows = conn.execute("select query_text from soxtrail.sox_evidence where run_id = %s"
-                        " and source_system = 'reconcile' order by query_name",
-                        (run_id,)).fetchall()
-    for (text,) in rows:
-        names = {name for name, _ in split_ctes(text)[0]}
-        if all(n in names for n in needed):
-            return str(text)
-    raise PipelineError(f"run {run_id}: no control evidence holds the compiled SQL of "
-                        f"{', '.join(needed)}")
+def _check_periods(conn: psycopg.Connection[Any], run_id: str) -> None:
+    """Refuse a run the holding-periods mart knows nothing of (rather than list no one)."""
+    found = conn.execute("select to_regclass(%s) is not null", (HOLDING_PERIODS,)).fetchone()
+    if not (found and found[0]):
+        raise PipelineError(f"{HOLDING_PERIODS} does not exist: reconcile a run with this "
+                            "version of soxtrail first")
+    rows = conn.execute(f"select exists (select 1 from {HOLDING_PERIODS} where run_id = %s)",
+                        (run_id,)).fetchone()
+    if not (rows and rows[0]):
+        raise PipelineError(f"run {run_id} has no rows in {HOLDING_PERIODS}: it was reconciled "
+                            "before that mart existed; run the quarter again")
 
 
-def _events(conn: psycopg.Connection[Any], compiled: str) -> list[Event]:
-    query = query_from_ctes(compiled, f"""
-select 'grant' as kind, g.granted_at as at, g.cluster, g.grantee as login_role,
-       g.granted_role as role, g.evidence_id::text as evidence_id, g.evidence_locator,
-       g.statement_text
-from {GRANTS_CTE} as g
-union all
-select 'revoke', r.revoked_at, r.cluster, r.login_role, r.revoked_role,
-       r.evidence_id::text, r.evidence_locator, r.statement_text
-from {REVOCATIONS_CTE} as r""")
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(query)  # type: ignore[arg-type]
-        rows = cur.fetchall()
-    return sorted((Event(r["at"], r["kind"], r["cluster"], r["login_role"], r["role"],
-                         r["evidence_id"], r["evidence_locator"], r["statement_text"])
-                   for r in rows if r["at"] is not None),
-                  key=lambda e: (e.at, e.kind == "grant", e.cluster, e.login_role, e.role))
+def _catalog_taken_at(conn: psycopg.Connection[Any], run_id: str) -> datetime | None:
+    return evidence.latest_executed_at(conn, run_id,
+                                       ("raw.catalog_memberships", "raw.catalog_roles"))
 
 
-def _catalog(conn: psycopg.Connection[Any], compiled: str) -> list[dict[str, Any]]:
-    query = query_from_ctes(compiled, f"""
-select m.cluster, m.member_role as login_role, m.granted_role as role,
-       m.evidence_id::text as evidence_id, m.evidence_locator
-from {MEMBERSHIPS_CTE} as m
-where m.can_member_login
-union all
-select r.cluster, r.role_name, attribute.role, r.evidence_id::text, r.evidence_locator
-from {ROLES_CTE} as r
-cross join lateral unnest(array[
-    case when r.is_superuser then 'SUPERUSER' end,
-    case when r.can_create_role then 'CREATEROLE' end,
-    'LOGIN'
-]) as attribute (role)
-where r.can_login and attribute.role is not null""")
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(query)  # type: ignore[arg-type]
-        return cur.fetchall()
-
-
-def replay(at: datetime, catalog: list[dict[str, Any]], events: list[Event],
-           catalog_taken_at: datetime | None) -> list[Holding]:
-    """Decide each (cluster, login role, role) at `at` (role LOGIN: the role can log in).
-
-    The last audit event at or before `at` decides (granted: held; revoked: not held).
-    With none, the first event after `at` decides (a revocation means it was held, a
-    grant that it was not).  With no event at all, the catalog snapshot decides.
-    """
-    keys: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for row in catalog:
-        keys.setdefault((row["cluster"], row["login_role"], row["role"]), {"catalog": row})
-    for event in events:
-        # DROP ROLE / NOLOGIN / VALID UNTIL ('*') take away LOGIN with every other role
-        role = LOGIN if event.role == "*" else event.role
-        keys.setdefault((event.cluster, event.login_role, role), {})
-    by_login: dict[tuple[str, str], list[Event]] = {}
-    for event in events:
-        by_login.setdefault((event.cluster, event.login_role), []).append(event)
-    taken = (f" (catalog snapshot taken {catalog_taken_at.isoformat()})"
-             if catalog_taken_at else "")
-    holdings = []
-    for (cluster, login_role, role), info in sorted(keys.items()):
-        relevant = [e for e in by_login.get((cluster, login_role), [])
-                    if e.role == role or (e.kind == "revoke" and e.role == "*")]
-        before = [e for e in relevant if e.at <= at]
-        after = [e for e in relevant if e.at > at]
-        deciding: Event | None = None
-        if before:
-            deciding = before[-1]
-            held = deciding.kind == "grant"
-            basis = f"{deciding.kind} at {deciding.at.isoformat()}: {_short(deciding.statement)}"
-        elif after:
-            deciding = after[0]
-            held = deciding.kind == "revoke"
-            basis = (f"{'revoked' if held else 'granted'} later, at {deciding.at.isoformat()}:"
-                     f" {_short(deciding.statement)}")
-        else:
-            held = "catalog" in info
-            basis = "in the catalog, no grant or revocation in the audit log" + taken
-        if not held:
-            continue
-        evidence: list[str] = []
-        locators: list[str] = []
-        for source in (info.get("catalog"), deciding):
-            if source is None:
-                continue
-            ev = source["evidence_id"] if isinstance(source, dict) else source.evidence_id
-            loc = source["evidence_locator"] if isinstance(source, dict) else source.locator
-            if ev and ev not in evidence:
-                evidence.append(ev)
-                locators.append(loc or "")
-        holdings.append(Holding(cluster, login_role, role, basis, tuple(evidence),
-                                tuple(locators)))
-    return holdings
+def _holding(period: dict[str, Any], catalog_taken_at: datetime | None) -> Holding:
+    """Word one held period: the event (or catalog) that decides it and its evidence."""
+    decided_by = period["decided_by"]
+    if decided_by == "catalog":
+        basis = "in the catalog, no grant or revocation in the audit log" + (
+            f" (catalog snapshot taken {catalog_taken_at.isoformat()})"
+            if catalog_taken_at else "")
+    elif decided_by == "later_revoke":
+        basis = (f"revoked later, at {period['event_at'].isoformat()}:"
+                 f" {_short(period['statement_text'])}")
+    else:  # grant: the only other way a period is held
+        basis = f"grant at {period['event_at'].isoformat()}: {_short(period['statement_text'])}"
+    evidence: list[str] = []
+    locators: list[str] = []
+    for prefix in ("catalog", "event"):
+        evidence_id = period[f"{prefix}_evidence_id"]
+        if evidence_id and evidence_id not in evidence:
+            evidence.append(evidence_id)
+            locators.append(period[f"{prefix}_evidence_locator"] or "")
+    return Holding(period["cluster"], period["login_role"], period["role"], basis,
+                   tuple(evidence), tuple(locators))
 
 
 def _short(statement: str | None) -> str:
@@ -290,60 +174,17 @@ def _short(statement: str | None) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _snapshot_table(conn: psycopg.Connection[Any]) -> str | None:
-    """A dbt snapshot of role memberships in schema `snapshots`, if the project built one."""
-    row = conn.execute(
-        "select table_name from information_schema.columns where table_schema = %s"
-        " group by table_name having bool_or(column_name = 'dbt_valid_from')"
-        " and bool_or(column_name = 'granted_role') order by table_name limit 1",
-        (SNAPSHOTS_SCHEMA,)).fetchone()
-    return str(row[0]) if row else None
-
-
-def _from_snapshot(conn: psycopg.Connection[Any], table: str, at: datetime) -> list[Holding]:
-    columns = {r[0] for r in conn.execute(
-        "select column_name from information_schema.columns where table_schema = %s"
-        " and table_name = %s", (SNAPSHOTS_SCHEMA, table)).fetchall()}
-    member = next((c for c in ("login_role", "member_role", "member") if c in columns), None)
-    if member is None or "cluster" not in columns:
-        raise PipelineError(f"{SNAPSHOTS_SCHEMA}.{table}: no cluster / member column")
-    evidence = sql.Identifier("evidence_id") if "evidence_id" in columns else sql.NULL
-    query = sql.SQL(
-        "select cluster, {member} as login_role, granted_role as role, {evidence}::text,"
-        " dbt_valid_from from {table} where dbt_valid_from <= %(at)s"
-        " and (dbt_valid_to is null or dbt_valid_to > %(at)s)").format(
-        member=sql.Identifier(member), evidence=evidence,
-        table=sql.Identifier(SNAPSHOTS_SCHEMA, table))
-    rows = conn.execute(query, {"at": at}).fetchall()
-    return [Holding(c, m, r, f"snapshot row valid from {v.isoformat()}",
-                    (e,) if e else (), ()) for c, m, r, e, v in sorted(rows)]
-
-
 def access_as_of(conn: psycopg.Connection[Any], at: datetime, *, cluster: str | None = None,
                  run_id: str | None = None) -> AccessList:
-    """The access list at `at`: the covering run's catalog and audit log, else the snapshots."""
-    run = _covering_run(conn, at, run_id)
+    """The access list at `at`, from the holding periods of the run that covers it."""
+    run, source = _choose_run(conn, at, run_id)
     if run is None:
-        table = _snapshot_table(conn)
-        if table is None:
-            raise PipelineError(f"no reconciled run covers {at.isoformat()} and there is no "
-                                f"role-membership snapshot in schema {SNAPSHOTS_SCHEMA}")
-        result = AccessList(at, None, None, f"dbt snapshot {SNAPSHOTS_SCHEMA}.{table}",
-                            _from_snapshot(conn, table, at))
-    else:
-        compiled = _compiled_with(conn, run.id, [GRANTS_CTE, REVOCATIONS_CTE, MEMBERSHIPS_CTE,
-                                                 ROLES_CTE])
-        catalog = _catalog(conn, compiled)
-        taken = conn.execute(
-            "select max(executed_at) from soxtrail.sox_evidence where run_id = %s"
-            " and query_params->>'raw_table' in ('raw.catalog_memberships', 'raw.catalog_roles')",
-            (run.id,)).fetchone()
-        result = AccessList(at, run.id, run.quarter,
-                            "the run's catalog snapshot and audit-log grants/revocations",
-                            replay(at, catalog, _events(conn, compiled),
-                                   taken[0] if taken else None))
+        conn.commit()
+        return AccessList(at, None, None, source)
+    _check_periods(conn, run.id)
+    taken = _catalog_taken_at(conn, run.id)
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(HELD_AT, {"run_id": run.id, "at": at, "cluster": cluster})
+        periods = cur.fetchall()
     conn.commit()
-    if cluster:
-        result.holdings = [h for h in result.holdings if h.cluster == cluster]
-    return result
-
+    return AccessList(at, run.id, run.quarter, source, [_holding(p, taken) for p in periods])

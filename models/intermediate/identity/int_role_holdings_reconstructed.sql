@@ -1,8 +1,9 @@
 -- For each identity deactivated in the quarter: every (cluster, login role,
 -- role) it held at its deactivation time. A role counts as held when it is
--- in the quarter-end catalog, when the audit log granted it before the
--- deactivation without revoking it before, or when the audit log revokes it
--- after the deactivation (it must have been held to be revoked).
+-- in the quarter-end catalog, when the audit log says it was held just
+-- before the deactivation (the last role event before it is a grant: see
+-- int_role_holding_periods_replayed), or when the audit log revokes it after
+-- the deactivation (it must have been held to be revoked).
 
 with
 
@@ -18,55 +19,21 @@ identity_mappings as (
 
 ),
 
-memberships as (
-
-    select * from {{ ref('stg_db_catalog__memberships') }}
-
-),
-
-catalog_roles as (
-
-    select * from {{ ref('stg_db_catalog__roles') }}
-
-),
-
-grants as (
-
-    select * from {{ ref('int_role_grants_parsed') }}
-
-),
-
-revocations as (
-
-    select * from {{ ref('int_role_revocations_parsed') }}
-
-),
-
 catalog_holdings as (
 
-    select
-        memberships.cluster,
-        memberships.member_role as login_role,
-        memberships.granted_role as role,
-        memberships.evidence_id
-    from memberships
+    select * from {{ ref('int_role_holdings_catalogued') }}
 
-    union all
+),
 
-    -- the attributes are roles too: SUPERUSER, CREATEROLE, and LOGIN itself
-    select
-        catalog_roles.cluster,
-        catalog_roles.role_name as login_role,
-        role_attribute.role,
-        catalog_roles.evidence_id
-    from catalog_roles
-    cross join
-        lateral unnest(array[
-            case when catalog_roles.is_superuser then 'SUPERUSER' end,
-            case when catalog_roles.can_create_role then 'CREATEROLE' end,
-            case when catalog_roles.can_login then 'LOGIN' end
-        ]) as role_attribute (role)
-    where role_attribute.role is not null
+role_events as (
+
+    select * from {{ ref('int_role_events_unioned') }}
+
+),
+
+holding_periods as (
+
+    select * from {{ ref('int_role_holding_periods_replayed') }}
 
 ),
 
@@ -78,14 +45,9 @@ seen_login_roles as (
     from catalog_holdings
     union
     select
-        grants.cluster,
-        grants.grantee
-    from grants
-    union
-    select
-        revocations.cluster,
-        revocations.login_role
-    from revocations
+        role_events.cluster,
+        role_events.login_role
+    from role_events
 
 ),
 
@@ -134,50 +96,56 @@ held_in_catalog as (
 
 held_by_grant as (
 
+    -- held just before the deactivation by the audit log's account; every
+    -- grant since the last revocation is evidence of it
     select
         deactivated_login_roles.identity,
         deactivated_login_roles.cluster,
         deactivated_login_roles.login_role,
-        grants.granted_role as role,
+        streak_periods.role,
         'granted' as held_because,
-        grants.evidence_id
+        streak_periods.event_evidence_id as evidence_id
     from deactivated_login_roles
-    inner join grants
+    inner join holding_periods as deciding_periods
         on
-            deactivated_login_roles.cluster = grants.cluster
-            and deactivated_login_roles.login_role = grants.grantee
+            deactivated_login_roles.cluster = deciding_periods.cluster
+            and deactivated_login_roles.login_role = deciding_periods.login_role
+    inner join holding_periods as streak_periods
+        on
+            deciding_periods.cluster = streak_periods.cluster
+            and deciding_periods.login_role = streak_periods.login_role
+            and deciding_periods.role = streak_periods.role
+            and deciding_periods.held_since_at = streak_periods.held_since_at
     where
-        grants.granted_at < deactivated_login_roles.deactivated_at
-        and not exists (
-            select 1
-            from revocations
-            where
-                revocations.cluster = grants.cluster
-                and revocations.login_role = grants.grantee
-                and revocations.revoked_role in (grants.granted_role, '*')
-                and revocations.revoked_at > grants.granted_at
-                and revocations.revoked_at < deactivated_login_roles.deactivated_at
+        deciding_periods.decided_by = 'grant'
+        and deciding_periods.valid_from < deactivated_login_roles.deactivated_at
+        and (
+            deciding_periods.valid_to is null
+            or deciding_periods.valid_to >= deactivated_login_roles.deactivated_at
         )
+        and streak_periods.decided_by = 'grant'
+        and streak_periods.valid_from < deactivated_login_roles.deactivated_at
 
 ),
 
 revoked_after_deactivation as (
 
-    -- DROP / NOLOGIN / VALID UNTIL revoke every role: known here as LOGIN
+    -- a revocation of every role is known here as the revocation of LOGIN
     select
         deactivated_login_roles.identity,
         deactivated_login_roles.cluster,
         deactivated_login_roles.login_role,
-        case when revocations.revoked_role = '*' then 'LOGIN' else revocations.revoked_role end
-            as role,
+        role_events.role,
         'revoked' as held_because,
-        revocations.evidence_id
+        role_events.evidence_id
     from deactivated_login_roles
-    inner join revocations
+    inner join role_events
         on
-            deactivated_login_roles.cluster = revocations.cluster
-            and deactivated_login_roles.login_role = revocations.login_role
-    where revocations.revoked_at >= deactivated_login_roles.deactivated_at
+            deactivated_login_roles.cluster = role_events.cluster
+            and deactivated_login_roles.login_role = role_events.login_role
+    where
+        role_events.event_kind = 'revoke'
+        and role_events.event_at >= deactivated_login_roles.deactivated_at
 
 ),
 

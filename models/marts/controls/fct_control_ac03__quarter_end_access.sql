@@ -5,15 +5,9 @@
 
 with
 
-memberships as (
+catalog_holdings as (
 
-    select * from {{ ref('stg_db_catalog__memberships') }}
-
-),
-
-catalog_roles as (
-
-    select * from {{ ref('stg_db_catalog__roles') }}
+    select * from {{ ref('int_role_holdings_catalogued') }}
 
 ),
 
@@ -49,33 +43,17 @@ tickets as (
 
 held_roles as (
 
+    -- what login roles hold at quarter end; LOGIN itself is not access to list
     select
-        memberships.cluster,
-        memberships.member_role as login_role,
-        memberships.granted_role,
-        memberships.evidence_id,
-        memberships.evidence_locator
-    from memberships
-    where memberships.can_member_login
-
-    union all
-
-    -- superusers and CREATEROLE holders are privileged without any membership
-    select
-        catalog_roles.cluster,
-        catalog_roles.role_name as login_role,
-        role_attribute.granted_role,
-        catalog_roles.evidence_id,
-        catalog_roles.evidence_locator
-    from catalog_roles
-    cross join
-        lateral unnest(array[
-            case when catalog_roles.is_superuser then 'SUPERUSER' end,
-            case when catalog_roles.can_create_role then 'CREATEROLE' end
-        ]) as role_attribute (granted_role)
+        catalog_holdings.cluster,
+        catalog_holdings.login_role,
+        catalog_holdings.role as granted_role,
+        catalog_holdings.evidence_id,
+        catalog_holdings.evidence_locator
+    from catalog_holdings
     where
-        catalog_roles.can_login
-        and role_attribute.granted_role is not null
+        catalog_holdings.can_login
+        and not (catalog_holdings.holding_kind = 'attribute' and catalog_holdings.role = 'LOGIN')
 
 ),
 
