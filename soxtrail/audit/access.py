@@ -124,8 +124,7 @@ def _choose_run(conn: psycopg.Connection[Any], at: datetime,
     if earlier:
         return (runs.get_run(conn, max(earlier)[2]),
                 f"{SOURCE}, the last known state: no reconciled run covers the moment")
-    return None, ("no reconciled run: none covers or precedes the moment (the dbt snapshot"
-                  " of memberships is not read)")
+    return None, "no reconciled run: none covers or precedes the moment"
 
 
 def _check_periods(conn: psycopg.Connection[Any], run_id: str) -> None:
