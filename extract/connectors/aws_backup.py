@@ -41,7 +41,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from extract.connectors import http
+from extract.connectors import http, pages
 from soxtrail.kernel import secrets
 from soxtrail.kernel.errors import ConfigError, SourceError
 from soxtrail.kernel.sources import DOC_TABLE, ConnectorSpec, LoadItem, SnapshotContext, Source
@@ -190,7 +190,7 @@ def snapshot(source: Source, ctx: SnapshotContext) -> None:
     request: dict[str, Any] = {
         "ByCreatedAfter": ctx.quarter.start,
         "ByCreatedBefore": ctx.quarter.end,
-        "MaxResults": http.page_size(source, 1000, 1000),
+        "MaxResults": pages.page_size(source, 1000, 1000),
     }
     if source.get("vault"):
         request["ByBackupVaultName"] = str(source.get("vault"))
@@ -221,7 +221,7 @@ def snapshot(source: Source, ctx: SnapshotContext) -> None:
                     params=params, ext="json", raw_table=RAW_TABLE,
                     chunks=[canonical_json(response)],
                     count_rows=partial(count_rows, params),
-                    counter=http.PageCounter(key="BackupJobs"))
+                    counter=pages.PageCounter(key="BackupJobs"))
         next_token = response.get("NextToken")
         if not next_token:
             return
@@ -240,10 +240,10 @@ def _jobs(document: Any) -> list[Any] | None:
 
 def load(query_params: Mapping[str, Any], path: Path) -> Iterator[LoadItem]:
     """One RawRow(doc=job) per backup job of a captured page."""
-    yield from http.json_records(path, _jobs, "a ListBackupJobs response (no BackupJobs list)",
+    yield from pages.json_records(path, _jobs, "a ListBackupJobs response (no BackupJobs list)",
                                  key="BackupJobs")
 
 
 def count_rows(query_params: Mapping[str, Any], path: Path) -> int:
     """Jobs in the page (a page that cannot be read counts as one rejected row)."""
-    return http.count_page(path, _jobs, "a ListBackupJobs response", key="BackupJobs")
+    return pages.count_page(path, _jobs, "a ListBackupJobs response", key="BackupJobs")

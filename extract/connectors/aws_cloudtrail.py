@@ -13,17 +13,15 @@ from typing import Any
 
 import msgspec
 
-from extract.connectors.file import (
+from extract.connectors.formats import (
     READ_ERRORS,
     json_needs_check,
     jsonb_problem,
     parse_json,
     raw_json_items,
     raw_json_text,
-    s3_chunks,
-    s3_client,
-    split_s3_uri,
 )
+from extract.connectors.s3 import s3_chunks, s3_client, split_s3_uri
 from soxtrail.kernel.errors import ConfigError, SourceError
 from soxtrail.kernel.sources import (
     DOC_TABLE,

@@ -8,7 +8,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from extract.connectors.file import csv_rows, header_names, open_bytes, preview
+from extract.connectors.formats import csv_rows, header_names, open_bytes, preview
 from soxtrail.kernel.errors import ConfigError, SourceError
 from soxtrail.kernel.sources import (
     ConnectorSpec,

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from extract.connectors import http
+from extract.connectors import http, pages
 from soxtrail.kernel.errors import ConfigError, SourceError
 from soxtrail.kernel.sources import (
     DOC_TABLE,
@@ -189,7 +189,7 @@ def _capture_page(source: Source, ctx: SnapshotContext, *, name: str, query_text
     ctx.capture(source, query_name=f"{source.name}/{name}", query_text=query_text,
                 params=params, ext="json", raw_table=RAW_TABLE, chunks=[body],
                 count_rows=partial(count_rows, params),
-                counter=http.PageCounter(key="issues"))
+                counter=pages.PageCounter(key="issues"))
 
 
 def _warn_truncated_changelogs(source: Source, issues: list[Any]) -> None:
@@ -215,7 +215,7 @@ def _snapshot_files(source: Source, ctx: SnapshotContext) -> None:
                     query_text=f"read {file}", params=params, ext="json",
                     raw_table=RAW_TABLE, chunks=iter_file(file),
                     count_rows=partial(count_rows, params),
-                    counter=http.PageCounter(key="issues"))
+                    counter=pages.PageCounter(key="issues"))
 
 
 def snapshot(source: Source, ctx: SnapshotContext) -> None:
@@ -228,11 +228,11 @@ def snapshot(source: Source, ctx: SnapshotContext) -> None:
     api = str(source.get("api", "v2"))
     if api not in APIS:
         raise ConfigError(f"source {source.name!r}: api: expected v2 or v3, got {api!r}")
-    endpoint = http.base_url(source) + APIS[api]
-    jql = http.substitute_quarter(str(source.get("jql") or ""), ctx.quarter)
+    endpoint = pages.base_url(source) + APIS[api]
+    jql = pages.substitute_quarter(str(source.get("jql") or ""), ctx.quarter)
     request: dict[str, Any] = {
         "jql": jql,
-        "maxResults": http.page_size(source, 100, 5000),
+        "maxResults": pages.page_size(source, 100, 5000),
         "fields": ",".join(requested_fields(fields)),
     }
     if fields.get("approved_at") == "changelog":
@@ -302,11 +302,11 @@ def _snapshot_v3(source: Source, ctx: SnapshotContext, client: http.HttpClient, 
 
 def load(query_params: Mapping[str, Any], path: Path) -> Iterator[LoadItem]:
     """One RawRow(doc=issue) per issue of a captured search page."""
-    yield from http.json_records(path, _issues, "a Jira search response (no 'issues' list)",
+    yield from pages.json_records(path, _issues, "a Jira search response (no 'issues' list)",
                                  key="issues")
 
 
 def count_rows(query_params: Mapping[str, Any], path: Path) -> int:
     """Issues in the page (a page that cannot be read counts as one rejected row)."""
-    return http.count_page(path, _issues, "a Jira search response", key="issues")
+    return pages.count_page(path, _issues, "a Jira search response", key="issues")
 

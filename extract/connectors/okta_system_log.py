@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 from requests.utils import parse_header_links
 
-from extract.connectors import http
+from extract.connectors import http, pages
 from soxtrail.kernel import secrets
 from soxtrail.kernel.errors import ConfigError, SourceError
 from soxtrail.kernel.sources import DOC_TABLE, ConnectorSpec, LoadItem, SnapshotContext, Source
@@ -92,17 +92,17 @@ def _events(document: Any) -> list[Any] | None:
 
 def snapshot(source: Source, ctx: SnapshotContext) -> None:
     """Capture every page of the quarter's System Log events."""
-    url = http.base_url(source)
+    url = pages.base_url(source)
     origin = urlsplit(url)[:2]
     token = str(source.get("token") or "")
     if not token:
         raise ConfigError(f"source {source.name!r}: token: empty")
     auth = http.Auth(scheme="ssws", token=token)
-    limit = http.page_size(source, 1000, 1000)
+    limit = pages.page_size(source, 1000, 1000)
     event_types = _event_types(source)
     request: dict[str, Any] = {
-        "since": http.iso_utc(ctx.quarter.start),
-        "until": http.iso_utc(ctx.quarter.end),
+        "since": pages.iso_utc(ctx.quarter.start),
+        "until": pages.iso_utc(ctx.quarter.end),
         "limit": limit,
         "sortOrder": "ASCENDING",
     }
@@ -124,7 +124,7 @@ def snapshot(source: Source, ctx: SnapshotContext) -> None:
                         query_text=client.describe(endpoint, query), params=params,
                         ext="json", raw_table=RAW_TABLE, chunks=[response.body],
                         count_rows=partial(count_rows, params),
-                        counter=http.PageCounter(top_array=True))
+                        counter=pages.PageCounter(top_array=True))
             following = next_link(response.headers)
             if not events or not following:
                 return
@@ -138,10 +138,10 @@ def snapshot(source: Source, ctx: SnapshotContext) -> None:
 
 def load(query_params: Mapping[str, Any], path: Path) -> Iterator[LoadItem]:
     """One RawRow(doc=event) per event of a captured page."""
-    yield from http.json_records(path, _events, "an Okta System Log page (a JSON array)",
+    yield from pages.json_records(path, _events, "an Okta System Log page (a JSON array)",
                                  top_array=True)
 
 
 def count_rows(query_params: Mapping[str, Any], path: Path) -> int:
     """Events in the page (a page that cannot be read counts as one rejected row)."""
-    return http.count_page(path, _events, "an Okta page", top_array=True)
+    return pages.count_page(path, _events, "an Okta page", top_array=True)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from extract.connectors.file import (
+from extract.connectors.formats import (
     CsvRecordParser,
     decode_problem,
     json_needs_check,

@@ -9,20 +9,19 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
-import extract.connectors.file as file_module
-from extract.connectors.file import (
+import extract.connectors.formats as formats
+from extract.connectors.formats import (
     GZIP_MAGIC,
     READ_ERRORS,
     RECORD_TOO_LONG,
     REJECT_TEXT_BYTES,
     UNTERMINATED_AT_END,
     open_bytes,
-    s3_chunks,
-    s3_list,
 )
 from extract.connectors.pgaudit_classify import StderrClassifier, classified, classifier
 from extract.connectors.pgaudit_prefix import DEFAULT_PREFIX, compile_prefix
 from extract.connectors.pgaudit_records import python_counter, split_records
+from extract.connectors.s3 import s3_chunks, s3_list
 from soxtrail.kernel.errors import ConfigError, SourceError
 from soxtrail.kernel.sources import (
     ConnectorSpec,
@@ -92,7 +91,7 @@ def count_stream(params: Mapping[str, Any]) -> RowCounter | None:
     LineCounter where extract/connectors/_pgaudit_scan.pyx is built)."""
     fmt = str(params.get("format"))
     if fmt in FORMAT_TABLES and _pgaudit_scan is not None:
-        return _pgaudit_scan.LineCounter(fmt, file_module.MAX_RECORD_BYTES)
+        return _pgaudit_scan.LineCounter(fmt, formats.MAX_RECORD_BYTES)
     return python_counter(fmt)
 
 
@@ -151,7 +150,7 @@ def scan_handle(params: Mapping[str, Any], handle: IO[bytes], name: str,
     classify = classifier(params, name, True)
     prefix = classify.prefix if isinstance(classify, StderrClassifier) else None
     scanner = _pgaudit_scan.Scanner(
-        fmt, head.encode("utf-8"), name.encode("utf-8"), file_module.MAX_RECORD_BYTES,
+        fmt, head.encode("utf-8"), name.encode("utf-8"), formats.MAX_RECORD_BYTES,
         REJECT_TEXT_BYTES, RECORD_TOO_LONG, UNTERMINATED_AT_END,
         # without a log time in the prefix, every entry is a reject: Python's to say
         prefix.program if prefix is not None and prefix.has_time else None,

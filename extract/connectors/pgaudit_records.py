@@ -6,7 +6,7 @@ import abc
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from extract.connectors.file import (
+from extract.connectors.formats import (
     GZIP_MAGIC,
     MAX_RECORD_BYTES,
     READ_ERRORS,

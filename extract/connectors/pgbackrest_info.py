@@ -10,7 +10,7 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
-from extract.connectors.file import (
+from extract.connectors.formats import (
     READ_ERRORS,
     json_needs_check,
     jsonb_problem,

@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 from psycopg import conninfo
 
-from extract.connectors.file import csv_rows, header_names, open_bytes, preview
+from extract.connectors.formats import csv_rows, header_names, open_bytes, preview
 from soxtrail.kernel import secrets
 from soxtrail.kernel.errors import ConfigError, SourceError
 from soxtrail.kernel.sources import (

@@ -54,7 +54,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from extract.connectors import http
+from extract.connectors import http, pages
 from extract.connectors.jira import ticket_settings
 from soxtrail.kernel.errors import ConfigError, SourceError
 from soxtrail.kernel.sources import DOC_TABLE, ConnectorSpec, LoadItem, SnapshotContext, Source
@@ -161,12 +161,12 @@ def _pages(source: Source, ctx: SnapshotContext, client: http.HttpClient, *, url
 def snapshot(source: Source, ctx: SnapshotContext) -> None:
     """Capture every page of the table query, then (with `approvals`) the tickets' approvals."""
     settings(source)  # validate before touching the source
-    url = http.base_url(source)
+    url = pages.base_url(source)
     table = _table_name(source)
-    limit = http.page_size(source, 1000, 10_000)
+    limit = pages.page_size(source, 1000, 10_000)
     display = _flag(source, "display_value")
     with_approvals = _flag(source, "approvals")
-    query = _ordered(http.substitute_quarter(str(source.get("query") or ""), ctx.quarter))
+    query = _ordered(pages.substitute_quarter(str(source.get("query") or ""), ctx.quarter))
     ticket_ids: list[str] = []
     with http.HttpClient(source.name, auth=http.auth_from(source),
                          policy=http.RetryPolicy.from_source(source)) as client:
@@ -202,10 +202,10 @@ def _approval(record: dict[str, Any]) -> dict[str, Any]:
 def load(query_params: Mapping[str, Any], path: Path) -> Iterator[LoadItem]:
     """One RawRow per record; approval records wrapped as `{"_table": …, "record": …}`."""
     wrap = _approval if query_params.get("approvals") else None
-    yield from http.json_records(path, _records, "a Table API response (no 'result' list)",
+    yield from pages.json_records(path, _records, "a Table API response (no 'result' list)",
                                  wrap=wrap)
 
 
 def count_rows(query_params: Mapping[str, Any], path: Path) -> int:
     """Records in the page (a page that cannot be read counts as one rejected row)."""
-    return http.count_json_records(http.json_records(path, _records, "a Table API response"))
+    return pages.count_json_records(pages.json_records(path, _records, "a Table API response"))

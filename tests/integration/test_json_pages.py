@@ -1,4 +1,4 @@
-"""JSON pages split with msgspec (extract.connectors.file.raw_json_items) load what the json
+"""JSON pages split with msgspec (extract.connectors.formats.raw_json_items) load what the json
 module's path loads: the same records, rejects and counts, each doc equal as jsonb."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from extract import loader
-from extract.connectors import file as file_module
+from extract.connectors import formats
 from soxtrail.kernel.database import Database
 
 pytestmark = pytest.mark.integration
@@ -87,7 +87,7 @@ def pages(draw: st.DrawFn, key: str | None, source_key: str | None = None) -> by
 @contextmanager
 def _json_path_only() -> Iterator[None]:
     """Every page through the json module, as before msgspec."""
-    saved = file_module.raw_json_items
+    saved = formats.raw_json_items
     modules = [m for m in _connector_modules() if getattr(m, "raw_json_items", None) is saved]
     for module in modules:
         module.raw_json_items = lambda data, key: None  # type: ignore[attr-defined]
@@ -99,9 +99,9 @@ def _json_path_only() -> Iterator[None]:
 
 
 def _connector_modules() -> list[Any]:
-    from extract.connectors import aws_backup, aws_cloudtrail, http, jira, okta_system_log
+    from extract.connectors import aws_backup, aws_cloudtrail, jira, okta_system_log, pages
 
-    return [aws_backup, aws_cloudtrail, http, jira, okta_system_log]
+    return [aws_backup, aws_cloudtrail, jira, okta_system_log, pages]
 
 
 def _load(params: dict[str, Any], path: Path) -> tuple[list[Any], tuple[int, ...], list[Any]]:

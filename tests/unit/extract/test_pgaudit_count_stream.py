@@ -11,8 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from extract.connectors import file as file_module
-from extract.connectors import pgaudit_log, pgaudit_records
+from extract.connectors import formats, pgaudit_log, pgaudit_records
 from extract.snapshot import SnapshotRun
 from soxtrail.kernel.quarter import Quarter
 from soxtrail.kernel.sources import Source
@@ -77,7 +76,7 @@ def test_edge_cases(tmp_path: Path, fmt: str, data: bytes) -> None:
 @pytest.mark.parametrize("fmt", ["csvlog", "stderr"])
 def test_oversized_unterminated_records(tmp_path: Path, fmt: str,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(file_module, "MAX_RECORD_BYTES", 16)
+    monkeypatch.setattr(formats, "MAX_RECORD_BYTES", 16)
     monkeypatch.setattr(pgaudit_records, "MAX_RECORD_BYTES", 16)
     data = b'a,"' + b"0123456789\n" * 5 + b'x"\nb\n' + b'"' + b"y" * 40 + b"\nz\n"
     for cuts in ([], [3, 17, 30], list(range(len(data)))):

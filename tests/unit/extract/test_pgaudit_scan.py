@@ -16,8 +16,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from extract import loader
-from extract.connectors import file as file_module
-from extract.connectors import pgaudit_classify, pgaudit_log, pgaudit_prefix, pgaudit_records
+from extract.connectors import (
+    formats,
+    pgaudit_classify,
+    pgaudit_log,
+    pgaudit_prefix,
+    pgaudit_records,
+)
 from soxtrail.kernel.sources import CopyRows, RawRow, Reject
 
 HEAD = "run\tevidence\tsource\tcluster\t"
@@ -434,7 +439,7 @@ def test_a_read_error_ends_the_file_as_in_the_python_path(case: tuple[str, bytes
 @pytest.mark.parametrize("block", BLOCK_SIZES)
 def test_a_record_over_the_size_limit_is_the_same_reject(monkeypatch: pytest.MonkeyPatch,
                                                          block: int) -> None:
-    monkeypatch.setattr(file_module, "MAX_RECORD_BYTES", 40)
+    monkeypatch.setattr(formats, "MAX_RECORD_BYTES", 40)
     good = ('2024-07-05 10:00:00.123 UTC,,,1,,a.1,1,,2024-07-05 10:00:00 UTC,,0,LOG,00000,'
             '"AUDIT: S,1,1,ROLE,GRANT,,,x,<none>",,,,,,,,,"","client backend",,0\n')
     data = (good + '2024,"open quote\n' + "line\n" * 12 + good + '"closes",x\n' + good

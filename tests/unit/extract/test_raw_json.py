@@ -1,4 +1,4 @@
-"""The JSON page helpers behind msgspec's split (extract.connectors.file)."""
+"""The JSON page helpers behind msgspec's split (extract.connectors.formats)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from extract.connectors.file import has_long_exponent, raw_json_items, raw_json_text
+from extract.connectors.formats import has_long_exponent, raw_json_items, raw_json_text
 
 LONG_EXPONENT = re.compile(rb"[eE][-+]?[0-9]{5}")
 
