@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 
-from extract.connectors.file import jsonb_problem
+from extract.connectors.formats import jsonb_problem
 from extract.connectors.registry import RAW_TABLES, connector_module
 from soxtrail.kernel import secrets
 from soxtrail.kernel.errors import PipelineError
