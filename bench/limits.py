@@ -188,6 +188,7 @@ def limit_render(dsn: str, run_id: str, target: Path) -> dict[str, Any]:
     plus the per-control CSVs: the rows are fetched before the clock starts."""
     import xlsxwriter
 
+    from soxtrail.kernel import evidence
     from soxtrail.kernel.controls import CONTROLS
 
     tables: list[tuple[str, list[tuple[Any, ...]]]] = []
@@ -197,10 +198,9 @@ def limit_render(dsn: str, run_id: str, target: Path) -> dict[str, Any]:
                                 " order by item_key", (run_id,)).fetchall()
             tables.append((control_id, [tuple(None if v is None else str(v) for v in r)
                                         for r in rows]))
-        evidence = conn.execute("select * from soxtrail.sox_evidence where run_id = %s"
-                                " order by executed_at, id", (run_id,)).fetchall()
-        tables.append(("Evidence", [tuple(None if v is None else str(v)[:32000] for v in r)
-                                    for r in evidence]))
+        tables.append(("Evidence", [tuple(None if v is None else str(v)[:32000]
+                                          for v in r.values())
+                                    for r in evidence.run_rows(conn, run_id)]))
     target.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     book = xlsxwriter.Workbook(str(target / "limit.xlsx"),

@@ -19,7 +19,7 @@ import psycopg
 
 from extract.connectors.formats import jsonb_problem
 from extract.connectors.registry import RAW_TABLES, connector_module
-from soxtrail.kernel import secrets
+from soxtrail.kernel import evidence, secrets
 from soxtrail.kernel.errors import PipelineError
 from soxtrail.kernel.sources import CopyRows, JsonDoc, RawRow, Reject, Skipped, Source, copy_fields
 from soxtrail.kernel.store import Store
@@ -390,15 +390,8 @@ def load_run(conn: psycopg.Connection[Any], *, run_id: str, store: Store, spool_
     without, this connection loads them one after another.
     """
     report = LoadReport()
+    pending = evidence.objects_to_load(conn, run_id)
     with conn.cursor() as cur:
-        cur.execute(
-            "select e.id::text, e.query_params, e.raw_output_s3_key, e.query_name"
-            " from soxtrail.sox_evidence e"
-            " left join soxtrail.sox_load_stats s on s.run_id = e.run_id and s.evidence_id = e.id"
-            " where e.run_id = %s and e.source_system <> 'reconcile'"
-            "   and e.query_params ? 'raw_table' and s.evidence_id is null"
-            " order by e.executed_at, e.id", (run_id,))
-        pending = cur.fetchall()
         cur.execute("select count(*) from soxtrail.sox_load_stats where run_id = %s", (run_id,))
         report.objects_already_loaded = cur.fetchone()[0]  # type: ignore[index]
     conn.commit()

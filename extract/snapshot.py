@@ -11,7 +11,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from soxtrail.kernel import secrets
+from soxtrail.kernel import evidence, secrets
+from soxtrail.kernel.evidence import EvidenceRow
 from soxtrail.kernel.quarter import Quarter
 from soxtrail.kernel.sources import Captured, RowCounter, Source
 from soxtrail.kernel.store import LocalStore, Store, check_key, safe_name, spool
@@ -23,23 +24,6 @@ def _counted(chunks: Iterable[bytes], counter: RowCounter) -> Iterator[bytes]:
     for chunk in chunks:
         feed(chunk)
         yield chunk
-
-
-@dataclass(frozen=True)
-class EvidenceRecord:
-    """One evidence row waiting to be committed (after its object is in the store)."""
-
-    id: str
-    run_id: str
-    source_system: str
-    query_name: str
-    query_text: str
-    query_params: dict[str, Any]
-    executed_at: datetime
-    executed_by: str
-    result_row_count: int
-    result_hash: str
-    raw_output_s3_key: str
 
 
 @dataclass
@@ -55,7 +39,7 @@ class SnapshotRun:
     # worker processes for `count_rows` (a functools.partial of a module function), so
     # that parsing a spooled object to count it does not hold this process's GIL
     counting: Executor | None = None
-    records: list[EvidenceRecord] = field(default_factory=list)
+    records: list[EvidenceRow] = field(default_factory=list)
     _names: set[str] = field(default_factory=set)
 
     def _count(self, count_rows: Callable[[Path], int], path: Path) -> int:
@@ -104,15 +88,10 @@ class SnapshotRun:
         self.store.put_file(key, path, move=True)
         if isinstance(self.store, LocalStore):
             path = Path(self.store.location(key))  # the spool file is gone: the object
-        all_params = {
-            **{k: secrets.redact_value(v) for k, v in params.items()},
-            "source": source.name,
-            "connector": source.connector,
-            "raw_table": raw_table,
-        }
-        if source.get("cluster") is not None and "cluster" not in all_params:
-            all_params["cluster"] = source.get("cluster")
-        self.records.append(EvidenceRecord(
+        all_params = evidence.snapshot_params(
+            params, source=source.name, connector=source.connector, raw_table=raw_table,
+            cluster=source.get("cluster"))
+        self.records.append(EvidenceRow(
             id=str(uuid.uuid4()),
             run_id=self.run_id,
             source_system=source.system,

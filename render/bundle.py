@@ -29,7 +29,7 @@ from render.workbook import (
     control_marts,
     fetch_run,
 )
-from soxtrail.kernel import secrets
+from soxtrail.kernel import evidence, secrets
 from soxtrail.kernel.errors import ConfigError
 from soxtrail.kernel.store import CHUNK, LocalStore, Store, check_key, sha256_file
 
@@ -232,25 +232,10 @@ def _run_json(run: dict[str, Any], versions: Mapping[str, str | None],
 
 
 def _evidence_lines(conn: psycopg.Connection[Any], run_id: str) -> Iterator[str]:
-    with conn.cursor(name="soxtrail_bundle_evidence") as cur:
-        cur.itersize = 2000
-        cur.execute(
-            "select evidence.id, evidence.run_id, evidence.source_system, evidence.query_name,"
-            " evidence.query_text, evidence.query_params, evidence.executed_at,"
-            " evidence.executed_by, evidence.result_row_count, evidence.result_hash,"
-            " evidence.raw_output_s3_key, evidence.created_at,"
-            " chain.seq, chain.prev_hash, chain.chain_hash"
-            " from soxtrail.sox_evidence as evidence"
-            " left join soxtrail.sox_evidence_chain as chain on chain.evidence_id = evidence.id"
-            " where evidence.run_id = %s"
-            " order by chain.seq nulls last, evidence.id", (run_id,))
-        names = [d.name for d in cur.description or ()]
-        for row in cur:
-            record = dict(zip(names, row, strict=True))
-            record["chain_seq"] = record.pop("seq")
-            for key in ("query_text", "query_params"):
-                record[key] = secrets.redact_value(record[key])
-            yield _dumps(record) + "\n"
+    for record in evidence.stream_with_links(conn, run_id, "soxtrail_bundle_evidence"):
+        for key in ("query_text", "query_params"):
+            record[key] = secrets.redact_value(record[key])
+        yield _dumps(record) + "\n"
 
 
 def _control_sql_files(conn: psycopg.Connection[Any], run: dict[str, Any],
@@ -258,12 +243,11 @@ def _control_sql_files(conn: psycopg.Connection[Any], run: dict[str, Any],
     """(file name, text) of each control's compiled SQL with its header comment."""
     by_evidence = {str(r.get("control_evidence_id")): r for r in summary}
     marts = {table: control for control, table in control_marts().items()}
-    rows = conn.execute(
-        "select id, query_name, query_text, query_params, result_row_count, result_hash "
-        "from soxtrail.sox_evidence where run_id = %s and source_system = 'reconcile' "
-        "order by query_name collate \"C\", id", (str(run["id"]),)).fetchall()
     used: set[str] = set()
-    for evidence_id, query_name, query_text, params, row_count, result_hash in rows:
+    for row in evidence.control_rows(conn, str(run["id"])):
+        evidence_id, query_name, query_text = row["id"], row["query_name"], row["query_text"]
+        params, row_count, result_hash = (row["query_params"], row["result_row_count"],
+                                          row["result_hash"])
         model = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(query_name).rsplit(".", 1)[-1]) or "model"
         name = model
         n = 2

@@ -7,7 +7,6 @@ import multiprocessing
 import os
 import resource
 import shutil
-import signal
 import threading
 import time
 from collections import Counter
@@ -28,59 +27,36 @@ import psycopg
 from extract.connectors.postgres_catalog import query_files
 from extract.connectors.registry import SPECS, connector_module
 from extract.loader import LoadReport, die_with_parent, load_run
-from extract.snapshot import EvidenceRecord, SnapshotRun
-from soxtrail.kernel import controls, runs, secrets
+from extract.snapshot import SnapshotRun
+from soxtrail.kernel import controls, evidence, runs, secrets
 from soxtrail.kernel.config import CATALOG_KEYS, Config, parse_config
 from soxtrail.kernel.database import Database, home
 from soxtrail.kernel.errors import PipelineError, SourceError, SoxtrailError, StoreError
 from soxtrail.kernel.quarter import Quarter
 from soxtrail.kernel.sources import Source
-from soxtrail.kernel.store import HASHING, Store, open_store, sha256_file
+from soxtrail.kernel.store import HASHING, Store, open_store
 from soxtrail.reconcile import dbt
 
 SNAPSHOT_CONCURRENCY = 4
 SNAPSHOT_COUNT_WORKERS = 2
 
-# Fault injection for tests/reliability: `<phase>:<point>` (points: `start`, `done`,
-# `put<N>` after the Nth store write of the phase, `object<N>` after the Nth object
-# loaded, `control<N>` after the Nth control evidence row). KILL sends this process
-# SIGKILL there; PAUSE (`<phase>:<point>=<marker file>`) writes the marker and waits
-# until it is removed (at most 120 s). Unset in production: one dict lookup per point.
-TEST_KILL_ENV = "SOXTRAIL_TEST_KILL_AT"
-TEST_PAUSE_ENV = "SOXTRAIL_TEST_PAUSE_AT"
+Echo = Callable[[dict[str, Any]], None]
 
 
-def checkpoint(phase: str, point: str) -> None:
-    """The one place the test fault hooks are read (see TEST_KILL_ENV)."""
-    here = f"{phase}:{point}"
-    if os.environ.get(TEST_KILL_ENV) == here:
-        os.kill(os.getpid(), signal.SIGKILL)
-    pause = os.environ.get(TEST_PAUSE_ENV, "")
-    where, _, marker = pause.partition("=")
-    if marker and where == here:
-        flag = Path(marker)
-        flag.write_text(str(os.getpid()), encoding="utf-8")
-        deadline = time.monotonic() + 120
-        while flag.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+class Observer:
+    """Watches the runs this process executes: an extension point for metrics, tracing or
+    fault injection. Every method does nothing unless a subclass overrides it."""
+
+    def opened(self, p: Pipeline) -> None:
+        """A pipeline was opened for a run; may wrap `p.store`, which every phase writes to."""
+
+    def checkpoint(self, p: Pipeline, phase: str, point: str) -> None:
+        """`phase` reached `point`: `start`, `done`, `object<N>` (the Nth object loaded and
+        committed) or `control<N>` (the Nth control's evidence row written)."""
 
 
-def _count_store_writes(store: Store, phase: list[str]) -> None:
-    """Call checkpoint(phase, 'put<N>') after each store write (only under the test hooks)."""
-    lock = threading.Lock()
-    counts: dict[str, int] = {}
-
-    def wrap(method: Callable[..., Any]) -> Callable[..., Any]:
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            result = method(*args, **kwargs)
-            with lock:
-                counts[phase[0]] = number = counts.get(phase[0], 0) + 1
-            checkpoint(phase[0], f"put{number}")
-            return result
-        return counted
-
-    for name in ("put_file", "put_bytes"):
-        setattr(store, name, wrap(getattr(store, name)))
+# observers of every pipeline this process opens (unless open_pipeline is given its own)
+OBSERVERS: list[Observer] = []
 
 
 class EventLog:
@@ -124,6 +100,12 @@ class Pipeline:
     events: EventLog
     template: str = "default"
     outputs: dict[str, Any] = field(default_factory=dict)
+    observers: list[Observer] = field(default_factory=list)
+
+    def checkpoint(self, phase: str, point: str) -> None:
+        """Tell the observers that `phase` reached `point` (see Observer.checkpoint)."""
+        for observer in self.observers:
+            observer.checkpoint(self, phase, point)
 
     @property
     def quarter(self) -> Quarter:
@@ -194,17 +176,15 @@ def capture_order(sources: list[Source]) -> list[Source]:
 
 def phase_snapshot(p: Pipeline) -> dict[str, Any]:
     """Capture every source; commit all evidence rows at once, only if every source succeeded."""
-    done = p.conn.execute(
-        "select count(*), coalesce(sum(result_row_count), 0) from soxtrail.sox_evidence"
-        " where run_id = %s and source_system <> 'reconcile'", (p.run.id,)).fetchone()
+    done_objects, done_rows = evidence.snapshot_totals(p.conn, p.run.id)
     p.conn.commit()
-    if done and done[0]:
+    if done_objects:
         # evidence rows are committed all at once: if any exist, the snapshot is complete
-        return {"objects": int(done[0]), "rows": int(done[1]), "already_done": True}
+        return {"objects": done_objects, "rows": done_rows, "already_done": True}
     sources = capture_order(sources_in_scope(p.config, p.run.clusters) + catalog_sources(p.config))
     spool_root = p.workdir / "spool"
 
-    def one(source: Source) -> list[EvidenceRecord]:
+    def one(source: Source) -> list[evidence.EvidenceRow]:
         started = time.monotonic()
         snap = SnapshotRun(run_id=p.run.id, quarter=p.quarter, executed_by=p.run.triggered_by,
                            store=p.store, spool_dir=spool_root / source.name,
@@ -232,7 +212,7 @@ def phase_snapshot(p: Pipeline) -> dict[str, Any]:
                       seconds=round(time.monotonic() - started, 3))
         return snap.records
 
-    records: list[EvidenceRecord] = []
+    records: list[evidence.EvidenceRow] = []
     errors: list[BaseException] = []
     cpu_started, hashing_started = _cpu_seconds(), HASHING.seconds
     # objects counted by parsing them (JSON pages, CloudTrail files, gzip logs) are counted
@@ -254,16 +234,7 @@ def phase_snapshot(p: Pipeline) -> dict[str, Any]:
                     pending.cancel()
     if errors:
         raise errors[0]
-    with p.conn.cursor() as cur:
-        cur.executemany(
-            "insert into soxtrail.sox_evidence (id, run_id, source_system, query_name,"
-            " query_text, query_params, executed_at, executed_by, result_row_count,"
-            " result_hash, raw_output_s3_key) values (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-            [(r.id, r.run_id, r.source_system, r.query_name, r.query_text,
-              json.dumps(r.query_params, sort_keys=True), r.executed_at, r.executed_by,
-              r.result_row_count, r.result_hash, r.raw_output_s3_key)
-             for r in sorted(records, key=lambda r: (r.source_system, r.query_name))],
-        )
+    evidence.insert_rows(p.conn, sorted(records, key=lambda r: (r.source_system, r.query_name)))
     p.conn.commit()
     # what hashing cost: CPU seconds in SHA-256 against the CPU seconds of the whole capture
     # (this process and its counting workers)
@@ -287,23 +258,15 @@ def phase_load(p: Pipeline) -> dict[str, Any]:
         p.events.emit("loaded", object=name, read=c.read, loaded=c.loaded,
                       rejected=c.rejected, skipped=c.skipped)
         done[0] += 1
-        checkpoint("load", f"object{done[0]}")
+        p.checkpoint("load", f"object{done[0]}")
 
-    pending = p.conn.execute(
-        "select count(*) from soxtrail.sox_evidence e where e.run_id = %s"
-        " and e.source_system <> 'reconcile' and not exists (select 1 from"
-        " soxtrail.sox_load_stats s where s.run_id = e.run_id and s.evidence_id = e.id)",
-        (p.run.id,)).fetchone()[0]  # type: ignore[index]
+    pending = evidence.count_not_loaded(p.conn, p.run.id)
     p.conn.commit()
     p.events.emit("load_plan", objects=int(pending))
     report: LoadReport = load_run(
         p.conn, run_id=p.run.id, store=p.store, spool_dir=p.workdir / "spool", sources=sources,
         progress=progress, dsn=p.db.dsn)
-    missing = p.conn.execute(
-        "select count(*) from soxtrail.sox_evidence e where e.run_id = %s"
-        " and e.source_system <> 'reconcile' and not exists (select 1 from"
-        " soxtrail.sox_load_stats s where s.run_id = e.run_id and s.evidence_id = e.id)",
-        (p.run.id,)).fetchone()[0]  # type: ignore[index]
+    missing = evidence.count_not_loaded(p.conn, p.run.id)
     if missing:
         raise PipelineError(f"load: {missing} snapshot objects were not loaded")
     totals = p.conn.execute(
@@ -387,7 +350,7 @@ def phase_reconcile(p: Pipeline) -> dict[str, Any]:
         if node is None:
             raise PipelineError(f"dbt build did not build control model {model}")
         written += write_control_evidence(p, control_id, model, node, variables)
-        checkpoint("reconcile", f"control{list(controls.CONTROLS).index(control_id) + 1}")
+        p.checkpoint("reconcile", f"control{list(controls.CONTROLS).index(control_id) + 1}")
     p.outputs["dbt_target"] = str(result.target_path)
     return {"controls": len(controls.CONTROLS), "evidence_rows": written}
 
@@ -399,41 +362,34 @@ def write_control_evidence(p: Pipeline, control_id: str, model: str, node: Any,
     key = f"{p.quarter.label}/{p.run.id}/reconcile/{model}.jsonl"
     spool = p.workdir / "spool" / f"{model}.jsonl"
     spool.parent.mkdir(parents=True, exist_ok=True)
-    rows = 0
     executed_at = datetime.now(timezone.utc)
+    # a resumed run compares with what it recorded, in the canonical form it recorded
+    existing = evidence.recorded_result(p.conn, evidence_id)
+    version = existing[1] if existing else evidence.CANONICAL_VERSION
     with spool.open("wb") as handle:
-        for chunk in controls.canonical_lines(p.conn, controls.canonical_query_for_mart(model),
-                                              (p.run.id,)):
-            handle.write(chunk)
-            rows += 1
+        result = evidence.mart_result(p.conn, controls.MARTS_SCHEMA, model, p.run.id,
+                                      version=version, sink=handle.write)
     p.conn.commit()
-    digest, _ = sha256_file(spool)
+    digest, rows = result.sha256, result.row_count
     p.store.put_file(key, spool, move=True)
-    params = {
-        "control_id": control_id,
-        "model": model,
-        "unique_id": node.unique_id,
-        "checksum": node.checksum.checksum,
-        "git_commit": p.run.git_commit,
-        "vars": variables,
-    }
     compiled = getattr(node, "compiled_code", None) or ""
     if not compiled:
         raise PipelineError(f"dbt gave no compiled SQL for {model}")
-    existing = p.conn.execute("select result_hash from soxtrail.sox_evidence where id = %s",
-                              (evidence_id,)).fetchone()
     if existing:
-        p.conn.commit()
         if existing[0] != digest:
             raise PipelineError(f"{model}: result differs from the evidence already recorded "
                                 f"for this run ({existing[0][:12]} vs {digest[:12]})")
         return 0
-    p.conn.execute(
-        "insert into soxtrail.sox_evidence (id, run_id, source_system, query_name, query_text,"
-        " query_params, executed_at, executed_by, result_row_count, result_hash,"
-        " raw_output_s3_key) values (%s,%s,'reconcile',%s,%s,%s,%s,%s,%s,%s,%s)",
-        (evidence_id, p.run.id, f"{node.unique_id}@{node.checksum.checksum[:12]}", compiled,
-         json.dumps(params, sort_keys=True), executed_at, p.run.triggered_by, rows, digest, key))
+    params = evidence.control_params(
+        control_id=control_id, model=model, unique_id=node.unique_id,
+        checksum=node.checksum.checksum, git_commit=p.run.git_commit, variables=variables,
+        canonical=version)
+    evidence.insert_rows(p.conn, [evidence.EvidenceRow(
+        id=evidence_id, run_id=p.run.id, source_system=evidence.RECONCILE,
+        query_name=evidence.control_query_name(node.unique_id, node.checksum.checksum),
+        query_text=compiled, query_params=params, executed_at=executed_at,
+        executed_by=p.run.triggered_by, result_row_count=rows, result_hash=digest,
+        raw_output_s3_key=key)])
     p.conn.commit()
     p.events.emit("query", phase="reconcile", control_id=control_id, model=model,
                   executed_at=executed_at, rows=rows, sha256=digest, key=key)
@@ -532,17 +488,13 @@ def run_phases(p: Pipeline, phases: list[str]) -> None:
     A database error (lost connection, server restart) becomes a PipelineError naming
     the phase: the phase's work is committed per object, so `soxtrail resume` continues.
     """
-    current = [""]
-    if os.environ.get(TEST_KILL_ENV) or os.environ.get(TEST_PAUSE_ENV):
-        _count_store_writes(p.store, current)
     for phase in phases:
-        current[0] = phase
         started = time.monotonic()
         p.events.emit("phase_start", phase=phase, run_id=p.run.id)
         try:
-            checkpoint(phase, "start")
+            p.checkpoint(phase, "start")
             stats = PHASE_FUNCTIONS[phase](p)
-            checkpoint(phase, "done")
+            p.checkpoint(phase, "done")
         except BaseException as exc:
             message = secrets.redact(" ".join(str(exc).split())) or exc.__class__.__name__
             p.events.emit("phase_failed", phase=phase, error=message)
@@ -560,11 +512,97 @@ def run_phases(p: Pipeline, phases: list[str]) -> None:
 
 
 def open_pipeline(db: Database, conn: psycopg.Connection[Any], run: runs.Run, *,
-                  resolve_secrets: bool, echo: Callable[[dict[str, Any]], None] | None = None,
-                  template: str = "default") -> Pipeline:
-    """A Pipeline for an existing run, from what the run recorded."""
+                  resolve_secrets: bool, echo: Echo | None = None, template: str = "default",
+                  observers: list[Observer] | None = None) -> Pipeline:
+    """A Pipeline for an existing run, from what the run recorded (observers: OBSERVERS)."""
     config = config_for_run(run, resolve_secrets=resolve_secrets)
     store = open_store(run.config.get("_store"), home() / "store")
     events = EventLog(run_workdir(run.id) / "log.jsonl", echo)
-    return Pipeline(db=db, conn=conn, run=run, config=config, store=store, events=events,
-                    template=template)
+    p = Pipeline(db=db, conn=conn, run=run, config=config, store=store, events=events,
+                 template=template, observers=list(OBSERVERS if observers is None else observers))
+    for observer in p.observers:
+        observer.opened(p)
+    return p
+
+
+# ---------------------------------------------------------------- runs: start, resume, one phase
+
+
+@dataclass
+class Outcome:
+    """Where a run stands after a command: its row, per-control counts, report and bundle."""
+
+    run: runs.Run
+    controls: list[dict[str, Any]]
+    report: str | None
+    bundle: str | None
+    phases: dict[str, Any]
+
+
+OnRun = Callable[[runs.Run, list[str]], None]  # the run is known; these phases are next
+
+
+def execute(db: Database, conn: psycopg.Connection[Any], run: runs.Run, phases: list[str], *,
+            resolve_secrets: bool, template: str = "default",
+            echo: Echo | None = None) -> Outcome:
+    """Run phases of a run (its lock held); mark it completed once every phase is done."""
+    p = open_pipeline(db, conn, run, resolve_secrets=resolve_secrets, echo=echo,
+                      template=template)
+    try:
+        run_phases(p, phases)
+    finally:
+        p.events.close()
+    run = runs.get_run(conn, run.id)
+    counts: list[dict[str, Any]] = []
+    if run.phase_reached in ("reconcile", "render", "bundle"):
+        counts = control_summary(conn, run.id)
+    if run.next_phase() is None and run.status != "completed":
+        runs.mark_completed(conn, run.id, {"controls": counts, "outputs": {
+            k: v for k, v in p.outputs.items() if k != "phases"}})
+        run = runs.get_run(conn, run.id)
+    located = {k: p.store.location(p.outputs[k]) for k in ("report_key", "bundle_prefix")
+               if k in p.outputs}
+    return Outcome(run=run, controls=counts, report=located.get("report_key"),
+                   bundle=located.get("bundle_prefix"), phases=p.outputs.get("phases", {}))
+
+
+def start_run(db: Database, conn: psycopg.Connection[Any], config: Config, quarter: Quarter, *,
+              clusters: tuple[str, ...] | None = None, wait: bool = False,
+              template: str = "default", echo: Echo | None = None,
+              on_run: OnRun | None = None) -> Outcome:
+    """A new run of the quarter: under its lock (or `wait` for it), record it, run every phase."""
+    store = open_store(config.store, home() / "store")
+    with runs.quarter_lock(conn, quarter.label, wait=wait):
+        run = runs.create_run(conn, quarter=quarter.label, clusters=clusters or config.clusters,
+                              config=record_config(config, store), config_hash=config.hash())
+        if on_run is not None:
+            on_run(run, list(runs.PHASES))
+        return execute(db, conn, run, list(runs.PHASES), resolve_secrets=True,
+                       template=template, echo=echo)
+
+
+def resume_run(db: Database, conn: psycopg.Connection[Any], run_id: str, *,
+               template: str = "default", echo: Echo | None = None,
+               on_run: OnRun | None = None) -> Outcome:
+    """Continue a run after its last completed phase (none left: complete it if need be)."""
+    run = runs.get_run(conn, run_id)
+    next_phase = run.next_phase()
+    phases = [] if next_phase is None else list(runs.PHASES[runs.PHASES.index(next_phase):])
+    if on_run is not None:
+        on_run(run, phases)
+    return _continue(db, conn, run, phases, template=template, echo=echo)
+
+
+def run_one_phase(db: Database, conn: psycopg.Connection[Any], run_id: str, phase: str, *,
+                  template: str = "default", echo: Echo | None = None) -> Outcome:
+    """Run one phase of an existing run again (each phase is idempotent)."""
+    return _continue(db, conn, runs.get_run(conn, run_id), [phase], template=template, echo=echo)
+
+
+def _continue(db: Database, conn: psycopg.Connection[Any], run: runs.Run, phases: list[str], *,
+              template: str, echo: Echo | None) -> Outcome:
+    """An existing run: take its quarter's lock (never wait), mark it running, run phases."""
+    with runs.quarter_lock(conn, run.quarter, wait=False):
+        runs.mark_running(conn, run.id)
+        return execute(db, conn, run, phases, resolve_secrets="snapshot" in phases,
+                       template=template, echo=echo)

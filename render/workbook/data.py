@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from soxtrail.kernel import evidence
 from soxtrail.kernel.controls import CONTROLS, MARTS_SCHEMA, SUMMARY_MODEL
 from soxtrail.kernel.errors import PipelineError
 
@@ -21,9 +22,7 @@ QUERY_COLUMNS: dict[str, str] = {
     "evidence_id": "uuid", "line": "int4", "sql": "text",
 }
 # Extra evidence columns joined from the hash chain.
-CHAIN_COLUMNS: dict[str, str] = {"chain_seq": "int8", "chain_hash": "text"}
-EVIDENCE_ORDER = ('order by evidence.source_system collate "C", evidence.query_name collate "C", '
-                  'evidence.executed_at, evidence.id')
+CHAIN_COLUMNS: dict[str, str] = dict(evidence.CHAIN_COLUMN_TYPES)
 
 
 class RenderError(PipelineError):
@@ -107,8 +106,7 @@ def load_run_data(conn: psycopg.Connection[Any], run_id: str,
             if needed not in columns:
                 raise RenderError(f"{schema}.{table} has no {needed!r} column")
         available[control] = columns
-    evidence = _columns_of(conn, "soxtrail", "sox_evidence")
-    available["evidence"] = {**evidence, **CHAIN_COLUMNS}
+    available["evidence"] = {**evidence.COLUMN_TYPES, **CHAIN_COLUMNS}
     available["queries"] = dict(QUERY_COLUMNS)
 
     control_sql: dict[str, tuple[str, str, str | None, str | None]] = {}
@@ -118,9 +116,7 @@ def load_run_data(conn: psycopg.Connection[Any], run_id: str,
             evidence_id = str(uuid.UUID(
                 conn.execute("select md5(%s)", (f"soxtrail:{run_id}:{table}",))
                 .fetchone()[0]))  # type: ignore[index]
-        row = conn.execute(
-            "select query_name, query_text from soxtrail.sox_evidence "
-            "where id = %s and run_id = %s", (evidence_id, run_id)).fetchone()
+        row = evidence.control_query(conn, str(evidence_id), run_id)
         control_sql[control] = (table, str(evidence_id), row[0] if row else None,
                                 row[1] if row else None)
     return RunData(run, marts, summary, available, control_sql)
@@ -147,25 +143,10 @@ def read_mart_rows(conn: psycopg.Connection[Any], run_id: str, *, schema: str, t
 
 def read_evidence_ids(conn: psycopg.Connection[Any], run_id: str) -> list[str]:
     """The run's evidence ids in Evidence-sheet order."""
-    return [str(r[0]) for r in conn.execute(
-        "select evidence.id from soxtrail.sox_evidence as evidence "
-        "where evidence.run_id = %s " + EVIDENCE_ORDER, (run_id,))]  # type: ignore[operator]
+    return evidence.report_ids(conn, run_id)
 
 
 def read_evidence_rows(conn: psycopg.Connection[Any], run_id: str,
                        columns: Sequence[str]) -> Iterator[tuple[Any, ...]]:
     """The run's evidence rows with their chain links, `columns` in order (streamed)."""
-    parts: list[sql.Composable] = []
-    for column in columns:
-        if column == "chain_seq":
-            parts.append(sql.SQL("chain.seq"))
-        elif column == "chain_hash":
-            parts.append(sql.SQL("chain.chain_hash"))
-        else:
-            parts.append(sql.SQL("evidence.{}").format(sql.Identifier(column)))
-    query = sql.SQL(
-        "select {} from soxtrail.sox_evidence as evidence "
-        "left join soxtrail.sox_evidence_chain as chain on chain.evidence_id = evidence.id "
-        "where evidence.run_id = %s "
-        + EVIDENCE_ORDER).format(sql.SQL(", ").join(parts))
-    return _stream(conn, query, (run_id,), "soxtrail_render_evidence")
+    return evidence.stream_report_rows(conn, run_id, columns, "soxtrail_render_evidence")

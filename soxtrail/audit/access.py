@@ -157,15 +157,15 @@ def _holding(period: dict[str, Any], catalog_taken_at: datetime | None) -> Holdi
                  f" {_short(period['statement_text'])}")
     else:  # grant: the only other way a period is held
         basis = f"grant at {period['event_at'].isoformat()}: {_short(period['statement_text'])}"
-    evidence: list[str] = []
+    evidence_ids: list[str] = []
     locators: list[str] = []
     for prefix in ("catalog", "event"):
         evidence_id = period[f"{prefix}_evidence_id"]
-        if evidence_id and evidence_id not in evidence:
-            evidence.append(evidence_id)
+        if evidence_id and evidence_id not in evidence_ids:
+            evidence_ids.append(evidence_id)
             locators.append(period[f"{prefix}_evidence_locator"] or "")
     return Holding(period["cluster"], period["login_role"], period["role"], basis,
-                   tuple(evidence), tuple(locators))
+                   tuple(evidence_ids), tuple(locators))
 
 
 def _short(statement: str | None) -> str:

@@ -12,7 +12,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from soxtrail.audit.verify import run_store
-from soxtrail.kernel import controls, runs
+from soxtrail.kernel import controls, evidence, runs
 from soxtrail.kernel.errors import PipelineError
 
 OSCAL_VERSION = "1.1.2"  # the schema version the document follows
@@ -72,16 +72,13 @@ def assessment_results(conn: psycopg.Connection[Any], run_id: str) -> dict[str, 
         raise PipelineError(f"run {run.id} has not been reconciled (phase reached: "
                             f"{run.phase_reached or 'none'}); there are no findings to export")
     store = run_store(run)
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute("select * from soxtrail.sox_evidence where run_id = %s"
-                    " order by executed_at, id", (run.id,))
-        evidence = cur.fetchall()
+    evidence_rows = evidence.run_rows(conn, run.id)
     summary = _control_rows(conn, run.id)
 
     resources = []
     observations = []
     observation_of: dict[str, str] = {}
-    for row in evidence:
+    for row in evidence_rows:
         evidence_id = str(row["id"])
         resource_uuid = stable_uuid(run.id, "resource", evidence_id)
         observation_uuid = stable_uuid(run.id, "observation", evidence_id)
@@ -98,7 +95,7 @@ def assessment_results(conn: psycopg.Connection[Any], run_id: str) -> dict[str, 
             "rlinks": [{"href": href,
                         "hashes": [{"algorithm": "SHA-256", "value": row["result_hash"]}]}],
         })
-        is_control = row["source_system"] == "reconcile"
+        is_control = row["source_system"] == evidence.RECONCILE
         observations.append({
             "uuid": observation_uuid,
             "title": f"{row['source_system']}: {row['query_name']}",

@@ -12,14 +12,13 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
 
-from soxtrail.kernel import controls, runs
+from soxtrail.kernel import controls, evidence, runs
 from soxtrail.kernel.database import Database, home
 from soxtrail.kernel.errors import SoxtrailError
 from soxtrail.kernel.store import CHUNK, LocalStore, Store, open_store
 
-GENESIS = "0" * 64
+GENESIS = evidence.GENESIS
 # Statuses that make the run fail verification; UNSIGNED only with require_signature.
 FAILING = frozenset({"MISMATCH", "MISSING", "EXTRA", "FAIL"})
 # The groups of checks; "control" also compares the stored mart rows ("mart" lines).
@@ -133,22 +132,7 @@ def _count_rows(row: dict[str, Any], path: Path) -> int:
 
 def evidence_rows(conn: psycopg.Connection[Any], run_id: str) -> list[dict[str, Any]]:
     """The run's evidence rows with their chain link and recomputed row text, in chain order."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(
-            "select evidence.*,"
-            " soxtrail.evidence_row_text(evidence.id, evidence.run_id, evidence.source_system,"
-            "   evidence.query_name, evidence.query_text, evidence.query_params,"
-            "   evidence.executed_at, evidence.executed_by, evidence.result_row_count,"
-            "   evidence.result_hash, evidence.raw_output_s3_key) as row_text,"
-            " chain.seq, chain.prev_hash, chain.chain_hash,"
-            " (select previous.chain_hash from soxtrail.sox_evidence_chain as previous"
-            "   where previous.seq < chain.seq order by previous.seq desc limit 1)"
-            "   as previous_link"
-            " from soxtrail.sox_evidence as evidence"
-            " left join soxtrail.sox_evidence_chain as chain on chain.evidence_id = evidence.id"
-            " where evidence.run_id = %s"
-            " order by chain.seq nulls last, evidence.id", (run_id,))
-        rows = cur.fetchall()
+    rows = evidence.rows_with_links(conn, run_id)
     conn.commit()
     return rows
 
@@ -197,7 +181,7 @@ def check_chain(row: dict[str, Any]) -> Verdict:
         return Verdict("MISMATCH", "chain", subject,
                        f"link {row['seq']}: prev_hash {row['prev_hash'][:16]}… but the previous "
                        f"link is {expected_prev[:16]}… (a link was changed or removed)")
-    recomputed = hashlib.sha256(f"{row['prev_hash']}|{row['row_text']}".encode()).hexdigest()
+    recomputed = evidence.chain_link(row["prev_hash"], row["row_text"])
     if recomputed != row["chain_hash"]:
         return Verdict("MISMATCH", "chain", subject,
                        f"link {row['seq']}: chain_hash {row['chain_hash'][:16]}…, the row as it "
@@ -207,20 +191,21 @@ def check_chain(row: dict[str, Any]) -> Verdict:
 
 def _control_of(row: dict[str, Any]) -> tuple[str, str]:
     params = row["query_params"] or {}
-    model = str(params.get("model") or str(row["query_name"]).split("@")[0].rsplit(".", 1)[-1])
-    control_id = str(params.get("control_id") or next(
+    model = str(params.get(evidence.MODEL_KEY)
+                or str(row["query_name"]).split("@")[0].rsplit(".", 1)[-1])
+    control_id = str(params.get(evidence.CONTROL_ID_KEY) or next(
         (c for c, m in controls.CONTROLS.items() if m == model), model))
     return control_id, model
 
 
-def _digest(conn: psycopg.Connection[Any], query: str,
-            params: tuple[Any, ...] = ()) -> controls.Canonical | str:
+def _digest(conn: psycopg.Connection[Any],
+            compute: Callable[[], evidence.Canonical]) -> evidence.Canonical | str:
     """The canonical digest, or the error text (the transaction is rolled back)."""
     try:
-        result = controls.canonical_digest(conn, query, params)
+        result = compute()
         conn.commit()
         return result
-    except psycopg.Error as exc:
+    except (psycopg.Error, SoxtrailError) as exc:
         conn.rollback()
         return " ".join(str(exc).split())[:300] or exc.__class__.__name__
 
@@ -228,13 +213,14 @@ def _digest(conn: psycopg.Connection[Any], query: str,
 def check_control(conn: psycopg.Connection[Any], row: dict[str, Any]) -> list[Verdict]:
     """Re-run the stored compiled SQL on the preserved raw data; compare with the evidence row.
 
-    Also compares the mart's stored rows for the run with the same evidence row.
+    Also compares the mart's stored rows for the run with the same evidence row. Both are
+    hashed in the canonical form the row recorded (`query_params.canonical`, absent = 1).
     """
     control_id, model = _control_of(row)
     subject = f"{control_id} {model} (evidence {row['id']})"
+    version = evidence.canonical_version(row["query_params"])
     verdicts = []
-    # no parameters: the compiled SQL is sent as it is, a `%` in it stays literal
-    rerun = _digest(conn, controls.canonical_query_for_sql(row["query_text"]))
+    rerun = _digest(conn, lambda: evidence.sql_result(conn, row["query_text"], version=version))
     if isinstance(rerun, str):
         verdicts.append(Verdict("FAIL", "control", subject,
                                 f"the stored compiled SQL does not run: {rerun}"))
@@ -246,7 +232,8 @@ def check_control(conn: psycopg.Connection[Any], row: dict[str, Any]) -> list[Ve
     else:
         verdicts.append(Verdict("OK", "control", subject,
                                 f"re-run: {rerun.row_count} rows sha256 {rerun.sha256[:16]}…"))
-    stored = _digest(conn, controls.canonical_query_for_mart(model), (row["run_id"],))
+    stored = _digest(conn, lambda: evidence.mart_result(
+        conn, controls.MARTS_SCHEMA, model, str(row["run_id"]), version=version))
     mart = f"{controls.MARTS_SCHEMA}.{model}"
     if isinstance(stored, str):
         verdicts.append(Verdict("FAIL", "mart", f"{control_id} {mart}", stored))
@@ -289,19 +276,8 @@ def check_links(conn: psycopg.Connection[Any], run_id: str) -> list[Verdict]:
                     " where run_id = %(run)s").format(
                 key=key, ref=ref, table=sql.Identifier(controls.MARTS_SCHEMA, model))
             for ref in refs)
-        query = sql.SQL(
-            "with refs as ({union}) select count(*) as total,"
-            " count(*) filter (where refs.ref is not null and not exists (select 1 from"
-            "  soxtrail.sox_evidence as evidence where evidence.id = refs.ref"
-            "  and evidence.run_id = %(run)s)) as dangling,"
-            " (array_agg(refs.item_key || ' -> ' || refs.ref::text order by refs.item_key)"
-            "  filter (where refs.ref is not null and not exists (select 1 from"
-            "  soxtrail.sox_evidence as evidence where evidence.id = refs.ref"
-            "  and evidence.run_id = %(run)s)))[1:3] as examples,"
-            " count(*) filter (where refs.ref is null) as nulls"
-            " from refs").format(union=union)
         try:
-            total, dangling, examples, nulls = conn.execute(query, {"run": run_id}).fetchone()  # type: ignore[misc]
+            total, dangling, examples, nulls = evidence.reference_counts(conn, union, run_id)
             conn.commit()
         except psycopg.Error as exc:
             conn.rollback()

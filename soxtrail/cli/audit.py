@@ -10,15 +10,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from psycopg.rows import dict_row
 from rich.table import Table
 
 from soxtrail.audit import access, auditor, diff, oscal, verify
-from soxtrail.cli.main import JsonOpt, app, err, handled, open_database, out
+from soxtrail.cli.common import JsonOpt, err, handled, open_database, out
 from soxtrail.kernel.database import resolve_database
 from soxtrail.kernel.errors import EXIT_EXCEPTIONS_FOUND, ConfigError, PipelineError
 
 RunArg = Annotated[str, typer.Argument(help="The run id (or a unique 8+ character prefix).")]
+
+audit_app = typer.Typer()
 
 
 def _read_only() -> Any:
@@ -26,7 +27,7 @@ def _read_only() -> Any:
     return verify.connect_read_only(resolve_database())
 
 
-@app.command(name="verify")
+@audit_app.command(name="verify")
 def verify_command(
     run_id: RunArg,
     bundle: Annotated[str | None, typer.Option(
@@ -56,7 +57,7 @@ def verify_command(
             raise typer.Exit(EXIT_EXCEPTIONS_FOUND)
 
 
-@app.command(name="diff")
+@audit_app.command(name="diff")
 def diff_command(
     run_a: Annotated[str, typer.Argument(help="The earlier run (A).")],
     run_b: Annotated[str, typer.Argument(help="The later run (B).")],
@@ -120,7 +121,7 @@ def _print_diff_table(result: diff.RunDiff, out_path: Path | None) -> None:
         console.file.close()
 
 
-@app.command(name="access-as-of")
+@audit_app.command(name="access-as-of")
 def access_as_of_command(
     moment: Annotated[str, typer.Argument(
         help="A timestamp (2024-09-15T12:00:00Z) or a date (its last instant, UTC).")],
@@ -172,16 +173,11 @@ def evidence_details(conn: Any, evidence_id: str) -> dict[str, Any]:
         uuid.UUID(evidence_id)
     except ValueError as exc:
         raise ConfigError(f"{evidence_id!r} is not an evidence id (a UUID)") from exc
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute("select evidence.*, chain.seq as chain_seq, chain.prev_hash,"
-                    " chain.chain_hash from soxtrail.sox_evidence as evidence"
-                    " left join soxtrail.sox_evidence_chain as chain"
-                    " on chain.evidence_id = evidence.id where evidence.id = %s", (evidence_id,))
-        row = cur.fetchone()
+    from soxtrail.kernel import evidence, runs
+
+    row = evidence.row_with_link(conn, evidence_id)
     if row is None:
         raise PipelineError(f"no evidence row with id {evidence_id}")
-    from soxtrail.kernel import runs
-
     run = runs.get_run(conn, str(row["run_id"]))
     conn.commit()
     location = verify.run_store(run).location(row["raw_output_s3_key"])
@@ -189,7 +185,7 @@ def evidence_details(conn: Any, evidence_id: str) -> dict[str, Any]:
             "commands": fetch_commands(location, row["result_hash"])}
 
 
-@app.command(name="evidence")
+@audit_app.command(name="evidence")
 def evidence_command(
     evidence_id: Annotated[str, typer.Argument(help="The evidence id (a UUID).")],
     as_json: JsonOpt = False,
@@ -216,7 +212,7 @@ def evidence_command(
             out.print(f"    {command}", markup=False)
 
 
-@app.command(name="export-oscal")
+@audit_app.command(name="export-oscal")
 def export_oscal_command(
     run_id: RunArg,
     out_path: Annotated[Path | None, typer.Option("--out", help="Write the JSON here.")] = None,
@@ -232,7 +228,7 @@ def export_oscal_command(
             out.print(f"OSCAL assessment-results written to {out_path}", markup=False)
 
 
-@app.command(name="grant-auditor")
+@audit_app.command(name="grant-auditor")
 def grant_auditor_command(
     name: Annotated[str, typer.Argument(help="An existing login role to make an auditor.")],
 ) -> None:

@@ -13,8 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
-from soxtrail.cli.main import app, err, handled, open_database, out
-from soxtrail.kernel import runs
+from soxtrail.cli.common import err, handled, open_database, out
+from soxtrail.kernel import evidence, runs
 from soxtrail.kernel.database import Database, home
 from soxtrail.kernel.errors import ConfigError, PipelineError
 from soxtrail.reconcile import dbt
@@ -105,14 +105,13 @@ def choose_run(conn: Any, run_id: str | None) -> runs.Run:
 
 def recorded_vars(conn: Any, run: runs.Run) -> dict[str, Any]:
     """The dbt vars the run's reconcile phase used, as its control evidence rows recorded them."""
-    row = conn.execute(
-        "select query_params -> 'vars' from soxtrail.sox_evidence where run_id = %s"
-        " and source_system = 'reconcile' and query_params ? 'vars'"
-        " order by query_name collate \"C\" limit 1", (run.id,)).fetchone()
+    recorded = [row["query_params"].get(evidence.VARS_KEY)
+                for row in evidence.control_rows(conn, run.id)
+                if evidence.VARS_KEY in (row["query_params"] or {})]
     conn.commit()
-    if not row or not isinstance(row[0], dict):
+    if not recorded or not isinstance(recorded[0], dict):
         raise PipelineError(f"run {run.id} has no control evidence recording its dbt vars")
-    return dict(row[0])
+    return dict(recorded[0])
 
 
 def generate_site(db: Database, run: runs.Run, variables: dict[str, Any], *, out_dir: Path,
@@ -206,5 +205,3 @@ def serve(
             except KeyboardInterrupt:
                 err.print("stopped")
 
-
-app.add_typer(docs_app, name="docs")

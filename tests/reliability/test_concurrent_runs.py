@@ -12,7 +12,7 @@ from soxtrail.kernel.database import Database
 from tests.reliability.checks import count
 from tests.reliability.conftest import QUARTER, SCOPE
 from tests.support.cli import soxtrail
-from tests.support.faults import start_cli, wait_for
+from tests.support.faults import FAULTY_CLI, start_cli, wait_for
 
 
 def test_a_second_run_of_the_quarter_refuses_and_a_waiting_one_runs_after(
@@ -21,7 +21,8 @@ def test_a_second_run_of_the_quarter_refuses_and_a_waiting_one_runs_after(
     marker = Path(tempfile.mkdtemp(prefix="soxtrail-lock-")) / "paused"
     args = ("run", "--quarter", QUARTER, "--config", config, "--clusters", SCOPE, "--quiet")
     first = start_cli(*args, home=tmp_path / "first", database_url=rel_db.dsn,
-                      env={"SOXTRAIL_TEST_PAUSE_AT": f"snapshot:start={marker}"})
+                      env={"SOXTRAIL_TEST_PAUSE_AT": f"snapshot:start={marker}"},
+                      launcher=FAULTY_CLI)
     waiting = None
     try:
         wait_for(marker.exists, 60, "the first run holding the lock")
@@ -38,7 +39,8 @@ def test_a_second_run_of_the_quarter_refuses_and_a_waiting_one_runs_after(
         assert count(rel_db, "select count(*) from soxtrail.sox_runs") == runs_before
 
         waiting = start_cli(*args, "--wait", home=tmp_path / "third", database_url=rel_db.dsn,
-                            env={"SOXTRAIL_TEST_KILL_AT": "snapshot:start"})
+                            env={"SOXTRAIL_TEST_KILL_AT": "snapshot:start"},
+                            launcher=FAULTY_CLI)
         time.sleep(3)
         assert waiting.poll() is None, waiting.communicate()
         assert count(rel_db, "select count(*) from soxtrail.sox_runs") == runs_before

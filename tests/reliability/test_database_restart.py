@@ -1,7 +1,8 @@
 """PostgreSQL restarted in the middle of load: the phase fails cleanly, `soxtrail load` finishes it.
 
 A throwaway PG15 cluster (tests/support/debian.py) so the restart hurts nobody else; the
-run pauses after 50 objects (SOXTRAIL_TEST_PAUSE_AT) while the server restarts.
+run pauses after 50 objects (SOXTRAIL_TEST_PAUSE_AT, tests/support/faulty_cli.py) while the
+server restarts.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from tests.reliability.checks import count, integrity_problems, load_totals, run
 from tests.reliability.conftest import QUARTER, SCOPE
 from tests.support.cli import soxtrail
 from tests.support.debian import PG_BIN, Cluster, postgres_scratch
-from tests.support.faults import start_cli, wait_for
+from tests.support.faults import FAULTY_CLI, start_cli, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,8 @@ def restarted(cluster: Cluster, rel_demo: Path,
     marker = Path(tempfile.mkdtemp(prefix="soxtrail-restart-")) / "paused"
     process = start_cli("run", "--quarter", QUARTER, "--config", str(rel_demo / "soxtrail.yml"),
                         "--clusters", SCOPE, "--quiet", home=home, database_url=cluster.dsn(),
-                        env={"SOXTRAIL_TEST_PAUSE_AT": f"load:object50={marker}"})
+                        env={"SOXTRAIL_TEST_PAUSE_AT": f"load:object50={marker}"},
+                        launcher=FAULTY_CLI)
     try:
         wait_for(marker.exists, 90, "the load pausing after 50 objects")
         cluster.run([str(PG_BIN / "pg_ctl"), "-D", str(cluster.data), "-l",

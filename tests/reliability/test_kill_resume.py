@@ -1,8 +1,8 @@
 """SIGKILL in the middle of every phase; `soxtrail resume` finishes with the uninterrupted results.
 
-One run is killed five times, once inside each phase (SOXTRAIL_TEST_KILL_AT, read in
-soxtrail/pipeline.py), and resumed after each kill. What the database holds after each
-kill is recorded, then the finished run is compared with the baseline run.
+One run is killed five times, once inside each phase (SOXTRAIL_TEST_KILL_AT, read by the
+test launcher tests/support/faulty_cli.py), and resumed after each kill. What the database
+holds after each kill is recorded, then the finished run is compared with the baseline run.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from tests.reliability.checks import (
 )
 from tests.reliability.conftest import QUARTER, SCOPE
 from tests.support.cli import soxtrail
-from tests.support.faults import processes_with_env, wait_for
+from tests.support.faults import FAULTY_CLI, processes_with_env, wait_for
 
 # (phase, point): a point inside the phase, after some of its work is committed or stored
 KILLS = [
@@ -62,11 +62,11 @@ def killed_run(rel_db: Database, rel_demo: Path,
         if number == 0:
             result = soxtrail("run", "--quarter", QUARTER, "--config",
                               str(rel_demo / "soxtrail.yml"), "--clusters", SCOPE, "--quiet",
-                              home=home, database_url=rel_db.dsn, env=env)
+                              home=home, database_url=rel_db.dsn, env=env, launcher=FAULTY_CLI)
             run_id = only_run_id(home)
         else:
             result = soxtrail("resume", run_id, "--quiet", home=home, database_url=rel_db.dsn,
-                              env=env)
+                              env=env, launcher=FAULTY_CLI)
         assert result.code == -signal.SIGKILL, (phase, result.code, result.stderr[-2000:])
         # nothing of the killed process lives on (e.g. the loader's worker processes)
         wait_for(lambda: not processes_with_env("SOXTRAIL_HOME", str(home)), 10,

@@ -19,7 +19,7 @@ from soxtrail.kernel.store import S3Store
 from tests.reliability.checks import count, integrity_problems, only_run_id, run_row
 from tests.reliability.conftest import QUARTER, SCOPE
 from tests.support.cli import soxtrail
-from tests.support.faults import S3FaultProxy
+from tests.support.faults import FAULTY_CLI, S3FaultProxy
 from tests.support.s3 import free_port
 
 
@@ -96,7 +96,8 @@ def test_a_run_on_a_throttling_store_snapshots_and_loads_everything(
                       env={"SOXTRAIL_STORE": f"s3://{bucket}/throttled",
                            "SOXTRAIL_S3_ENDPOINT_URL": proxy.url,
                            # this test is about the store: stop before dbt
-                           "SOXTRAIL_TEST_KILL_AT": "reconcile:start"})
+                           "SOXTRAIL_TEST_KILL_AT": "reconcile:start"},
+                      launcher=FAULTY_CLI)
     assert result.code == -signal.SIGKILL, result.stderr
     run_id = only_run_id(home)
     assert run_row(rel_db, run_id)["phase_reached"] == "load"

@@ -6,9 +6,13 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+SOXTRAIL = ("-m", "soxtrail")  # `python SOXTRAIL ARGS…`: the CLI as installed
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -23,16 +27,27 @@ class Result:
         return json.loads(self.stdout)
 
 
+def importable(env: dict[str, str], launcher: Sequence[str]) -> dict[str, str]:
+    """`env`, with the repo root on PYTHONPATH when the launcher is a module of the tests."""
+    if tuple(launcher) == SOXTRAIL:
+        return env
+    paths = [str(REPO), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+    return {**env, "PYTHONPATH": os.pathsep.join(paths)}
+
+
 def soxtrail(*args: str, home: Path, database_url: str | None, env: dict[str, str] | None = None,
-             timeout: float = 600) -> Result:
-    """`python -m soxtrail ARGS` with SOXTRAIL_HOME (and SOXTRAIL_DATABASE_URL) set."""
+             timeout: float = 600, launcher: Sequence[str] = SOXTRAIL) -> Result:
+    """`python -m soxtrail ARGS` with SOXTRAIL_HOME (and SOXTRAIL_DATABASE_URL) set.
+
+    `launcher` runs something else in its place, e.g. tests.support.faults.FAULTY_CLI.
+    """
     full_env = {k: v for k, v in os.environ.items()
                 if k not in ("SOXTRAIL_DATABASE_URL", "SOXTRAIL_STORE")}
     full_env["SOXTRAIL_HOME"] = str(home)
     if database_url:
         full_env["SOXTRAIL_DATABASE_URL"] = database_url
     full_env.update(env or {})
-    proc = subprocess.run([sys.executable, "-m", "soxtrail", *args], env=full_env,
+    proc = subprocess.run([sys.executable, *launcher, *args], env=importable(full_env, launcher),
                           capture_output=True, text=True, timeout=timeout)
     return Result(proc.returncode, proc.stdout, proc.stderr)
 

@@ -1,10 +1,13 @@
-"""Fault injection for tests/reliability: an S3 proxy that throttles, a CLI run in the background.
+"""Fault injection for tests/reliability: an S3 proxy, kill/pause points, a CLI in the background.
 
 * :class:`S3FaultProxy` — a real HTTP server in front of an S3 endpoint (moto in server
   mode) that forwards every request, except those it is told to fail: ``slowdown`` (503
   SlowDown, S3's throttling answer), ``500`` (InternalError) or ``reset`` (the connection
   closed without an answer). ``down()`` makes every request a 503 until ``up()``. boto3
   then really retries over HTTP with the store's own retry config.
+* :class:`Faults` and :class:`FaultObserver` — SIGKILL or a pause at a named point of a
+  phase (``<phase>:<point>``), installed by the test launcher ``python -m
+  tests.support.faulty_cli`` (:data:`FAULTY_CLI`) from :data:`KILL_ENV` / :data:`PAUSE_ENV`.
 * :func:`start_cli` — ``python -m soxtrail`` as a child process (for SIGKILL and for two
   runs at once), :func:`wait_for` and :func:`events` to follow a run's ``log.jsonl``.
 """
@@ -14,17 +17,21 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from soxtrail import pipeline
+from tests.support.cli import SOXTRAIL, importable
 
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "trailer",
                         "upgrade", "proxy-connection", "content-length"})
@@ -184,25 +191,97 @@ class S3FaultProxy:
         return None
 
 
+# ---------------------------------------------------------------- kill and pause points
+
+# `<phase>:<point>`: the faulty CLI sends itself SIGKILL there
+KILL_ENV = "SOXTRAIL_TEST_KILL_AT"
+# `<phase>:<point>=<marker file>`: it writes the marker there and waits until it is removed
+PAUSE_ENV = "SOXTRAIL_TEST_PAUSE_AT"
+# the real CLI with the faults above installed (run from the repo root: tests is a package)
+FAULTY_CLI = ("-m", "tests.support.faulty_cli")
+PAUSE_LIMIT = 120.0
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Where to kill the process and where to pause it (`<phase>:<point>`; None: nowhere)."""
+
+    kill_at: str | None = None
+    pause_at: str | None = None
+    marker: Path | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Faults:
+        """The faults a test asked for in the launcher's environment."""
+        where, _, marker = environ.get(PAUSE_ENV, "").partition("=")
+        return cls(kill_at=environ.get(KILL_ENV) or None, pause_at=where if marker else None,
+                   marker=Path(marker) if marker else None)
+
+    def reached(self, phase: str, point: str) -> None:
+        """Kill or pause here if the test asked for this point."""
+        here = f"{phase}:{point}"
+        if self.kill_at == here:
+            os.kill(os.getpid(), signal.SIGKILL)
+        if self.marker is not None and self.pause_at == here:
+            self.marker.write_text(str(os.getpid()), encoding="utf-8")
+            deadline = time.monotonic() + PAUSE_LIMIT
+            while self.marker.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+
+
+class FaultObserver(pipeline.Observer):
+    """Applies the faults at the pipeline's checkpoints and at `put<N>`, its Nth store write."""
+
+    def __init__(self, faults: Faults) -> None:
+        self.faults = faults
+        self.phase = ""
+        self.writes: dict[str, int] = {}
+        self._lock = threading.Lock()  # the snapshot writes from several threads
+
+    def opened(self, p: pipeline.Pipeline) -> None:
+        """Count the writes to the run's store (the store object keeps its class)."""
+
+        def counted(method: Callable[..., Any]) -> Callable[..., Any]:
+            def write(*args: Any, **kwargs: Any) -> Any:
+                result = method(*args, **kwargs)
+                self._written()
+                return result
+            return write
+
+        for name in ("put_file", "put_bytes"):
+            setattr(p.store, name, counted(getattr(p.store, name)))
+
+    def checkpoint(self, p: pipeline.Pipeline, phase: str, point: str) -> None:
+        """Note the phase that runs; kill or pause if the test asked for this point."""
+        if point == "start":
+            self.phase = phase
+        self.faults.reached(phase, point)
+
+    def _written(self) -> None:
+        with self._lock:
+            phase = self.phase
+            self.writes[phase] = number = self.writes.get(phase, 0) + 1
+        self.faults.reached(phase, f"put{number}")
+
+
 # ---------------------------------------------------------------- the CLI in the background
 
 
 def cli_env(home: Path, database_url: str, extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of a `soxtrail` child process (like tests.support.cli.soxtrail)."""
     env = {k: v for k, v in os.environ.items()
-           if k not in ("SOXTRAIL_DATABASE_URL", "SOXTRAIL_STORE", "SOXTRAIL_TEST_KILL_AT",
-                        "SOXTRAIL_TEST_PAUSE_AT")}
+           if k not in ("SOXTRAIL_DATABASE_URL", "SOXTRAIL_STORE", KILL_ENV, PAUSE_ENV)}
     env.update(SOXTRAIL_HOME=str(home), SOXTRAIL_DATABASE_URL=database_url)
     env.update(extra or {})
     return env
 
 
-def start_cli(*args: str, home: Path, database_url: str,
-              env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    """`python -m soxtrail ARGS` started, not waited for."""
-    return subprocess.Popen([sys.executable, "-m", "soxtrail", *args],
-                            env=cli_env(home, database_url, env), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+def start_cli(*args: str, home: Path, database_url: str, env: dict[str, str] | None = None,
+              launcher: Sequence[str] = SOXTRAIL) -> subprocess.Popen[str]:
+    """`python -m soxtrail ARGS` (or `python LAUNCHER ARGS`) started, not waited for."""
+    return subprocess.Popen([sys.executable, *launcher, *args],
+                            env=importable(cli_env(home, database_url, env), launcher),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:

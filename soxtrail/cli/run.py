@@ -1,0 +1,225 @@
+"""Run commands: run, the single phases, resume, runs, demo, keygen, version."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from extract.connectors.registry import SPECS
+from soxtrail import __version__, pipeline
+from soxtrail.cli.common import (
+    ClustersOpt,
+    ConfigOpt,
+    JsonOpt,
+    LogFormatOpt,
+    QuarterOpt,
+    QuietOpt,
+    RunOpt,
+    TemplateOpt,
+    check_log_format,
+    err,
+    handled,
+    open_database,
+    out,
+)
+from soxtrail.cli.db import still_running_note
+from soxtrail.cli.progress import echo_events
+from soxtrail.kernel import runs
+from soxtrail.kernel.config import load_config
+from soxtrail.kernel.database import home
+from soxtrail.kernel.errors import EXIT_EXCEPTIONS_FOUND, ConfigError
+from soxtrail.kernel.quarter import Quarter
+
+run_app = typer.Typer()
+
+
+def demo_config(quarter: Quarter) -> Path:
+    """The demo estate's config for a quarter, generating the estate if missing."""
+    from extract.demo import generate
+
+    folder = home() / "demo" / quarter.label
+    config = folder / "soxtrail.yml"
+    if not config.exists():
+        generate(folder, quarter)
+    return config
+
+
+def parse_clusters(value: str | None) -> tuple[str, ...] | None:
+    """`a,b` → ('a', 'b'); empty → None."""
+    if not value:
+        return None
+    clusters = tuple(c.strip() for c in value.split(",") if c.strip())
+    return clusters or None
+
+
+def print_result(outcome: pipeline.Outcome, *, as_json: bool) -> None:
+    """The closing lines: run id, report and bundle paths, per-control counts."""
+    run = outcome.run
+    if as_json:
+        print(json.dumps({
+            "run_id": run.id, "quarter": run.quarter, "status": run.status,
+            "report": outcome.report, "bundle": outcome.bundle, "controls": outcome.controls,
+            "phases": outcome.phases,
+        }, default=str, sort_keys=True))
+        return
+    if outcome.controls:
+        table = Table(title=f"{run.quarter} controls", show_lines=False)
+        table.add_column("control")
+        table.add_column("population", justify="right")
+        table.add_column("exceptions", justify="right")
+        for row in outcome.controls:
+            table.add_row(row["control_id"], str(row["population"]), str(row["exceptions"]))
+        err.print(table)
+    out.print(f"run id: {run.id}")
+    out.print(f"status: {run.status}")
+    if outcome.report:
+        out.print(f"report: {outcome.report}")
+    if outcome.bundle:
+        out.print(f"bundle: {outcome.bundle}")
+    if note := still_running_note():
+        err.print(note, markup=False)
+
+
+@run_app.command()
+def run(
+    quarter: QuarterOpt,
+    clusters: ClustersOpt = None,
+    config: ConfigOpt = None,
+    template: TemplateOpt = "default",
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    log_format: LogFormatOpt = "text",
+    fail_on_exceptions: Annotated[bool, typer.Option(
+        "--fail-on-exceptions", help="Exit 1 when any control has exceptions (CI gates).")] = False,
+    wait: Annotated[bool, typer.Option(
+        "--wait", help="Wait for another run of the same quarter instead of refusing.")] = False,
+) -> None:
+    """Run all five phases for a quarter: snapshot, load, reconcile, render, bundle."""
+    with handled():
+        check_log_format(log_format)
+        q = Quarter.parse(quarter)
+        cfg = load_config(config or demo_config(q), specs=SPECS)
+        db, conn = open_database()
+
+        def announce(run_row: runs.Run, _phases: list[str]) -> None:
+            if not (quiet or as_json) and log_format == "text":
+                err.print(f"run {run_row.id} ({q.label}) on {db.display}")
+
+        with conn:
+            outcome = pipeline.start_run(db, conn, cfg, q, clusters=parse_clusters(clusters),
+                                         wait=wait, template=template, on_run=announce,
+                                         echo=echo_events(quiet or as_json, log_format))
+        print_result(outcome, as_json=as_json)
+        if fail_on_exceptions and any(c["exceptions"] for c in outcome.controls):
+            raise typer.Exit(EXIT_EXCEPTIONS_FOUND)
+
+
+def _one_phase(phase: str) -> Callable[..., None]:
+    def command(run_id: RunOpt, as_json: JsonOpt = False, quiet: QuietOpt = False,
+                template: TemplateOpt = "default", log_format: LogFormatOpt = "text") -> None:
+        with handled():
+            check_log_format(log_format)
+            db, conn = open_database()
+            with conn:
+                outcome = pipeline.run_one_phase(db, conn, run_id, phase, template=template,
+                                                 echo=echo_events(quiet or as_json, log_format))
+            print_result(outcome, as_json=as_json)
+
+    command.__doc__ = f"Run only the {phase} phase of an existing run (idempotent)."
+    return command
+
+
+for _phase in runs.PHASES:
+    run_app.command(name=_phase)(_one_phase(_phase))
+
+
+@run_app.command()
+def resume(
+    run_id: Annotated[str, typer.Argument(help="The run to continue.")],
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    template: TemplateOpt = "default",
+    log_format: LogFormatOpt = "text",
+) -> None:
+    """Continue a run after its last completed phase."""
+    with handled():
+        check_log_format(log_format)
+        db, conn = open_database()
+
+        def nothing_left(run_row: runs.Run, phases: list[str]) -> None:
+            if not phases:
+                err.print(f"run {run_row.id} already completed every phase")
+
+        with conn:
+            outcome = pipeline.resume_run(db, conn, run_id, template=template, on_run=nothing_left,
+                                          echo=echo_events(quiet or as_json, log_format))
+        print_result(outcome, as_json=as_json)
+
+
+@run_app.command(name="runs")
+def list_runs(
+    limit: Annotated[int, typer.Option(help="How many runs to list.")] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """List runs, newest first."""
+    with handled():
+        _, conn = open_database()
+        with conn:
+            rows = runs.list_runs(conn, limit)
+        if as_json:
+            print(json.dumps([{"run_id": r.id, "quarter": r.quarter, "status": r.status,
+                               "phase_reached": r.phase_reached, "started_at": r.started_at,
+                               "finished_at": r.finished_at, "triggered_by": r.triggered_by}
+                              for r in rows], default=str))
+            return
+        table = Table()
+        for column in ("run id", "quarter", "status", "phase", "started", "by"):
+            table.add_column(column)
+        for r in rows:
+            table.add_row(r.id, r.quarter, r.status, r.phase_reached or "-",
+                          r.started_at.strftime("%Y-%m-%d %H:%M:%S"), r.triggered_by)
+        out.print(table)
+
+
+@run_app.command()
+def demo(
+    quarter: QuarterOpt,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the estate to.")],
+    clusters: Annotated[int, typer.Option(help="Number of clusters.")] = 12,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same bytes).")] = 7,
+) -> None:
+    """Generate the demo estate in the real source formats, with expected.json."""
+    with handled():
+        from extract.demo import generate
+
+        q = Quarter.parse(quarter)
+        if clusters < 4:
+            raise ConfigError("--clusters: the demo needs at least 4 clusters")
+        generate(out_dir, q, clusters=clusters, seed=seed)
+        out.print(f"demo estate for {q.label}: {out_dir / 'soxtrail.yml'}")
+
+
+@run_app.command()
+def keygen(
+    path: Annotated[Path, typer.Argument(help="Where to write the Ed25519 private key (PEM).")],
+) -> None:
+    """Create a bundle signing key; point SOXTRAIL_SIGNING_KEY at it."""
+    with handled():
+        from render.bundle import generate_signing_key
+
+        if path.exists():
+            raise ConfigError(f"{path} exists; refusing to overwrite a signing key")
+        fingerprint = generate_signing_key(path)
+        out.print(f"signing key: {path}")
+        out.print(f"fingerprint: {fingerprint}")
+
+
+@run_app.command()
+def version() -> None:
+    """Print the soxtrail version and git commit."""
+    out.print(f"soxtrail {__version__} ({runs.git_commit() or 'unknown commit'})")

@@ -1,0 +1,585 @@
+"""The evidence tables: every statement on `sox_evidence` and its chain, and canonical results.
+
+One evidence row per captured object (snapshot) or per control result (reconcile). This
+module owns the row's shape (`EvidenceRow`), the layout of its `query_params`
+(`snapshot_params`, `control_params`), every statement that writes or reads
+`soxtrail.sox_evidence` / `soxtrail.sox_evidence_chain`, the chain link, and the canonical
+form of a control's result (`mart_result`, `sql_result`; versions in docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg.types.string import TextLoader
+
+from soxtrail.kernel import secrets
+from soxtrail.kernel.database import PLANNER_SQL
+from soxtrail.kernel.errors import PipelineError
+
+RECONCILE = "reconcile"  # source_system of a control's evidence row
+GENESIS = "0" * 64  # prev_hash of the first link of the chain
+
+
+@dataclass(frozen=True)
+class EvidenceRow:
+    """One `soxtrail.sox_evidence` row as written (`created_at` is the database's)."""
+
+    id: str
+    run_id: str
+    source_system: str
+    query_name: str
+    query_text: str
+    query_params: dict[str, Any]
+    executed_at: datetime
+    executed_by: str
+    result_row_count: int
+    result_hash: str
+    raw_output_s3_key: str
+
+
+COLUMNS = tuple(f.name for f in fields(EvidenceRow))
+# The table's columns and their types (udt names), as the workbook's Evidence sheet lists them.
+COLUMN_TYPES: dict[str, str] = {
+    "id": "uuid", "run_id": "uuid", "source_system": "text", "query_name": "text",
+    "query_text": "text", "query_params": "jsonb", "executed_at": "timestamptz",
+    "executed_by": "text", "result_row_count": "int4", "result_hash": "text",
+    "raw_output_s3_key": "text", "created_at": "timestamptz",
+}
+# Columns joined from the chain, as readers name them.
+CHAIN_COLUMN_TYPES: dict[str, str] = {"chain_seq": "int8", "chain_hash": "text"}
+
+# ---------------------------------------------------------------- query_params layouts
+
+# Keys every snapshot row's query_params carries besides the connector's own parameters
+# (`format`, `file`, … are the connector's): the loader dispatches on these, so phases 2-5
+# never need the config's secrets.
+SOURCE_KEY = "source"
+CONNECTOR_KEY = "connector"
+RAW_TABLE_KEY = "raw_table"
+CLUSTER_KEY = "cluster"
+FORMAT_KEY = "format"
+# Keys of a control evidence row's query_params.
+CONTROL_ID_KEY = "control_id"
+MODEL_KEY = "model"
+VARS_KEY = "vars"
+CANONICAL_KEY = "canonical"  # the canonical form's version; absent = 1
+
+
+def snapshot_params(own: Mapping[str, Any], *, source: str, connector: str, raw_table: str,
+                    cluster: Any) -> dict[str, Any]:
+    """A snapshot row's query_params: the connector's own (secrets redacted), then ours."""
+    params = {
+        **{key: secrets.redact_value(value) for key, value in own.items()},
+        SOURCE_KEY: source,
+        CONNECTOR_KEY: connector,
+        RAW_TABLE_KEY: raw_table,
+    }
+    if cluster is not None and CLUSTER_KEY not in params:
+        params[CLUSTER_KEY] = cluster
+    return params
+
+
+def control_params(*, control_id: str, model: str, unique_id: str, checksum: str,
+                   git_commit: str | None, variables: Mapping[str, Any],
+                   canonical: int) -> dict[str, Any]:
+    """A control evidence row's query_params: the control, its dbt node and vars, the form."""
+    return {
+        CONTROL_ID_KEY: control_id,
+        MODEL_KEY: model,
+        "unique_id": unique_id,
+        "checksum": checksum,
+        "git_commit": git_commit,
+        VARS_KEY: dict(variables),
+        CANONICAL_KEY: canonical,
+    }
+
+
+def control_query_name(unique_id: str, checksum: str) -> str:
+    """A control evidence row's query_name: the dbt node and the first 12 of its checksum."""
+    return f"{unique_id}@{checksum[:12]}"
+
+
+def canonical_version(params: Mapping[str, Any] | None) -> int:
+    """The canonical form a control evidence row was hashed with (rows before 2: absent)."""
+    return int((params or {}).get(CANONICAL_KEY) or 1)
+
+
+# ---------------------------------------------------------------- writing
+
+_INSERT = sql.SQL("""
+insert into soxtrail.sox_evidence ({columns})
+values ({values})
+""").format(columns=sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS),
+            values=sql.SQL(", ").join(sql.Placeholder() for _ in COLUMNS))
+
+
+def insert_rows(conn: psycopg.Connection[Any], rows: Iterable[EvidenceRow]) -> int:
+    """Insert evidence rows (the chain trigger links each); the caller commits."""
+    values = [tuple(json.dumps(row.query_params, sort_keys=True) if column == "query_params"
+                    else getattr(row, column) for column in COLUMNS) for row in rows]
+    with conn.cursor() as cur:
+        cur.executemany(_INSERT, values)
+    return len(values)
+
+
+# ---------------------------------------------------------------- reading
+
+_SNAPSHOT_TOTALS = """
+select
+    count(*) as objects,
+    coalesce(sum(evidence.result_row_count), 0) as result_rows
+from soxtrail.sox_evidence as evidence
+where evidence.run_id = %s
+    and evidence.source_system <> 'reconcile'
+"""
+
+_NOT_LOADED = """
+from soxtrail.sox_evidence as evidence
+left join soxtrail.sox_load_stats as load_stats
+    on load_stats.run_id = evidence.run_id
+    and load_stats.evidence_id = evidence.id
+where evidence.run_id = %s
+    and evidence.source_system <> 'reconcile'
+    and load_stats.evidence_id is null
+"""
+
+
+def snapshot_totals(conn: psycopg.Connection[Any], run_id: str) -> tuple[int, int]:
+    """Snapshot evidence rows of the run and the rows their objects hold."""
+    objects, result_rows = conn.execute(_SNAPSHOT_TOTALS, (run_id,)).fetchone() or (0, 0)
+    return int(objects), int(result_rows)
+
+
+def count_not_loaded(conn: psycopg.Connection[Any], run_id: str) -> int:
+    """Snapshot evidence rows of the run with no `sox_load_stats` row yet."""
+    row = conn.execute("select count(*)" + _NOT_LOADED, (run_id,)).fetchone()  # type: ignore[operator]
+    return int(row[0]) if row else 0
+
+
+def objects_to_load(conn: psycopg.Connection[Any],
+                    run_id: str) -> list[tuple[str, dict[str, Any], str, str]]:
+    """(evidence id, query_params, store key, query name) of each object still to load."""
+    return conn.execute(  # type: ignore[call-overload,no-any-return]
+        "select evidence.id::text, evidence.query_params, evidence.raw_output_s3_key,"
+        " evidence.query_name" + _NOT_LOADED
+        + "    and evidence.query_params ? 'raw_table'\n"
+        "order by evidence.executed_at, evidence.id", (run_id,)).fetchall()
+
+
+def recorded_result(conn: psycopg.Connection[Any], evidence_id: str) -> tuple[str, int] | None:
+    """(result_hash, canonical form version) of an evidence row, None when there is none."""
+    row = conn.execute(
+        "select evidence.result_hash, evidence.query_params"
+        " from soxtrail.sox_evidence as evidence where evidence.id = %s",
+        (evidence_id,)).fetchone()
+    return (str(row[0]), canonical_version(row[1])) if row else None
+
+
+def _dicts(conn: psycopg.Connection[Any], query: str,
+           params: Sequence[Any]) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(query, params)  # type: ignore[arg-type]
+        return cur.fetchall()
+
+
+def run_rows(conn: psycopg.Connection[Any], run_id: str) -> list[dict[str, Any]]:
+    """Every evidence row of the run, all columns, in execution order."""
+    return _dicts(conn, """
+select evidence.*
+from soxtrail.sox_evidence as evidence
+where evidence.run_id = %s
+order by evidence.executed_at, evidence.id
+""", (run_id,))
+
+
+def control_rows(conn: psycopg.Connection[Any], run_id: str) -> list[dict[str, Any]]:
+    """The run's control evidence rows, all columns, by query name ("C" order)."""
+    return _dicts(conn, """
+select evidence.*
+from soxtrail.sox_evidence as evidence
+where evidence.run_id = %s
+    and evidence.source_system = 'reconcile'
+order by evidence.query_name collate "C", evidence.id
+""", (run_id,))
+
+
+def control_query(conn: psycopg.Connection[Any], evidence_id: str,
+                  run_id: str) -> tuple[str, str] | None:
+    """(query_name, compiled SQL) of one control evidence row of the run, if it exists."""
+    row = conn.execute("""
+select evidence.query_name, evidence.query_text
+from soxtrail.sox_evidence as evidence
+where evidence.id = %s
+    and evidence.run_id = %s
+""", (evidence_id, run_id)).fetchone()
+    return (str(row[0]), str(row[1])) if row else None
+
+
+def latest_executed_at(conn: psycopg.Connection[Any], run_id: str,
+                       raw_tables: Sequence[str]) -> datetime | None:
+    """When the last of the run's snapshots into `raw_tables` was taken."""
+    row = conn.execute("""
+select max(evidence.executed_at)
+from soxtrail.sox_evidence as evidence
+where evidence.run_id = %s
+    and evidence.query_params ->> 'raw_table' = any(%s)
+""", (run_id, list(raw_tables))).fetchone()
+    return row[0] if row else None
+
+
+_WITH_CHAIN = """
+from soxtrail.sox_evidence as evidence
+left join soxtrail.sox_evidence_chain as chain
+    on chain.evidence_id = evidence.id
+"""
+_CHAIN_ORDER = "order by chain.seq nulls last, evidence.id"
+
+
+def row_with_link(conn: psycopg.Connection[Any], evidence_id: str) -> dict[str, Any] | None:
+    """One evidence row with its chain link (`chain_seq`, `prev_hash`, `chain_hash`)."""
+    rows = _dicts(conn, "select evidence.*, chain.seq as chain_seq, chain.prev_hash,"
+                        " chain.chain_hash" + _WITH_CHAIN + "where evidence.id = %s",
+                  (evidence_id,))
+    return rows[0] if rows else None
+
+
+def rows_with_links(conn: psycopg.Connection[Any], run_id: str) -> list[dict[str, Any]]:
+    """The run's rows in chain order, each with its link (`seq`, `prev_hash`, `chain_hash`),
+    the link before it in the chain (`previous_link`) and its text recomputed as it stands
+    now (`row_text`, soxtrail.evidence_row_text)."""
+    return _dicts(conn, """
+select
+    evidence.*,
+    soxtrail.evidence_row_text(
+        evidence.id, evidence.run_id, evidence.source_system, evidence.query_name,
+        evidence.query_text, evidence.query_params, evidence.executed_at,
+        evidence.executed_by, evidence.result_row_count, evidence.result_hash,
+        evidence.raw_output_s3_key
+    ) as row_text,
+    chain.seq,
+    chain.prev_hash,
+    chain.chain_hash,
+    (
+        select previous.chain_hash
+        from soxtrail.sox_evidence_chain as previous
+        where previous.seq < chain.seq
+        order by previous.seq desc
+        limit 1
+    ) as previous_link
+""" + _WITH_CHAIN + "where evidence.run_id = %s\n" + _CHAIN_ORDER, (run_id,))
+
+
+def chain_link(prev_hash: str, row_text: str) -> str:
+    """A chain link: SHA-256 of `<previous link>|<row text>` (as soxtrail.chain_evidence)."""
+    return hashlib.sha256(f"{prev_hash}|{row_text}".encode()).hexdigest()
+
+
+def stream_with_links(conn: psycopg.Connection[Any], run_id: str,
+                      cursor: str) -> Iterator[dict[str, Any]]:
+    """The run's rows in chain order with `created_at` and their link (streamed)."""
+    query = ("select " + ", ".join(f"evidence.{c}" for c in COLUMNS)
+             + ", evidence.created_at, chain.seq as chain_seq, chain.prev_hash,"
+             " chain.chain_hash" + _WITH_CHAIN + "where evidence.run_id = %s\n" + _CHAIN_ORDER)
+    with conn.cursor(name=cursor) as cur:
+        cur.itersize = 2000
+        cur.execute(query, (run_id,))  # type: ignore[arg-type]
+        names = [d.name for d in cur.description or ()]
+        for row in cur:
+            yield dict(zip(names, row, strict=True))
+
+
+# The report's order: by source, query, time.
+REPORT_ORDER = sql.SQL('order by evidence.source_system collate "C",'
+                       ' evidence.query_name collate "C", evidence.executed_at, evidence.id')
+
+
+def report_ids(conn: psycopg.Connection[Any], run_id: str) -> list[str]:
+    """The run's evidence ids in report order."""
+    query = sql.SQL("select evidence.id from soxtrail.sox_evidence as evidence"
+                    " where evidence.run_id = %s {}").format(REPORT_ORDER)
+    return [str(row[0]) for row in conn.execute(query, (run_id,))]
+
+
+def stream_report_rows(conn: psycopg.Connection[Any], run_id: str, columns: Sequence[str],
+                       cursor: str) -> Iterator[tuple[Any, ...]]:
+    """The run's rows in report order, `columns` (COLUMN_TYPES, CHAIN_COLUMN_TYPES) in order."""
+    chain = {"chain_seq": sql.SQL("chain.seq"), "chain_hash": sql.SQL("chain.chain_hash")}
+    parts = [chain.get(c) or sql.SQL("evidence.{}").format(sql.Identifier(c)) for c in columns]
+    query = sql.SQL("select {} " + _WITH_CHAIN + "where evidence.run_id = %s {}").format(
+        sql.SQL(", ").join(parts), REPORT_ORDER)
+    with conn.cursor(name=cursor) as cur:
+        cur.itersize = 2000
+        cur.execute(query, (run_id,))
+        yield from cur
+
+
+def reference_counts(conn: psycopg.Connection[Any], refs: sql.Composable,
+                     run_id: str) -> tuple[int, int, list[str], int]:
+    """Check the evidence ids `refs` names (a select of `item_key, ref` using `%(run)s`):
+    (references, those not in the run's evidence, up to 3 of them, empty references)."""
+    query = sql.SQL("""
+with
+refs as ({refs}),
+
+dangling as (
+    select refs.item_key, refs.ref
+    from refs
+    where refs.ref is not null
+        and not exists (
+            select 1
+            from soxtrail.sox_evidence as evidence
+            where evidence.id = refs.ref
+                and evidence.run_id = %(run)s
+        )
+)
+
+select
+    (select count(*) from refs) as total,
+    (select count(*) from dangling) as dangling,
+    (
+        select (array_agg(dangling.item_key || ' -> ' || dangling.ref::text
+            order by dangling.item_key))[1:3]
+        from dangling
+    ) as examples,
+    (select count(*) from refs where refs.ref is null) as nulls
+""").format(refs=refs)
+    total, dangling, examples, nulls = conn.execute(query, {"run": run_id}).fetchone()  # type: ignore[misc]
+    return int(total), int(dangling), list(examples or []), int(nulls)
+
+
+# ---------------------------------------------------------------- canonical results
+
+CANONICAL_VERSION = 2  # the form new runs record
+CANONICAL_BATCH = 5000
+
+
+@dataclass(frozen=True)
+class Canonical:
+    """A canonical result: its hash and row count."""
+
+    sha256: str
+    row_count: int
+
+
+def _strip_sql(text: str) -> str:
+    text = text.strip()
+    while text.endswith(";"):
+        text = text[:-1].rstrip()
+    return text
+
+
+def _v1_sql(relation: str) -> str:
+    # version 1: PostgreSQL's row_to_json text of each row (kept: recorded runs re-verify)
+    return f"select row_to_json(canonical_row)::text from {relation} as canonical_row "
+
+
+def _v2_sql(relation: str) -> str:
+    return f"select canonical_row.* from {relation} as canonical_row "
+
+
+def _relation_query(relation: str, version: int, where: str = "") -> str:
+    if version not in (1, 2):
+        raise PipelineError(f"unknown canonical form version {version}")
+    select = _v1_sql(relation) if version == 1 else _v2_sql(relation)
+    return select + where + 'order by canonical_row.item_key collate "C"'
+
+
+def mart_result(conn: psycopg.Connection[Any], schema: str, model: str, run_id: str, *,
+                version: int = CANONICAL_VERSION,
+                sink: Callable[[bytes], Any] | None = None) -> Canonical:
+    """The canonical result of the run's rows of a built mart (bytes also to `sink`)."""
+    relation = sql.Identifier(schema, model).as_string(conn)
+    query = _relation_query(relation, version, "where canonical_row.run_id = %s ")
+    return _canonical(conn, query, (run_id,), version, sink)
+
+
+def sql_result(conn: psycopg.Connection[Any], compiled: str, *,
+               version: int = CANONICAL_VERSION,
+               sink: Callable[[bytes], Any] | None = None) -> Canonical:
+    """The canonical result of a control's compiled SQL, run as it is."""
+    return _canonical(conn, _relation_query(f"(\n{_strip_sql(compiled)}\n)", version), (),
+                      version, sink)
+
+
+def _canonical(conn: psycopg.Connection[Any], query: str, params: tuple[Any, ...],
+               version: int, sink: Callable[[bytes], Any] | None) -> Canonical:
+    """Stream the lines (joined by `\\n`) through SHA-256 and `sink`, server-side, in UTC."""
+    conn.execute("set time zone 'UTC'")
+    conn.execute("set datestyle = 'ISO, MDY'")
+    for statement in PLANNER_SQL:  # the plan reconcile used (results never depend on it)
+        conn.execute(statement)
+    digest = hashlib.sha256()
+    rows = 0
+    with conn.cursor(name="soxtrail_canonical") as cur:
+        cur.itersize = CANONICAL_BATCH
+        if version == 2:  # their text is (uuid) or becomes (timestamptz) the canonical form
+            cur.adapters.register_loader("uuid", TextLoader)
+            cur.adapters.register_loader("timestamptz", TextLoader)
+        # no parameters → no placeholder parsing, so a `%` in compiled SQL is literal
+        cur.execute(query, params or None)  # type: ignore[arg-type]
+        encode: Callable[[Sequence[Sequence[Any]]], list[str]] = (
+            _first if version == 1
+            else batch_encoder(described_columns(conn, cur.description or ())))
+        while batch := cur.fetchmany(CANONICAL_BATCH):
+            text = "\n".join(encode(batch))
+            chunk = (text if rows == 0 else "\n" + text).encode("utf-8")
+            digest.update(chunk)
+            if sink is not None:
+                sink(chunk)
+            rows += len(batch)
+    return Canonical(digest.hexdigest(), rows)
+
+
+def _first(rows: Sequence[Sequence[Any]]) -> list[str]:
+    return [row[0] for row in rows]  # version 1: the database wrote each line
+
+
+def described_columns(conn: psycopg.Connection[Any],
+                      description: Sequence[Any]) -> list[tuple[str, str]]:
+    """(name, type) of each result column; arrays as `_<element type>`, as udt names."""
+    columns = []
+    for column in description:
+        info = conn.adapters.types.get(column.type_code)
+        if info is None:
+            kind = f"oid {column.type_code}"
+        elif info.oid == column.type_code:
+            kind = info.name
+        else:
+            kind = "_" + info.name
+        columns.append((column.name, kind))
+    return columns
+
+
+# Version 2, the engine-neutral form (docs/architecture.md "Canonical results"): one JSON
+# object per row, keys in the select's column order, each value encoded by its SQL type.
+# Encoded a batch at a time, column by column (one list comprehension per column).
+_json_string: Callable[[str], str] = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_UTC = timezone.utc
+NULL = "null"
+
+
+def _uuid(value: Any) -> str:
+    return f'"{value}"'  # lowercase, hyphenated: nothing to escape
+
+
+def _boolean(value: Any) -> str:
+    return "true" if value else "false"
+
+
+def _integer(value: Any) -> str:
+    return str(int(value))
+
+
+def _numeric(value: Decimal) -> str:
+    if value.is_finite():
+        return format(value, "f")  # the decimal text, scale kept: 1.50 stays 1.50
+    return _json_string(str(value))  # NaN, Infinity, -Infinity
+
+
+def _float(value: float) -> str:
+    if math.isfinite(value):
+        return repr(value)  # the shortest text that reads back as the same double
+    return '"NaN"' if math.isnan(value) else ('"Infinity"' if value > 0 else '"-Infinity"')
+
+
+def _date(value: Any) -> str:
+    return f'"{value.isoformat()}"'
+
+
+def _timestamp(value: datetime) -> str:
+    return f'"{value.isoformat(timespec="microseconds")}"'
+
+
+def _timestamptz(value: datetime | str) -> str:
+    if value.__class__ is str:
+        return _timestamptz_text(str(value))
+    assert isinstance(value, datetime)
+    text = value.isoformat(timespec="microseconds")
+    if text.endswith("+00:00"):  # already UTC (the session's zone): skip the conversion
+        return f'"{text[:-6]}Z"'
+    utc = value.astimezone(_UTC).replace(tzinfo=None)
+    return f'"{utc.isoformat(timespec="microseconds")}Z"'
+
+
+def _timestamptz_text(text: str) -> str:
+    # PostgreSQL's ISO text of a timestamptz in a UTC session, `YYYY-MM-DD HH:MM:SS[.f]+00`
+    # (the hashing cursor loads it as text: formatting a datetime costs 2 µs a value)
+    if len(text) < 22 or text[4] != "-" or text[10] != " " or text[19] not in ".+" \
+            or not text.endswith("+00"):
+        raise PipelineError(f"canonical form 2: timestamp {text!r} has no canonical encoding"
+                            " (years 1-9999 only)")
+    fraction = text[20:-3]
+    return f'"{text[:10]}T{text[11:19]}.{fraction}{"000000"[len(fraction):]}Z"'
+
+
+_ENCODERS: dict[str, Callable[[Any], str]] = {
+    "text": _json_string, "varchar": _json_string, "bpchar": _json_string,
+    "name": _json_string, "char": _json_string, "uuid": _uuid,
+    "bool": _boolean, "int2": _integer, "int4": _integer, "int8": _integer,
+    "numeric": _numeric, "float4": _float, "float8": _float,
+    "date": _date, "timestamp": _timestamp, "timestamptz": _timestamptz,
+}
+
+
+def _array(element: Callable[[Any], str]) -> Callable[[Any], str]:
+    def encode(value: list[Any]) -> str:
+        return "[" + ",".join(NULL if item is None
+                              else encode(item) if isinstance(item, list)
+                              else element(item) for item in value) + "]"
+    return encode
+
+
+def _string_array(general: Callable[[Any], str]) -> Callable[[Any], str]:
+    def encode(value: list[Any]) -> str:
+        try:  # the common case: a flat array of strings
+            return "[" + ",".join([NULL if item is None else _json_string(item)
+                                   for item in value]) + "]"
+        except TypeError:  # a nested (multi-dimensional) array, or uuid objects
+            return general(value)
+    return encode
+
+
+def value_encoder(kind: str, column: str = "?") -> Callable[[Any], str]:
+    """The version 2 encoder of a non-null value of SQL type `kind` (`_<type>`: an array)."""
+    element = _ENCODERS.get(kind.removeprefix("_"))
+    if element is None:
+        raise PipelineError(f"canonical form 2: column {column!r} has type {kind}, which has "
+                            "no canonical encoding (docs/architecture.md, Canonical results)")
+    if not kind.startswith("_"):
+        return element
+    if element in (_json_string, _uuid):  # uuid text needs no escape: the same line
+        return _string_array(_array(element))
+    return _array(element)
+
+
+def batch_encoder(columns: Sequence[tuple[str, str]]
+                  ) -> Callable[[Sequence[Sequence[Any]]], list[str]]:
+    """Version 2: rows (values in `columns` order, as (name, type)) → their canonical lines."""
+    line = "{" + ",".join(_json_string(name).replace("%", "%%") + ":%s"
+                          for name, _ in columns) + "}"
+    encoders = [value_encoder(kind, name) for name, kind in columns]
+
+    def encode(rows: Sequence[Sequence[Any]]) -> list[str]:
+        if not rows:
+            return []
+        values = [[NULL if value is None else encoder(value) for value in column]
+                  for encoder, column in zip(encoders, zip(*rows, strict=True), strict=True)]
+        return [line % row for row in zip(*values, strict=True)]
+    return encode
+
+
+def encode_lines(columns: Sequence[tuple[str, str]],
+                 rows: Iterable[Sequence[Any]]) -> list[str]:
+    """Version 2: the canonical lines of `rows` (values in `columns` order)."""
+    return batch_encoder(columns)(list(rows))
