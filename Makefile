@@ -66,5 +66,5 @@ demo: $(STAMP) ## Write the demo estate: make demo Q=2024Q3 OUT=demo
 	$(BIN)/soxtrail demo --quarter $(or $(Q),2024Q3) --out $(or $(OUT),demo)
 
 clean: ## Remove the virtualenv and local state (.soxtrail: embedded database, store)
-	-@test -x $(BIN)/python && $(BIN)/python -c "import pgserver" 2>/dev/null; pkill -f '$(CURDIR)/.soxtrail/pg' || true
+	-@($(BIN)/soxtrail db stop >/dev/null 2>&1) || pkill -f '$(CURDIR)/.soxtrail/pg' || true
 	rm -rf $(VENV) .soxtrail

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
-import resource
 import shutil
-import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import (
     CancelledError,
@@ -17,161 +13,31 @@ from concurrent.futures import (
     ThreadPoolExecutor,
     as_completed,
 )
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import psycopg
 
 from extract.connectors.postgres_catalog import query_files
-from extract.connectors.registry import SPECS, connector_module
+from extract.connectors.registry import connector_module
 from extract.loader import LoadReport, die_with_parent, load_run
 from extract.snapshot import SnapshotRun
-from soxtrail.kernel import controls, evidence, runs, secrets
-from soxtrail.kernel.config import CATALOG_KEYS, Config, parse_config
-from soxtrail.kernel.database import Database, home
+from soxtrail.kernel import controls, evidence, secrets
+from soxtrail.kernel.database import Database
 from soxtrail.kernel.errors import PipelineError, SourceError, SoxtrailError, StoreError
-from soxtrail.kernel.quarter import Quarter
 from soxtrail.kernel.sources import Source
-from soxtrail.kernel.store import HASHING, Store, open_store
+from soxtrail.kernel.store import HASHING
+from soxtrail.pipeline.context import (
+    SNAPSHOT_CONCURRENCY,
+    SNAPSHOT_COUNT_WORKERS,
+    Pipeline,
+    capture_order,
+    catalog_sources,
+    cpu_seconds,
+    sources_in_scope,
+)
 from soxtrail.reconcile import dbt
-
-SNAPSHOT_CONCURRENCY = 4
-SNAPSHOT_COUNT_WORKERS = 2
-
-Echo = Callable[[dict[str, Any]], None]
-
-
-class Observer:
-    """Watches the runs this process executes: an extension point for metrics, tracing or
-    fault injection. Every method does nothing unless a subclass overrides it."""
-
-    def opened(self, p: Pipeline) -> None:
-        """A pipeline was opened for a run; may wrap `p.store`, which every phase writes to."""
-
-    def checkpoint(self, p: Pipeline, phase: str, point: str) -> None:
-        """`phase` reached `point`: `start`, `done`, `object<N>` (the Nth object loaded and
-        committed) or `control<N>` (the Nth control's evidence row written)."""
-
-
-# observers of every pipeline this process opens (unless open_pipeline is given its own)
-OBSERVERS: list[Observer] = []
-
-
-class EventLog:
-    """Structured events of a run (`log.jsonl`), secrets redacted, also echoed to a callback."""
-
-    def __init__(self, path: Path, echo: Callable[[dict[str, Any]], None] | None = None) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.echo = echo
-        self._handle: IO[str] | None = None
-        self._lock = threading.Lock()  # phases emit from several threads
-
-    def emit(self, event: str, **fields: Any) -> None:
-        record = {"ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-                  "event": event, **fields}
-        line = secrets.redact(json.dumps(record, default=str, sort_keys=True))
-        with self._lock:
-            if self._handle is None or self._handle.closed:
-                self._handle = self.path.open("a", encoding="utf-8")
-            self._handle.write(line + "\n")
-            self._handle.flush()  # whole lines, readable at once (bundle, bench, tail -f)
-        if self.echo is not None:
-            self.echo(json.loads(line))
-
-    def close(self) -> None:
-        """Close the log file (a later emit opens it again)."""
-        with self._lock:
-            if self._handle is not None:
-                self._handle.close()
-
-
-@dataclass
-class Pipeline:
-    """Everything a phase needs for one run."""
-
-    db: Database
-    conn: psycopg.Connection[Any]
-    run: runs.Run
-    config: Config
-    store: Store
-    events: EventLog
-    template: str = "default"
-    outputs: dict[str, Any] = field(default_factory=dict)
-    observers: list[Observer] = field(default_factory=list)
-
-    def checkpoint(self, phase: str, point: str) -> None:
-        """Tell the observers that `phase` reached `point` (see Observer.checkpoint)."""
-        for observer in self.observers:
-            observer.checkpoint(self, phase, point)
-
-    @property
-    def quarter(self) -> Quarter:
-        return Quarter.parse(self.run.quarter)
-
-    @property
-    def workdir(self) -> Path:
-        return run_workdir(self.run.id)
-
-
-def run_workdir(run_id: str) -> Path:
-    """Local working folder of a run (dbt artifacts, spool, rendered files, log)."""
-    return home() / "runs" / run_id
-
-
-def catalog_sources(config: Config) -> list[Source]:
-    """The role catalog, applications and identity map as snapshot sources."""
-    return [Source(name=f"catalog-{key}", system="role_catalog", connector="catalog_file",
-                   values={"path": str(config.catalogs[key]), "catalog": key},
-                   base_dir=config.base_dir)
-            for key in CATALOG_KEYS]
-
-
-def sources_in_scope(config: Config, clusters: tuple[str, ...] | None) -> list[Source]:
-    """Configured sources, minus cluster sources outside the run's `--clusters`."""
-    chosen = []
-    for source in config.sources:
-        cluster = source.get("cluster")
-        if clusters and cluster is not None and cluster not in clusters:
-            continue
-        chosen.append(source)
-    return chosen
-
-
-def record_config(config: Config, store: Store) -> dict[str, Any]:
-    """The config as the run records it (redacted), with the store it writes to."""
-    recorded = config.redacted()
-    recorded["_store"] = store.uri
-    return recorded
-
-
-def config_for_run(run: runs.Run, *, resolve_secrets: bool) -> Config:
-    """Rebuild the run's config from what it recorded (secrets from the environment if asked)."""
-    recorded = dict(run.config)
-    config = parse_config(recorded, path=None, base_dir=Path(recorded.get("_base_dir", ".")),
-                          specs=SPECS, resolve_secrets=resolve_secrets)
-    config.catalogs = {k: Path(v) for k, v in recorded.get("_catalogs", {}).items()}
-    return config
-
-
-# ---------------------------------------------------------------- phase 1
-
-
-def _cpu_seconds() -> float:
-    """CPU seconds of this process and of its ended child processes."""
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return time.process_time() + children.ru_utime + children.ru_stime
-
-
-def capture_order(sources: list[Source]) -> list[Source]:
-    """The order the capture threads take sources in: a connector serving the whole estate
-    from one source (tickets, IAM, backups: thousands of pages) before the connectors with
-    a source per cluster (small slices each), so that the long ones do not start last and
-    run alone. Stable; evidence rows are sorted before they are written, whatever the order."""
-    per_connector = Counter(source.connector for source in sources)
-    return sorted(sources, key=lambda source: per_connector[source.connector])
 
 
 def phase_snapshot(p: Pipeline) -> dict[str, Any]:
@@ -214,7 +80,7 @@ def phase_snapshot(p: Pipeline) -> dict[str, Any]:
 
     records: list[evidence.EvidenceRow] = []
     errors: list[BaseException] = []
-    cpu_started, hashing_started = _cpu_seconds(), HASHING.seconds
+    cpu_started, hashing_started = cpu_seconds(), HASHING.seconds
     # objects counted by parsing them (JSON pages, CloudTrail files, gzip logs) are counted
     # in worker processes (started on first use), next to the capture threads
     counting = ProcessPoolExecutor(max_workers=SNAPSHOT_COUNT_WORKERS,
@@ -238,7 +104,7 @@ def phase_snapshot(p: Pipeline) -> dict[str, Any]:
     p.conn.commit()
     # what hashing cost: CPU seconds in SHA-256 against the CPU seconds of the whole capture
     # (this process and its counting workers)
-    cpu = _cpu_seconds() - cpu_started
+    cpu = cpu_seconds() - cpu_started
     hashing = HASHING.seconds - hashing_started
     return {"sources": len(sources), "objects": len(records),
             "rows": sum(r.result_row_count for r in records),
@@ -468,141 +334,3 @@ def control_summary(conn: psycopg.Connection[Any], run_id: str) -> list[dict[str
     return rows
 
 
-def _record_failure(p: Pipeline, error: str) -> None:
-    """Mark the run failed, over a fresh connection when the phase's one is broken."""
-    try:
-        runs.mark_failed(p.conn, p.run.id, error)
-        return
-    except psycopg.Error:
-        pass
-    try:
-        with p.db.connect() as fresh:
-            runs.mark_failed(fresh, p.run.id, error)
-    except (psycopg.Error, SoxtrailError):
-        pass  # the database itself is the problem; the run stays resumable
-
-
-def run_phases(p: Pipeline, phases: list[str]) -> None:
-    """Run the given phases in order, recording each one's completion.
-
-    A database error (lost connection, server restart) becomes a PipelineError naming
-    the phase: the phase's work is committed per object, so `soxtrail resume` continues.
-    """
-    for phase in phases:
-        started = time.monotonic()
-        p.events.emit("phase_start", phase=phase, run_id=p.run.id)
-        try:
-            p.checkpoint(phase, "start")
-            stats = PHASE_FUNCTIONS[phase](p)
-            p.checkpoint(phase, "done")
-        except BaseException as exc:
-            message = secrets.redact(" ".join(str(exc).split())) or exc.__class__.__name__
-            p.events.emit("phase_failed", phase=phase, error=message)
-            _record_failure(p, f"{phase}: {message}")
-            if isinstance(exc, psycopg.Error):
-                raise PipelineError(
-                    f"{phase}: database error ({exc.__class__.__name__}): {message}; what was "
-                    f"committed stays, continue with: soxtrail resume {p.run.id}") from exc
-            raise
-        runs.mark_phase(p.conn, p.run.id, phase)
-        p.events.emit("phase_done", phase=phase, seconds=round(time.monotonic() - started, 3),
-                      **{k: v for k, v in stats.items() if not isinstance(v, dict)})
-        p.outputs.setdefault("phases", {})[phase] = {
-            **stats, "seconds": round(time.monotonic() - started, 3)}
-
-
-def open_pipeline(db: Database, conn: psycopg.Connection[Any], run: runs.Run, *,
-                  resolve_secrets: bool, echo: Echo | None = None, template: str = "default",
-                  observers: list[Observer] | None = None) -> Pipeline:
-    """A Pipeline for an existing run, from what the run recorded (observers: OBSERVERS)."""
-    config = config_for_run(run, resolve_secrets=resolve_secrets)
-    store = open_store(run.config.get("_store"), home() / "store")
-    events = EventLog(run_workdir(run.id) / "log.jsonl", echo)
-    p = Pipeline(db=db, conn=conn, run=run, config=config, store=store, events=events,
-                 template=template, observers=list(OBSERVERS if observers is None else observers))
-    for observer in p.observers:
-        observer.opened(p)
-    return p
-
-
-# ---------------------------------------------------------------- runs: start, resume, one phase
-
-
-@dataclass
-class Outcome:
-    """Where a run stands after a command: its row, per-control counts, report and bundle."""
-
-    run: runs.Run
-    controls: list[dict[str, Any]]
-    report: str | None
-    bundle: str | None
-    phases: dict[str, Any]
-
-
-OnRun = Callable[[runs.Run, list[str]], None]  # the run is known; these phases are next
-
-
-def execute(db: Database, conn: psycopg.Connection[Any], run: runs.Run, phases: list[str], *,
-            resolve_secrets: bool, template: str = "default",
-            echo: Echo | None = None) -> Outcome:
-    """Run phases of a run (its lock held); mark it completed once every phase is done."""
-    p = open_pipeline(db, conn, run, resolve_secrets=resolve_secrets, echo=echo,
-                      template=template)
-    try:
-        run_phases(p, phases)
-    finally:
-        p.events.close()
-    run = runs.get_run(conn, run.id)
-    counts: list[dict[str, Any]] = []
-    if run.phase_reached in ("reconcile", "render", "bundle"):
-        counts = control_summary(conn, run.id)
-    if run.next_phase() is None and run.status != "completed":
-        runs.mark_completed(conn, run.id, {"controls": counts, "outputs": {
-            k: v for k, v in p.outputs.items() if k != "phases"}})
-        run = runs.get_run(conn, run.id)
-    located = {k: p.store.location(p.outputs[k]) for k in ("report_key", "bundle_prefix")
-               if k in p.outputs}
-    return Outcome(run=run, controls=counts, report=located.get("report_key"),
-                   bundle=located.get("bundle_prefix"), phases=p.outputs.get("phases", {}))
-
-
-def start_run(db: Database, conn: psycopg.Connection[Any], config: Config, quarter: Quarter, *,
-              clusters: tuple[str, ...] | None = None, wait: bool = False,
-              template: str = "default", echo: Echo | None = None,
-              on_run: OnRun | None = None) -> Outcome:
-    """A new run of the quarter: under its lock (or `wait` for it), record it, run every phase."""
-    store = open_store(config.store, home() / "store")
-    with runs.quarter_lock(conn, quarter.label, wait=wait):
-        run = runs.create_run(conn, quarter=quarter.label, clusters=clusters or config.clusters,
-                              config=record_config(config, store), config_hash=config.hash())
-        if on_run is not None:
-            on_run(run, list(runs.PHASES))
-        return execute(db, conn, run, list(runs.PHASES), resolve_secrets=True,
-                       template=template, echo=echo)
-
-
-def resume_run(db: Database, conn: psycopg.Connection[Any], run_id: str, *,
-               template: str = "default", echo: Echo | None = None,
-               on_run: OnRun | None = None) -> Outcome:
-    """Continue a run after its last completed phase (none left: complete it if need be)."""
-    run = runs.get_run(conn, run_id)
-    next_phase = run.next_phase()
-    phases = [] if next_phase is None else list(runs.PHASES[runs.PHASES.index(next_phase):])
-    if on_run is not None:
-        on_run(run, phases)
-    return _continue(db, conn, run, phases, template=template, echo=echo)
-
-
-def run_one_phase(db: Database, conn: psycopg.Connection[Any], run_id: str, phase: str, *,
-                  template: str = "default", echo: Echo | None = None) -> Outcome:
-    """Run one phase of an existing run again (each phase is idempotent)."""
-    return _continue(db, conn, runs.get_run(conn, run_id), [phase], template=template, echo=echo)
-
-
-def _continue(db: Database, conn: psycopg.Connection[Any], run: runs.Run, phases: list[str], *,
-              template: str, echo: Echo | None) -> Outcome:
-    """An existing run: take its quarter's lock (never wait), mark it running, run phases."""
-    with runs.quarter_lock(conn, run.quarter, wait=False):
-        runs.mark_running(conn, run.id)
-        return execute(db, conn, run, phases, resolve_secrets="snapshot" in phases,
-                       template=template, echo=echo)
