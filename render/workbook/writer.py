@@ -35,6 +35,33 @@ EXCEL_MAX_CHARS = 32_767
 DATETIME_FORMAT = "yyyy-mm-dd hh:mm:ss"
 DATE_FORMAT = "yyyy-mm-dd"
 SAMPLE_ROWS = 200  # rows looked at to size columns
+# a CSV cell starting with one of these is a formula to a spreadsheet (OWASP: CSV injection)
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any, udt: str = "") -> str:
+    """The CSV text of a value: its display text, and a text cell that a spreadsheet would
+    read as a formula prefixed with `'` (OWASP). Numbers are left alone (a negative number
+    is not a formula)."""
+    text = display(value, udt)
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+        return text
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
+class ControlCsv:
+    """The one CSV writer of the report: a control's rows, formula-looking cells neutralised."""
+
+    def __init__(self, handle: IO[str]) -> None:
+        self._writer = csv.writer(handle, lineterminator="\r\n")
+
+    def header(self, columns: Sequence[Column]) -> None:
+        """The header line: the columns' headers."""
+        self._writer.writerow([csv_cell(c.header) for c in columns])
+
+    def row(self, columns: Sequence[Column], values: Sequence[Any]) -> None:
+        """One data row, each value shown as its column's type."""
+        self._writer.writerow([csv_cell(v, c.udt) for c, v in zip(columns, values, strict=True)])
 
 
 @dataclass
@@ -135,7 +162,7 @@ class _TableWriter:
     """Writes a tabular sheet row by row, opening continuation sheets at the row limit."""
 
     def __init__(self, book: _Book, layout: SheetLayout, *, links: Mapping[str, tuple[str, int]],
-                 csv_writer: Any = None, mono: Sequence[str] = ()) -> None:
+                 csv_writer: ControlCsv | None = None, mono: Sequence[str] = ()) -> None:
         self.book = book
         self.layout = layout
         self.links = links
@@ -151,7 +178,7 @@ class _TableWriter:
         self.total = 0
         self.unlinked = 0
         if self.csv is not None:
-            self.csv.writerow([c.header for c in layout.columns])
+            self.csv.header(layout.columns)
 
     @property
     def header_rows(self) -> int:
@@ -228,8 +255,7 @@ class _TableWriter:
         for c, (column, value) in enumerate(zip(self.layout.columns, values, strict=True)):
             self._write_cell(sheet, r, c, column, value, exception)
         if self.csv is not None:
-            self.csv.writerow([display(v, col.udt) for col, v in
-                               zip(self.layout.columns, values, strict=True)])
+            self.csv.row(self.layout.columns, values)
         self.row += 1
         self.total += 1
 
@@ -443,7 +469,7 @@ def render_workbook(conn: psycopg.Connection[Any], *, run_id: str, template: str
                 csv_partial = work / csv_path.name
                 with _csv_file(csv_partial) as handle:
                     writer = _TableWriter(book, sheet_layout, links=links,
-                                          csv_writer=csv.writer(handle, lineterminator="\r\n"))
+                                          csv_writer=ControlCsv(handle))
                     control_rows[control] = writer.write_all(
                         (row[:-1], str(row[-1] or "").upper() == "EXCEPTION") for row in rows)
                 csvs[control] = csv_path

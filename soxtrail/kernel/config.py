@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +16,7 @@ import yaml
 from soxtrail.kernel import secrets
 from soxtrail.kernel.errors import ConfigError
 from soxtrail.kernel.sources import COMMON_KEYS, SYSTEMS, ConnectorSpec, Source
+from soxtrail.kernel.store import local_path, safe_name
 
 TOP_LEVEL_KEYS = frozenset({"version", "store", "sources", "catalogs", "policy", "clusters"})
 CATALOG_KEYS = ("role_catalog", "applications", "identity_map")
@@ -21,6 +24,7 @@ POLICY_KEYS = frozenset({
     "revocation_sla_hours", "approval_validity_days", "approved_statuses",
     "default_backup_policy", "ticket_key_pattern",
 })
+BACKUP_POLICIES = ("daily", "weekly")  # what BK-01 (fct_control_bk01) knows
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SEEDS_DIR = REPO_ROOT / "seeds"
 
@@ -64,19 +68,40 @@ class Config:
         return hashlib.sha256(text.encode()).hexdigest()
 
 
-_NOT_SECRET_INSIDE = frozenset({"type", "user", "username", "email"})
+def _secret_literals(value: Any, where: str = "<config>") -> Any:
+    """A secret-key value with its literal secrets replaced (`${NAME}` references kept).
 
-
-def _secret_literals(value: Any) -> Any:
-    """A secret-key value with its literal secrets replaced (`${NAME}` references kept)."""
+    Each literal is registered for redaction; one too short to redact is a ConfigError.
+    """
     if isinstance(value, dict):
-        return {k: v if k in _NOT_SECRET_INSIDE else _secret_literals(v) for k, v in value.items()}
+        return {k: v if k in secrets.NOT_SECRET_INSIDE else _secret_literals(v, f"{where}.{k}")
+                for k, v in value.items()}
     if isinstance(value, list):
-        return [_secret_literals(v) for v in value]
-    if value is None or secrets.has_env_ref(value):
+        return [_secret_literals(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if value is None or value == secrets.REDACTED:  # a recorded config: redacted already
         return value
-    secrets.remember(str(value))
+    text = str(value)
+    password = secrets.embedded_password(text)
+    if password is not None and password != secrets.REDACTED \
+            and not secrets.has_env_ref(password):
+        secrets.check_length(password, f"{where}: the password")
+        secrets.remember(password)
+    if secrets.has_env_ref(value):
+        return value
+    secrets.check_length(text, f"{where}: the secret")
+    secrets.remember(text)
     return secrets.REDACTED
+
+
+def redacted_literals(recorded: Mapping[str, Any]) -> list[str]:
+    """The source keys of a recorded config whose values were redacted (literal secrets,
+    which a run never records): `sources[2] (okta).token`."""
+    lost = []
+    for index, entry in enumerate(recorded.get("sources") or []):
+        for key, value in entry.items():
+            if secrets.REDACTED in json.dumps(value):
+                lost.append(f"sources[{index}] ({entry.get('name')}).{key}")
+    return lost
 
 
 def _where(path: Path | None, key: str) -> str:
@@ -122,9 +147,10 @@ def _validate_source(entry: Any, index: int, path: Path | None, base_dir: Path,
     values = {k: v for k, v in entry.items() if k not in COMMON_KEYS}
     for key, value in values.items():
         if key in spec.secret:
-            _secret_literals(value)  # registers every literal secret for redaction
+            _secret_literals(value, f"{where}.{key}")  # registers every literal for redaction
     if resolve_secrets:
-        values = secrets.resolve(values, where)
+        values = {k: secrets.resolve(v, f"{where}.{k}", secret=k in spec.secret)
+                  for k, v in values.items()}
     return Source(name=name, system=system, connector=connector, values=values,
                   raw=dict(entry), base_dir=base_dir)
 
@@ -148,11 +174,18 @@ def parse_config(data: Any, *, path: Path | None, base_dir: Path,
         raise ConfigError(f"{_where(path, 'sources')}: expected a list")
     sources = [_validate_source(e, i, path, base_dir, resolve_secrets, specs)
                for i, e in enumerate(entries)]
-    seen: set[str] = set()
+    seen: dict[str, str] = {}
     for source in sources:
         if source.name in seen:
             raise ConfigError(f"{_where(path, 'sources')}: duplicate source name {source.name!r}")
-        seen.add(source.name)
+        # the source's folder in the store: two sources must never write the same objects
+        key = safe_name(source.name)
+        if key in seen.values():
+            other = next(name for name, k in seen.items() if k == key)
+            raise ConfigError(f"{_where(path, 'sources')}: sources {other!r} and {source.name!r} "
+                              f"would store their objects under the same name {key!r}; "
+                              "rename one")
+        seen[source.name] = key
     catalogs_in = data.get("catalogs") or {}
     if not isinstance(catalogs_in, dict):
         raise ConfigError(f"{_where(path, 'catalogs')}: expected a mapping")
@@ -170,10 +203,11 @@ def parse_config(data: Any, *, path: Path | None, base_dir: Path,
     policy = data.get("policy") or {}
     if not isinstance(policy, dict):
         raise ConfigError(f"{_where(path, 'policy')}: expected a mapping")
-    for key in policy:
+    for key, value in policy.items():
         if key not in POLICY_KEYS:
             raise ConfigError(f"{_where(path, 'policy.' + str(key))}: unknown policy "
                               f"(allowed: {', '.join(sorted(POLICY_KEYS))})")
+        _check_policy(key, value, _where(path, f"policy.{key}"))
     clusters = data.get("clusters")
     if clusters is not None and not (isinstance(clusters, list)
                                      and all(isinstance(c, str) for c in clusters)):
@@ -181,11 +215,63 @@ def parse_config(data: Any, *, path: Path | None, base_dir: Path,
     store = data.get("store")
     if store is not None and not isinstance(store, str):
         raise ConfigError(f"{_where(path, 'store')}: expected a path or s3://bucket/prefix")
-    if store and not store.startswith("s3://") and not Path(store).is_absolute():
-        store = str(base_dir / store)
+    if store:
+        try:
+            folder = local_path(store)
+        except ConfigError as exc:
+            raise ConfigError(f"{_where(path, 'store')}: {exc}") from exc
+        if folder is not None:
+            store = str(folder if folder.is_absolute() else base_dir / folder)
     return Config(path=path, raw=data, sources=sources, catalogs=catalogs, policy=policy,
                   store=store, clusters=tuple(clusters) if clusters else None,
                   base_dir=base_dir, specs=specs)
+
+
+def _check_policy(key: str, value: Any, where: str) -> None:
+    """A policy value of the right type (each reaches the controls' SQL as a dbt var)."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if key == "revocation_sla_hours" and not (number and math.isfinite(value) and value > 0):
+        raise ConfigError(f"{where}: expected a number of hours > 0, got {value!r}")
+    if key == "approval_validity_days" and not (number and isinstance(value, int) and value > 0):
+        raise ConfigError(f"{where}: expected a whole number of days > 0, got {value!r}")
+    if key == "approved_statuses" and not (
+            isinstance(value, list) and value
+            and all(isinstance(v, str) and v.strip() for v in value)):
+        raise ConfigError(f"{where}: expected a non-empty list of status names, got {value!r}")
+    if key == "default_backup_policy" and value not in BACKUP_POLICIES:
+        raise ConfigError(f"{where}: expected one of {', '.join(BACKUP_POLICIES)}, "
+                          f"got {value!r}")
+    if key == "ticket_key_pattern":
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{where}: expected a regular expression, got {value!r}")
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ConfigError(f"{where}: not a valid regular expression: {exc}") from exc
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: Any, first: int, second: int) -> None:
+        super().__init__(f"duplicate key {key!r} at line {first} and line {second}")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml's SafeLoader, refusing a mapping that repeats a key (YAML keeps the last one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *base` merges, and explicit keys may override it
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in lines:
+                    raise _DuplicateKey(key, lines[key], line)
+                lines[key] = line
+            except TypeError:
+                continue  # an unhashable key: SafeLoader's own error follows
+        return super().construct_mapping(node, deep=deep)
 
 
 def load_config(path: Path, *, specs: Mapping[str, ConnectorSpec],
@@ -198,7 +284,9 @@ def load_config(path: Path, *, specs: Mapping[str, ConnectorSpec],
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from exc
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
+    except _DuplicateKey as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
     return parse_config(data, path=path.resolve(), base_dir=path.resolve().parent,

@@ -10,6 +10,10 @@ from urllib.parse import urlsplit, urlunsplit
 from soxtrail.kernel.errors import ConfigError
 
 REDACTED = "***"
+# a shorter secret is refused: redacting it would also mangle ordinary words and numbers
+MIN_SECRET_LENGTH = 4
+# keys inside a secret value (e.g. `auth`) that are not secret themselves
+NOT_SECRET_INSIDE = frozenset({"type", "user", "username", "email"})
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _URL_PASSWORD = re.compile(
     r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@", re.IGNORECASE)
@@ -24,29 +28,49 @@ _known: set[str] = set()
 
 def remember(value: str) -> None:
     """Register a secret value so that redact() removes it from any text."""
-    if value and len(value) >= 4:
+    if value and len(value) >= MIN_SECRET_LENGTH:
         _known.add(value)
 
 
-def resolve(value: Any, where: str) -> Any:
+def check_length(value: str, what: str) -> None:
+    """Refuse a secret too short to be redacted (it would show in logs and errors)."""
+    if 0 < len(value) < MIN_SECRET_LENGTH:
+        raise ConfigError(f"{what} is shorter than {MIN_SECRET_LENGTH} characters: too short "
+                          "to redact from logs and errors, refused")
+
+
+def embedded_password(text: str) -> str | None:
+    """The password inside a URL (`scheme://user:pw@`) or `password=pw`, if any."""
+    match = _URL_PASSWORD.search(text)
+    if match:
+        return match.group("pw")
+    match = _KV_PASSWORD.search(text)
+    return match.group("v").strip("'") if match else None
+
+
+def resolve(value: Any, where: str, *, secret: bool = False) -> Any:
     """Replace `${NAME}` references in a config value with the environment's value.
 
-    Every substituted value is registered as a secret.
+    Every substituted value is registered as a secret; in a `secret` value (a connector's
+    secret key), one too short to redact is a ConfigError.
     """
     if isinstance(value, str):
         def substitute(match: re.Match[str]) -> str:
             name = match.group(1)
             if name not in os.environ:
                 raise ConfigError(f"{where}: environment variable {name} is not set")
-            secret = os.environ[name]
-            remember(secret)
-            return secret
+            found = os.environ[name]
+            if secret:
+                check_length(found, f"{where}: environment variable {name}")
+            remember(found)
+            return found
 
         return _ENV_REF.sub(substitute, value)
     if isinstance(value, list):
-        return [resolve(item, f"{where}[{i}]") for i, item in enumerate(value)]
+        return [resolve(item, f"{where}[{i}]", secret=secret) for i, item in enumerate(value)]
     if isinstance(value, dict):
-        return {k: resolve(v, f"{where}.{k}") for k, v in value.items()}
+        return {k: resolve(v, f"{where}.{k}", secret=secret and k not in NOT_SECRET_INSIDE)
+                for k, v in value.items()}
     return value
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, Any, Protocol
+from urllib.parse import unquote, urlsplit
 
 from soxtrail.kernel.errors import ConfigError, StoreError
 
@@ -105,8 +106,26 @@ def sha256_file(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
+def sha256_stream(handle: IO[bytes]) -> str:
+    """SHA-256 of a readable binary stream, read in chunks."""
+    digest = hashlib.sha256()
+    while chunk := handle.read(CHUNK):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _overwrite_refused(location: str) -> StoreError:
+    return StoreError(f"refusing to overwrite store object {location} with different bytes "
+                      "(a store key is written once)")
+
+
 class Store(Protocol):
-    """What every evidence store backend offers."""
+    """What every evidence store backend offers.
+
+    Writes are put-if-absent: writing the bytes a key already holds is a no-op (a resumed
+    or repeated phase writes the same objects again), different bytes are a StoreError
+    naming the key.
+    """
 
     uri: str
 
@@ -148,8 +167,34 @@ class LocalStore:
                 raise StoreError(f"refusing store key outside the store: {key!r}")
         return path
 
+    def _same(self, key: str, target: Path, digest: str) -> bool:
+        """Whether the existing object `target` holds the bytes of SHA-256 `digest`; an
+        existing object with other bytes is an error."""
+        if not target.is_file():
+            return False
+        if sha256_file(target)[0] != digest:
+            raise _overwrite_refused(self.location(key))
+        return True
+
+    def _publish(self, key: str, tmp: Path, target: Path) -> None:
+        """Give the complete file `tmp` the name `target` unless it exists (a hard link:
+        atomic, and never replaces an object; a reader never sees a partial object)."""
+        try:
+            os.link(tmp, target)
+        except FileExistsError:
+            # written meanwhile by another writer: the same bytes or an error
+            self._same(key, target, sha256_file(tmp)[0])
+        except OSError:  # a file system without hard links: checked above, then renamed
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+
     def put_file(self, key: str, path: Path, *, move: bool = False) -> None:
         target = self._path(key)
+        if target.exists() and self._same(key, target, sha256_file(path)[0]):
+            if move:
+                path.unlink()
+            return
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(target.name + ".partial")
         if move:  # a rename on the same file system: the bytes are not copied again
@@ -157,14 +202,16 @@ class LocalStore:
             os.chmod(tmp, FILE_MODE)  # a spool file is 0600 (mkstemp); a copy would not be
         else:
             shutil.copyfile(path, tmp)
-        os.replace(tmp, target)  # atomic: a reader never sees a partial object
+        self._publish(key, tmp, target)
 
     def put_bytes(self, key: str, data: bytes) -> None:
         target = self._path(key)
+        if target.exists() and self._same(key, target, hashlib.sha256(data).hexdigest()):
+            return
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(target.name + ".partial")
         tmp.write_bytes(data)
-        os.replace(tmp, target)
+        self._publish(key, tmp, target)
 
     def open(self, key: str) -> IO[bytes]:
         try:
@@ -245,24 +292,58 @@ class S3Store:
             # S3UploadFailedError / S3TransferFailedError
             raise StoreError(f"S3 {what} of {self.location(key)} failed: {exc}") from exc
 
+    def _same(self, key: str, digest: str) -> bool:
+        """Whether `key` exists holding the bytes of SHA-256 `digest` (other bytes: an
+        error)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise StoreError(f"S3 head of {self.location(key)} failed: {exc}") from exc
+        except BotoCoreError as exc:  # connection errors, still failing after the retries
+            raise StoreError(f"S3 head of {self.location(key)} failed: {exc}") from exc
+        with self.open(key) as existing:
+            if sha256_stream(existing) != digest:
+                raise _overwrite_refused(self.location(key))
+        return True
+
+    def _put_object(self, key: str, body: Any, digest: str) -> None:
+        """put_object only if the key is absent (`If-None-Match: *`, which also makes a
+        retried put that had in fact succeeded harmless); an existing key must hold the
+        same bytes."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=body,
+                                   ChecksumAlgorithm="SHA256", IfNoneMatch="*", **self._extra())
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code in ("PreconditionFailed", "412", "ConditionalRequestConflict") \
+                    and self._same(key, digest):
+                return
+            raise StoreError(f"S3 put of {self.location(key)} failed: {exc}") from exc
+        except BotoCoreError as exc:  # connection errors, still failing after the retries
+            raise StoreError(f"S3 put of {self.location(key)} failed: {exc}") from exc
+
     def put_file(self, key: str, path: Path, *, move: bool = False) -> None:
-        extra = self._extra()
-        if extra:
+        digest = sha256_file(path)[0]
+        if self._extra():
             # Object Lock needs a content checksum; put_object sends one.
             with path.open("rb") as body:
-                self._call("put", key, self.client.put_object, Bucket=self.bucket,
-                           Key=self._key(key), Body=body, ChecksumAlgorithm="SHA256",
-                           **extra)
-        else:
+                self._put_object(key, body, digest)
+        elif not self._same(key, digest):
+            # upload_file (multipart for big objects) cannot send If-None-Match: the key
+            # was checked just above (runs of a quarter hold its lock, keys name the run)
             self._call("upload", key, self.client.upload_file, Filename=str(path),
                        Bucket=self.bucket, Key=self._key(key))
         if move:
             path.unlink()
 
     def put_bytes(self, key: str, data: bytes) -> None:
-        self._call("put", key, self.client.put_object, Bucket=self.bucket,
-                   Key=self._key(key), Body=data, ChecksumAlgorithm="SHA256",
-                   **self._extra())
+        self._put_object(key, data, hashlib.sha256(data).hexdigest())
 
     def open(self, key: str) -> IO[bytes]:
         response = self._call("get", key, self.client.get_object, Bucket=self.bucket,
@@ -297,20 +378,44 @@ class S3Store:
         return f"s3://{self.bucket}/{self._key(key)}"
 
 
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def local_path(uri: str) -> Path | None:
+    """The folder of a local store location: a path or `file:///path` (None: `s3://`).
+
+    Any other `scheme://` is a ConfigError rather than a folder named after it.
+    """
+    scheme = _SCHEME.match(uri)
+    if scheme is None:
+        return Path(uri)
+    name = scheme.group(1).lower()
+    if name == "s3":
+        return None
+    if name == "file":
+        parts = urlsplit(uri)
+        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+            raise ConfigError(f"store {uri!r}: expected file:///absolute/path")
+        return Path(unquote(parts.path))
+    raise ConfigError(f"store {uri!r}: unknown scheme {name!r} "
+                      "(expected a path, file:///path or s3://bucket/prefix)")
+
+
 def open_store(uri: str | None, default_root: Path) -> Store:
     """The store named by `uri` (or SOXTRAIL_STORE), else the local default folder."""
     uri = uri or os.environ.get("SOXTRAIL_STORE") or str(default_root)
-    if uri.startswith("s3://"):
-        retention = os.environ.get("SOXTRAIL_S3_RETENTION_DAYS", "0") or "0"
-        try:
-            days = int(retention)
-        except ValueError as exc:
-            raise ConfigError(
-                f"SOXTRAIL_S3_RETENTION_DAYS={retention!r}: expected a number") from exc
-        attempts = os.environ.get("SOXTRAIL_S3_MAX_ATTEMPTS", "8") or "8"
-        if not attempts.isdigit() or int(attempts) < 1:
-            raise ConfigError(f"SOXTRAIL_S3_MAX_ATTEMPTS={attempts!r}: expected a number >= 1")
-        return S3Store(uri, endpoint_url=os.environ.get("SOXTRAIL_S3_ENDPOINT_URL") or None,
-                       object_lock=os.environ.get("SOXTRAIL_S3_OBJECT_LOCK") or None,
-                       retention_days=days, max_attempts=int(attempts))
-    return LocalStore(Path(uri))
+    folder = local_path(uri)
+    if folder is not None:
+        return LocalStore(folder)
+    retention = os.environ.get("SOXTRAIL_S3_RETENTION_DAYS", "0") or "0"
+    try:
+        days = int(retention)
+    except ValueError as exc:
+        raise ConfigError(
+            f"SOXTRAIL_S3_RETENTION_DAYS={retention!r}: expected a number") from exc
+    attempts = os.environ.get("SOXTRAIL_S3_MAX_ATTEMPTS", "8") or "8"
+    if not attempts.isdigit() or int(attempts) < 1:
+        raise ConfigError(f"SOXTRAIL_S3_MAX_ATTEMPTS={attempts!r}: expected a number >= 1")
+    return S3Store(uri, endpoint_url=os.environ.get("SOXTRAIL_S3_ENDPOINT_URL") or None,
+                   object_lock=os.environ.get("SOXTRAIL_S3_OBJECT_LOCK") or None,
+                   retention_days=days, max_attempts=int(attempts))

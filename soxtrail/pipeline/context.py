@@ -18,8 +18,9 @@ import psycopg
 
 from extract.connectors.registry import SPECS
 from soxtrail.kernel import runs, secrets
-from soxtrail.kernel.config import CATALOG_KEYS, Config, parse_config
+from soxtrail.kernel.config import CATALOG_KEYS, Config, parse_config, redacted_literals
 from soxtrail.kernel.database import Database, home
+from soxtrail.kernel.errors import ConfigError
 from soxtrail.kernel.quarter import Quarter
 from soxtrail.kernel.sources import Source
 from soxtrail.kernel.store import Store
@@ -135,8 +136,18 @@ def record_config(config: Config, store: Store) -> dict[str, Any]:
 
 
 def config_for_run(run: runs.Run, *, resolve_secrets: bool) -> Config:
-    """Rebuild the run's config from what it recorded (secrets from the environment if asked)."""
+    """Rebuild the run's config from what it recorded (secrets from the environment if asked).
+
+    A literal secret is never recorded: a run whose config had one cannot capture its
+    sources again from the recorded config (its first process used the config file).
+    """
     recorded = dict(run.config)
+    lost = redacted_literals(recorded) if resolve_secrets else []
+    if lost:
+        raise ConfigError(
+            f"run {run.id}: its config had literal secrets, which a run never records "
+            f"({', '.join(lost)}), so its snapshot cannot be redone; write them as ${{ENV}} "
+            "references and start a new run")
     config = parse_config(recorded, path=None, base_dir=Path(recorded.get("_base_dir", ".")),
                           specs=SPECS, resolve_secrets=resolve_secrets)
     config.catalogs = {k: Path(v) for k, v in recorded.get("_catalogs", {}).items()}

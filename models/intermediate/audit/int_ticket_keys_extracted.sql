@@ -40,7 +40,9 @@ comment_keys as (
     from statement_tokens
     cross join
         lateral regexp_matches(
-            statement_tokens.token_text, '({{ var("ticket_key_pattern") }})', 'g'
+            statement_tokens.token_text,
+            '({{ var("ticket_key_pattern") | string | replace("'", "''") }})',
+            'g'
         ) with ordinality as comment_key (match, key_position)
     where
         statement_tokens.token_text like '/*%'
@@ -59,7 +61,9 @@ application_name_keys as (
         application_key.key_position
     from audit_entries
     cross join lateral regexp_matches(
-        audit_entries.application_name, '({{ var("ticket_key_pattern") }})', 'g'
+        audit_entries.application_name,
+        '({{ var("ticket_key_pattern") | string | replace("'", "''") }})',
+        'g'
     ) with ordinality as application_key (match, key_position)
 
 ),

@@ -18,7 +18,7 @@ clusters as (
         bool_or(applications.is_sox_in_scope) as is_sox_in_scope,
         -- a cluster shared by applications is backed up per the strictest policy
         {% set policy = "coalesce(applications.backup_policy, '"
-            ~ var("default_backup_policy") ~ "')" %}
+            ~ var("default_backup_policy") | string | replace("'", "''") ~ "')" %}
         case
             when bool_or({{ policy }} = 'daily') then 'daily'
             else min({{ policy }})

@@ -206,14 +206,15 @@ within_validity_window as (
         population.item_key,
         coalesce(
             matched_tickets.window_end,
-            matched_tickets.approved_at + interval '{{ var("approval_validity_days") }} days'
+            matched_tickets.approved_at
+            + interval '{{ var("approval_validity_days") | int }} days'
         ) as validity_ends_at,
         case
             when matched_tickets.is_approved
                 then population.granted_at <= coalesce(
                     matched_tickets.window_end,
                     matched_tickets.approved_at
-                    + interval '{{ var("approval_validity_days") }} days'
+                    + interval '{{ var("approval_validity_days") | int }} days'
                 )
         end as is_within_validity_window
     from population

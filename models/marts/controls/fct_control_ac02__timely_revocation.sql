@@ -128,7 +128,7 @@ revoked_within_sla as (
             when revoked.revoked_at is not null
                 then
                     revoked.revoked_at - population.deactivated_at
-                    <= interval '{{ var("revocation_sla_hours") }} hours'
+                    <= {{ var("revocation_sla_hours") | float }} * interval '1 hour'
         end as is_revoked_within_sla
     from revoked
     inner join population
