@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 import os
@@ -25,6 +26,11 @@ from soxtrail.kernel.sources import CopyRows, JsonDoc, RawRow, Reject, Skipped, 
 from soxtrail.kernel.store import Store
 
 MAX_REJECT_TEXT = 10_000
+# The version of what the loader writes for the same object bytes: bump it whenever the raw
+# rows, rejects or counts of an object change (a connector's `load`, a reject rule, the COPY
+# encoding). Recorded per object in sox_load_stats; verify re-derives the raw rows of a run
+# loaded by this version only (docs/reliability.md, "Raw tables are re-derived").
+LOADER_VERSION = 1
 # raw.source_settings, the one raw table not loaded from an evidence object: a row per
 # (setting, key, value) of a connector's `settings(source)`
 SOURCE_SETTINGS_COLUMNS = ("run_id", "source_name", "connector", "setting", "key", "value")
@@ -188,7 +194,7 @@ def _copy_sql(table_name: str) -> str:
 
 def _finish_object(cur: psycopg.Cursor[Any], *, run_id: str, evidence_id: str,
                    params: dict[str, Any], counts: LoadCounts,
-                   rejects: list[tuple[str, str, str | None]]) -> None:
+                   rejects: list[tuple[str, str, str | None]], content_sha256: str) -> None:
     """The object's rejects and its load-stats row (same transaction as its rows)."""
     table_name = params["raw_table"]
     if rejects:
@@ -199,10 +205,64 @@ def _finish_object(cur: psycopg.Cursor[Any], *, run_id: str, evidence_id: str,
                                 locator, reason, text))
     cur.execute(
         "insert into soxtrail.sox_load_stats (run_id, evidence_id, raw_table, records_read,"
-        " records_loaded, records_rejected, records_skipped) values (%s,%s,%s,%s,%s,%s,%s)",
+        " records_loaded, records_rejected, records_skipped, content_sha256, loader_version)"
+        " values (%s,%s,%s,%s,%s,%s,%s,%s,%s)",
         (run_id, evidence_id, table_name, counts.read, counts.loaded, counts.rejected,
-         counts.skipped),
+         counts.skipped, content_sha256, LOADER_VERSION),
     )
+
+
+# ---------------------------------------------------------------------------
+# The content hash: defined once, computed as the rows pass at load time and again by
+# verify from the stored object (derive_object).
+# ---------------------------------------------------------------------------
+
+
+def _head_text(run_id: str, evidence_id: str, params: dict[str, Any]) -> str:
+    """The COPY text of the columns before the locator (run, evidence, context), with the
+    tab that ends it: the same on every row of the object."""
+    return _copy_line((run_id, evidence_id, *_context(params, evidence_id)))[:-1] + "\t"
+
+
+class ContentHash:
+    """An object's content hash: SHA-256 over its raw rows as the loader writes them, in
+    the order it writes them, each a COPY text line (UTF-8, ending in a newline) of the
+    locator and payload columns. The run, evidence and context columns before the locator
+    are left out: the same on every row, they are checked apart. With `keep`, the lines
+    hashed are kept (`kept`: blocks of whole lines) for verify to compare with the table.
+    """
+
+    def __init__(self, head: str, *, keep: bool = False) -> None:
+        self._head = head.encode("utf-8")
+        self._next = b"\n" + self._head
+        self._width = head.count("\t")
+        self._digest = hashlib.sha256()
+        self.kept: list[bytes] | None = [] if keep else None
+
+    def update(self, block: bytes) -> None:
+        """Hash a block of whole COPY lines, each starting with the head."""
+        if not block:
+            return
+        if not block.startswith(self._head):
+            raise PipelineError("a COPY block does not start with its object's columns")
+        # a newline inside a value is escaped: every newline ends a line
+        tail = block[len(self._head):].replace(self._next, b"\n")
+        self._digest.update(tail)
+        if self.kept is not None:
+            self.kept.append(tail)
+
+    def update_row(self, row: tuple[Any, ...]) -> None:
+        """Hash one row given as values (copy_object's path): the same line encode_blocks
+        writes for text values; another value as its str()."""
+        tail = [v if v is None or type(v) is str else str(v) for v in row[self._width:]]
+        line = (copy_fields(tail) + "\n").encode("utf-8")
+        self._digest.update(line)
+        if self.kept is not None:
+            self.kept.append(line)
+
+    def hexdigest(self) -> str:
+        """The hash as 64 hex digits."""
+        return self._digest.hexdigest()
 
 
 def copy_object(conn: psycopg.Connection[Any], *, run_id: str, evidence_id: str,
@@ -210,6 +270,7 @@ def copy_object(conn: psycopg.Connection[Any], *, run_id: str, evidence_id: str,
     """COPY one object into its raw table inside the caller's transaction."""
     counts = LoadCounts()
     rejects: list[tuple[str, str, str | None]] = []
+    content = ContentHash(_head_text(run_id, evidence_id, params))
     rows = _rows(params, path, run_id=run_id, evidence_id=evidence_id, counts=counts,
                  rejects=rejects)
     with conn.cursor() as cur:
@@ -217,8 +278,9 @@ def copy_object(conn: psycopg.Connection[Any], *, run_id: str, evidence_id: str,
             for row in rows:
                 assert type(row) is tuple  # no `head`: no pre-encoded rows
                 copy.write_row(row)
+                content.update_row(row)
         _finish_object(cur, run_id=run_id, evidence_id=evidence_id, params=params,
-                       counts=counts, rejects=rejects)
+                       counts=counts, rejects=rejects, content_sha256=content.hexdigest())
     return counts
 
 
@@ -252,8 +314,7 @@ def encode_blocks(*, run_id: str, evidence_id: str, params: dict[str, Any], path
     """The object's rows as COPY text (UTF-8), in blocks of about ENCODE_BUFFER characters
     (constant memory); counts and rejects are filled in as they pass. Raises _NotText at
     a value that is not text (the object is then loaded with copy_object)."""
-    # the columns before the locator, the same on every row of the object
-    head = _copy_line((run_id, evidence_id, *_context(params, evidence_id)))[:-1] + "\t"
+    head = _head_text(run_id, evidence_id, params)
     rows = _rows(params, path, run_id=run_id, evidence_id=evidence_id, counts=counts,
                  rejects=rejects, head=head)
     block: list[str] = []
@@ -281,20 +342,57 @@ def copy_object_text(conn: psycopg.Connection[Any], *, run_id: str, evidence_id:
     text in blocks; an object holding a value that is not text goes through copy_object."""
     counts = LoadCounts()
     rejects: list[tuple[str, str, str | None]] = []
+    content = ContentHash(_head_text(run_id, evidence_id, params))
     try:
         with conn.cursor() as cur:
             with cur.copy(_copy_sql(params["raw_table"])) as copy:  # type: ignore[arg-type]
                 for block in encode_blocks(run_id=run_id, evidence_id=evidence_id,
                                            params=params, path=path, counts=counts,
                                            rejects=rejects):
+                    content.update(block)
                     copy.write(block)
             _finish_object(cur, run_id=run_id, evidence_id=evidence_id, params=params,
-                           counts=counts, rejects=rejects)
+                           counts=counts, rejects=rejects, content_sha256=content.hexdigest())
     except _NotText:
         conn.rollback()  # the COPY was abandoned: start the object again, row by row
         return copy_object(conn, run_id=run_id, evidence_id=evidence_id, params=params,
                            path=path)
     return counts
+
+
+@dataclass
+class Derivation:
+    """What loading one object writes, derived without writing it (derive_object)."""
+
+    counts: LoadCounts
+    rejects: list[tuple[str, str, str | None]]
+    context: tuple[Any, ...]  # the context column values of every row (source, cluster, …)
+    content_sha256: str
+    lines: list[bytes]  # blocks of whole COPY lines of locator and payload, in load order
+
+
+def derive_object(*, run_id: str, evidence_id: str, params: dict[str, Any],
+                  path: Path) -> Derivation:
+    """The rows, rejects, counts and content hash loading the object writes, through the
+    load's own code (encode_blocks, or copy_object's row by row path for an object holding
+    a value that is not text): verify re-derives the raw tables with it. Holds the
+    object's rows in memory."""
+    head = _head_text(run_id, evidence_id, params)
+    counts = LoadCounts()
+    rejects: list[tuple[str, str, str | None]] = []
+    content = ContentHash(head, keep=True)
+    try:
+        for block in encode_blocks(run_id=run_id, evidence_id=evidence_id, params=params,
+                                   path=path, counts=counts, rejects=rejects):
+            content.update(block)
+    except _NotText:
+        counts, rejects, content = LoadCounts(), [], ContentHash(head, keep=True)
+        for row in _rows(params, path, run_id=run_id, evidence_id=evidence_id, counts=counts,
+                         rejects=rejects):
+            assert type(row) is tuple  # no `head`: no pre-encoded rows
+            content.update_row(row)
+    return Derivation(counts, rejects, _context(params, evidence_id), content.hexdigest(),
+                      content.kept or [])
 
 
 _WORKER: dict[str, Any] = {}

@@ -34,12 +34,14 @@ from soxtrail.kernel.errors import ConfigError
 from soxtrail.kernel.store import CHUNK, LocalStore, Store, check_key, sha256_file
 
 __all__ = [
+    "ANCHOR",
     "BundleInputs",
     "BundleResult",
     "Check",
     "bundle_ok",
     "bundle_prefix",
     "check_bundle",
+    "evidence_line",
     "generate_signing_key",
     "write_bundle",
 ]
@@ -48,6 +50,8 @@ MANIFEST = "MANIFEST.sha256"
 SIGNATURE = "MANIFEST.sha256.sig"
 PUBLIC_KEY = "signing-key.pub"
 FINGERPRINT = "signing-key.fingerprint"
+ANCHOR = "anchor.json"  # the run's chain links, pinned outside the database
+ANCHOR_FORMAT = 1
 UNSIGNED = "UNSIGNED"
 # Files the manifest does not list (it cannot list itself or its signature).
 OUTSIDE_MANIFEST = frozenset({MANIFEST, SIGNATURE})
@@ -76,6 +80,9 @@ run {run_id}, quarter {quarter}
 
   run.json                  the run: config (secrets redacted), versions, git commit
   evidence.jsonl            every evidence row of the run, with its hash-chain link
+  anchor.json               the run id and quarter, where the run was made, every
+                            chain link of the run, the link before it and the
+                            latest link of every earlier run
   queries/                  every extraction query file; queries/controls/ the
                             compiled SQL of each control
   dbt/                      dbt manifest.json and run_results.json
@@ -95,9 +102,13 @@ Check it, in this folder:
 """
 
 
-def bundle_prefix(quarter: str, run_id: str) -> str:
-    """The bundle's store prefix: `<quarter>/<run_id>/bundle`."""
-    return check_key(f"{quarter}/{run_id}/bundle")
+def bundle_prefix(quarter: str, run_id: str, version: int = 1) -> str:
+    """The bundle's store prefix: `<quarter>/<run_id>/bundle`; a later version of a completed
+    run's bundle (`--new-version`) goes beside it, `<quarter>/<run_id>/bundle-v<N>`."""
+    if version < 1:
+        raise ConfigError(f"bundle version {version}: versions start at 1")
+    suffix = "" if version == 1 else f"-v{version}"
+    return check_key(f"{quarter}/{run_id}/bundle{suffix}")
 
 
 @dataclass(frozen=True)
@@ -108,6 +119,9 @@ class BundleInputs:
     or a mapping of bundle-relative name -> path.  `report_dir`: the folder
     render_workbook wrote (every file in it goes to `report/`); `report_files`
     adds single files.  A missing dbt artifact or log is recorded in run.json.
+    `render` is how the report was rendered (template and its SHA-256: verify re-renders
+    with it).  `version` > 1 is a new version of a completed run's bundle, by `created_by`
+    because of `reason`; the first version is never rewritten.
     """
 
     query_files: Sequence[Path] | Mapping[str, Path] = ()
@@ -116,6 +130,10 @@ class BundleInputs:
     log_jsonl: Path | None = None
     report_dir: Path | None = None
     report_files: Sequence[Path] = ()
+    render: Mapping[str, Any] | None = None
+    version: int = 1
+    reason: str | None = None
+    created_by: str | None = None
 
 
 @dataclass
@@ -215,7 +233,8 @@ def _write_text(dest: Path, text: str) -> None:
 
 
 def _run_json(run: dict[str, Any], versions: Mapping[str, str | None],
-              summary: list[dict[str, Any]], missing: list[str], signed: bool) -> str:
+              summary: list[dict[str, Any]], missing: list[str], signed: bool,
+              files: BundleInputs | None = None) -> str:
     row = dict(run)
     row["config"] = secrets.redact_value(row.get("config"))
     row = {k: secrets.redact_value(v) for k, v in row.items()}
@@ -228,14 +247,47 @@ def _run_json(run: dict[str, Any], versions: Mapping[str, str | None],
         "missing_inputs": missing,
         "signed": signed,
     }
+    if files is not None and files.render is not None:
+        doc["report"] = dict(files.render)
+    if files is not None and files.version > 1:
+        doc["bundle_version"] = {
+            "version": files.version, "created_by": files.created_by,
+            "reason": secrets.redact(files.reason or ""), "created_at": datetime.now(UTC),
+            "first_version": bundle_prefix(str(run["quarter"]), str(run["id"]))}
     return _dumps(doc, indent=2) + "\n"
+
+
+def evidence_line(record: Mapping[str, Any]) -> str:
+    """One `evidence.jsonl` line: a row with its link, query text and params redacted."""
+    record = dict(record)
+    for key in ("query_text", "query_params"):
+        record[key] = secrets.redact_value(record[key])
+    return _dumps(record) + "\n"
 
 
 def _evidence_lines(conn: psycopg.Connection[Any], run_id: str) -> Iterator[str]:
     for record in evidence.stream_with_links(conn, run_id, "soxtrail_bundle_evidence"):
-        for key in ("query_text", "query_params"):
-            record[key] = secrets.redact_value(record[key])
-        yield _dumps(record) + "\n"
+        yield evidence_line(record)
+
+
+def _anchor_json(conn: psycopg.Connection[Any], run_id: str, quarter: str, store: Store) -> str:
+    """anchor.json: the run, where it was made, its links, the link before it and the
+    latest link of every earlier run (docs/auditor-guide.md, "The anchor")."""
+    links = evidence.run_links(conn, run_id)
+    before = evidence.link_before(conn, links[0][0]) if links else None
+    doc = {
+        "anchor_format": ANCHOR_FORMAT,
+        "run_id": run_id,
+        "quarter": quarter,
+        "origin": {**evidence.chain_origin(conn), "store": secrets.redact(store.uri)},
+        "before": None if before is None else
+        {"seq": before[0], "evidence_id": before[1], "chain_hash": before[3]},
+        "links": [{"seq": seq, "evidence_id": evidence_id, "prev_hash": prev_hash,
+                   "chain_hash": chain_hash}
+                  for seq, evidence_id, prev_hash, chain_hash in links],
+        "earlier_runs": evidence.earlier_runs_latest_links(conn, run_id),
+    }
+    return _dumps(doc, indent=1) + "\n"
 
 
 def _control_sql_files(conn: psycopg.Connection[Any], run: dict[str, Any],
@@ -255,7 +307,8 @@ def _control_sql_files(conn: psycopg.Connection[Any], run: dict[str, Any],
             name, n = f"{model}_{n}", n + 1
         used.add(name)
         control = by_evidence.get(str(evidence_id)) or {}
-        control_id = control.get("control_id") or marts.get(model) or "-"
+        control_id = (control.get("control_id") or marts.get(model)
+                      or str((params or {}).get("control_id") or "-"))
         description = " ".join(str(control.get("description") or "").split())
         vars_text = _dumps(secrets.redact_value(params))
         header = "\n".join([
@@ -298,7 +351,9 @@ def write_bundle(conn: psycopg.Connection[Any], store: Store, *, run_id: str, qu
     run_id = str(uuid.UUID(str(run_id)))
     key_path = signing.signing_key_path(signing_key)
     private_key = signing.load_private_key(key_path) if key_path is not None else None
-    prefix = bundle_prefix(quarter, run_id)
+    prefix = bundle_prefix(quarter, run_id, files.version)
+    if files.version > 1 and not (files.reason or "").strip():
+        raise ConfigError("a new bundle version needs a reason")
     with conn.transaction():
         run = fetch_run(conn, run_id)
         if run["quarter"] != quarter:
@@ -319,6 +374,7 @@ def write_bundle(conn: psycopg.Connection[Any], store: Store, *, run_id: str, qu
             with (root / "evidence.jsonl").open("w", encoding="utf-8", newline="") as out:
                 for line in _evidence_lines(conn, run_id):
                     out.write(line)
+            _write_text(root / ANCHOR, _anchor_json(conn, run_id, quarter, store))
             for name, text in _control_sql_files(conn, run, summary, schema):
                 _write_text(root / "queries" / "controls" / name, text)
             for name, path in _query_file_names(files.query_files):
@@ -348,7 +404,8 @@ def write_bundle(conn: psycopg.Connection[Any], store: Store, *, run_id: str, qu
                 shutil.copyfile(path, root / "report" / name)
 
             _write_text(root / "run.json",
-                        _run_json(run, _versions(), summary, missing, private_key is not None))
+                        _run_json(run, _versions(), summary, missing, private_key is not None,
+                                  files))
             _write_text(root / "README.txt", README_TEXT.format(run_id=run_id, quarter=quarter))
             fingerprint = None
             if private_key is not None:

@@ -13,41 +13,16 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from soxtrail.audit.verdict import FAILING as FAILING  # re-exported
+from soxtrail.audit.verdict import Verdict as Verdict  # re-exported
 from soxtrail.kernel import controls, evidence, runs
 from soxtrail.kernel.database import Database, home
 from soxtrail.kernel.errors import SoxtrailError
 from soxtrail.kernel.store import CHUNK, LocalStore, Store, open_store
 
 GENESIS = evidence.GENESIS
-# Statuses that make the run fail verification; UNSIGNED only with require_signature.
-FAILING = frozenset({"MISMATCH", "MISSING", "EXTRA", "FAIL"})
 # The groups of checks; "control" also compares the stored mart rows ("mart" lines).
-KINDS = ("object", "chain", "control", "bundle", "links")
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """One check: its status, what kind of thing it checked, which one, and what differs."""
-
-    status: str  # OK | MISMATCH | MISSING | EXTRA | FAIL | UNSIGNED
-    kind: str  # object | chain | control | mart | bundle | links
-    subject: str  # evidence id and key, control id, bundle file, mart
-    detail: str = ""
-
-    @property
-    def failed(self) -> bool:
-        """True when this check did not pass."""
-        return self.status in FAILING
-
-    def line(self) -> str:
-        """`STATUS kind subject  detail` on one line."""
-        text = f"{self.status:<8} {self.kind:<7} {self.subject}"
-        return f"{text}  {self.detail}" if self.detail else text
-
-    def as_dict(self) -> dict[str, str]:
-        """The verdict as a JSON-ready dict."""
-        return {"status": self.status, "kind": self.kind, "subject": self.subject,
-                "detail": self.detail}
+KINDS = ("object", "raw", "chain", "control", "bundle", "links")
 
 
 @dataclass
@@ -315,14 +290,41 @@ def check_bundle_files(run: runs.Run, store: Store, bundle: str | None,
     return [Verdict(c.status, "bundle", c.path, c.detail) for c in checks]
 
 
+def _report_verdicts(conn: psycopg.Connection[Any], run: runs.Run, store: Store,
+                     bundle: str | None, public_key: Path | None, report: VerifyReport,
+                     kinds: Collection[str]) -> list[Verdict]:
+    """Later bundle versions, and the report of each version re-rendered (verify_report)."""
+    from soxtrail.audit import verify_report
+
+    if bundle:
+        target, prefix = _bundle_location(run, store, bundle)
+        bundles = [("bundle", target, prefix)]
+        verdicts = []
+    else:
+        prefixes = verify_report.version_prefixes(store, run.quarter, run.id)
+        bundles = [(prefix.rsplit("/", 1)[-1], store, prefix) for prefix in prefixes]
+        verdicts = verify_report.later_versions(store, run.quarter, run.id, public_key)
+    # what the report is rendered from (marts, evidence rows) and did not verify: no
+    # re-render from it proves anything; those lines already fail the run
+    unverified = [f"{v.kind} {v.subject}" for v in report.verdicts if v.failed and (
+        v.kind in ("mart", "chain") or (v.kind == "control" and v.status == "MISSING"))]
+    return verdicts + verify_report.check_report(conn, run, bundles, unverified=unverified)
+
+
 def verify_run(conn: psycopg.Connection[Any], run_id: str, *, bundle: str | None = None,
                public_key: Path | None = None, require_signature: bool = False,
                store: Store | None = None, kinds: Collection[str] = KINDS,
                progress: Callable[[Verdict], None] | None = None) -> VerifyReport:
     """Every check of a run (or only those of `kinds`); `conn` should be read-only."""
+    from soxtrail.audit import verify_anchor
+
     run = runs.get_run(conn, run_id)
     conn.commit()
-    store = store or run_store(run)
+    # the run row's store only says where to find the bundle; objects are read from
+    # --store or the store the signed bundle records (verify_anchor.choose_store)
+    given, store = store, store or run_store(run)
+    signed = verify_anchor.read_bundle(*_bundle_location(run, store, bundle))
+    objects, source = verify_anchor.choose_store(given, signed, store)
     report = VerifyReport(run_id=run.id, quarter=run.quarter, require_signature=require_signature)
 
     def add(verdicts: Verdict | list[Verdict]) -> None:
@@ -331,20 +333,34 @@ def verify_run(conn: psycopg.Connection[Any], run_id: str, *, bundle: str | None
             if progress is not None:
                 progress(verdict)
 
+    refused = verify_anchor.binding(run, signed)
+    if refused is not None:
+        add(refused)
+        if refused.failed and signed.run_id is not None:  # another run's bundle: refused
+            return report
+    if "bundle" in kinds:
+        add(verify_anchor.context_verdicts(conn, signed, objects, source, store, public_key))
+
     rows = evidence_rows(conn, run.id)
     if not rows:
         add(Verdict("MISSING", "object", run.id, "the run has no evidence rows"))
     if "object" in kinds:
         with tempfile.TemporaryDirectory(prefix="soxtrail-verify-") as scratch:
             for row in rows:
-                add(check_object(store, row, Path(scratch)))
+                add(check_object(objects, row, Path(scratch)))
+    if "raw" in kinds:  # raw tables re-derived from the objects with the loader's code
+        from soxtrail.audit import verify_raw
+
+        add(verify_raw.check_raw_tables(conn, run, rows, objects))
     if "chain" in kinds:
+        anchored = verify_anchor.AnchorCheck(signed)
         for row in rows:
-            add(check_chain(row))
+            add(anchored.row(check_chain(row), row))
+        add(anchored.run(conn, rows))
     if "control" in kinds:
         reconcile = [r for r in rows if r["source_system"] == "reconcile"]
         seen = {_control_of(r)[0] for r in reconcile}
-        for control_id, model in controls.CONTROLS.items():
+        for control_id, model in controls.EVIDENCED_MARTS.items():
             if control_id not in seen:
                 add(Verdict("MISSING", "control", f"{control_id} {model}",
                             "no control evidence row for this run"))
@@ -352,6 +368,7 @@ def verify_run(conn: psycopg.Connection[Any], run_id: str, *, bundle: str | None
             add(check_control(conn, row))
     if "bundle" in kinds:
         add(check_bundle_files(run, store, bundle, public_key))
+        add(_report_verdicts(conn, run, store, bundle, public_key, report, kinds))
     if "links" in kinds:
         add(check_links(conn, run.id))
     return report

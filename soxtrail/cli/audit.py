@@ -14,8 +14,9 @@ from rich.table import Table
 
 from soxtrail.audit import access, auditor, diff, oscal, verify
 from soxtrail.cli.common import JsonOpt, err, handled, open_database, out
-from soxtrail.kernel.database import resolve_database
+from soxtrail.kernel.database import home, resolve_database
 from soxtrail.kernel.errors import EXIT_EXCEPTIONS_FOUND, ConfigError, PipelineError
+from soxtrail.kernel.store import open_store
 
 RunArg = Annotated[str, typer.Argument(help="The run id (or a unique 8+ character prefix).")]
 
@@ -36,16 +37,25 @@ def verify_command(
         "--public-key", help="The signer's Ed25519 public key (PEM) the auditor holds.")] = None,
     require_signature: Annotated[bool, typer.Option(
         "--require-signature", help="An UNSIGNED bundle fails verification.")] = False,
+    store_uri: Annotated[str | None, typer.Option(
+        "--store", help="Read the raw objects (and find the bundle) in this store: a folder or "
+                        "s3:// prefix, e.g. a copy (default: the store the signed bundle "
+                        "records).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Re-check a run: raw objects, hash chain, control re-runs, bundle, mart evidence links."""
     with handled():
         if public_key is not None and not public_key.is_file():
             raise ConfigError(f"--public-key {public_key}: no such file")
+        store = None
+        if store_uri is not None:
+            if not store_uri.startswith("s3://") and not Path(store_uri).is_dir():
+                raise ConfigError(f"--store {store_uri}: no such folder")
+            store = open_store(store_uri, home() / "store")
         with _read_only() as conn:
             report = verify.verify_run(
                 conn, run_id, bundle=bundle, public_key=public_key,
-                require_signature=require_signature,
+                require_signature=require_signature, store=store,
                 progress=None if as_json else lambda v: out.print(v.line(), markup=False))
         if as_json:
             print(json.dumps({"run_id": report.run_id, "quarter": report.quarter,
@@ -53,8 +63,18 @@ def verify_command(
                               "checks": [v.as_dict() for v in report.verdicts]}, sort_keys=True))
         else:
             out.print(report.summary(), markup=False)
+        _warn_unpinned(report)
         if not report.passed:
             raise typer.Exit(EXIT_EXCEPTIONS_FOUND)
+
+
+def _warn_unpinned(report: verify.VerifyReport) -> None:
+    """Without --public-key: the signer's fingerprint, loudly, and what it does not prove."""
+    for verdict in report.verdicts:
+        if (verdict.kind, verdict.subject, verdict.status) == ("bundle", "signature", "NOTE"):
+            err.print("[bold yellow]WARNING: the signature was checked with the bundle's own "
+                      "key only[/]", markup=True)
+            err.print(f"  {verdict.detail}", markup=False)
 
 
 @audit_app.command(name="diff")

@@ -23,6 +23,7 @@ from soxtrail.cli.common import (
     TemplateOpt,
     check_log_format,
     err,
+    fail,
     handled,
     open_database,
     out,
@@ -32,8 +33,9 @@ from soxtrail.cli.progress import echo_events
 from soxtrail.kernel import runs
 from soxtrail.kernel.config import load_config
 from soxtrail.kernel.database import home
-from soxtrail.kernel.errors import EXIT_EXCEPTIONS_FOUND, ConfigError
+from soxtrail.kernel.errors import EXIT_EXCEPTIONS_FOUND, EXIT_USAGE, ConfigError
 from soxtrail.kernel.quarter import Quarter
+from soxtrail.pipeline.runs import new_bundle_version
 
 run_app = typer.Typer()
 
@@ -119,6 +121,13 @@ def run(
             raise typer.Exit(EXIT_EXCEPTIONS_FOUND)
 
 
+NewVersionOpt = Annotated[bool, typer.Option(
+    "--new-version", help="On a completed run: re-render into a new, numbered bundle version "
+                          "(<quarter>/<run>/bundle-v<N>); the first is kept.")]
+ReasonOpt = Annotated[str | None, typer.Option(
+    "--reason", help="Why the new version (required with --new-version; recorded in run.json).")]
+
+
 def _one_phase(phase: str) -> Callable[..., None]:
     def command(run_id: RunOpt, as_json: JsonOpt = False, quiet: QuietOpt = False,
                 template: TemplateOpt = "default", log_format: LogFormatOpt = "text") -> None:
@@ -130,8 +139,30 @@ def _one_phase(phase: str) -> Callable[..., None]:
                                                  echo=echo_events(quiet or as_json, log_format))
             print_result(outcome, as_json=as_json)
 
-    command.__doc__ = f"Run only the {phase} phase of an existing run (idempotent)."
-    return command
+    def versioned(run_id: RunOpt, as_json: JsonOpt = False, quiet: QuietOpt = False,
+                  template: TemplateOpt = "default", log_format: LogFormatOpt = "text",
+                  new_version: NewVersionOpt = False, reason: ReasonOpt = None) -> None:
+        if not new_version:
+            if reason is not None:
+                raise fail("--reason goes with --new-version", EXIT_USAGE)
+            command(run_id, as_json, quiet, template, log_format)
+            return
+        with handled():
+            check_log_format(log_format)
+            if not (reason or "").strip():
+                raise ConfigError("--new-version needs --reason: why a new bundle version")
+            db, conn = open_database()
+            with conn:
+                outcome = new_bundle_version(db, conn, run_id, reason=str(reason),
+                                             template=template,
+                                             echo=echo_events(quiet or as_json, log_format))
+            print_result(outcome, as_json=as_json)
+
+    chosen = versioned if phase in ("render", "bundle") else command
+    chosen.__doc__ = (f"Run only the {phase} phase of an existing run (idempotent); a completed "
+                      "run is immutable (refused" + (", unless --new-version" if chosen is versioned
+                                                     else "") + ").")
+    return chosen
 
 
 for _phase in runs.PHASES:

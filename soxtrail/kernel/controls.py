@@ -105,6 +105,11 @@ def by_kind(kind: str = "control") -> tuple[Control, ...]:
 # control id -> mart model, in control order (derived from the registry)
 CONTROLS: dict[str, str] = {c.id: c.model for c in by_kind("control")}
 SUMMARY_MODEL = "fct_control_summary"
+# The summary mart is not a control, but it has its own reconcile evidence row like one
+# (query_params control_id = SUMMARY_ID) and verify re-runs it the same way.
+SUMMARY_ID = "SUMMARY"
+# every mart with a reconcile evidence row: id -> model, the controls first, then the summary
+EVIDENCED_MARTS: dict[str, str] = {**CONTROLS, SUMMARY_ID: SUMMARY_MODEL}
 MARTS_SCHEMA = "marts"
 
 

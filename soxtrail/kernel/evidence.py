@@ -299,6 +299,87 @@ def stream_with_links(conn: psycopg.Connection[Any], run_id: str,
             yield dict(zip(names, row, strict=True))
 
 
+# ---------------------------------------------------------------- the anchor (bundle, verify)
+
+_LINK = "select chain.seq, chain.evidence_id::text, chain.prev_hash, chain.chain_hash"
+
+
+def run_links(conn: psycopg.Connection[Any], run_id: str) -> list[tuple[int, str, str, str]]:
+    """(seq, evidence id, prev_hash, chain_hash) of every link of the run's rows, by seq."""
+    return conn.execute(_LINK + """
+from soxtrail.sox_evidence_chain as chain
+inner join soxtrail.sox_evidence as evidence on evidence.id = chain.evidence_id
+where evidence.run_id = %s
+order by chain.seq""", (run_id,)).fetchall()  # type: ignore[return-value]
+
+
+def links_at(conn: psycopg.Connection[Any], seqs: Sequence[int]) -> list[dict[str, Any]]:
+    """The links at `seqs` (`seq`, `evidence_id`, `prev_hash`, `chain_hash`), each with its
+    row's `run_id` and the row's text as it stands now (`row_text`; None without a row)."""
+    return _dicts(conn, _LINK + """,
+    evidence.run_id::text as run_id,
+    soxtrail.evidence_row_text(
+        evidence.id, evidence.run_id, evidence.source_system, evidence.query_name,
+        evidence.query_text, evidence.query_params, evidence.executed_at,
+        evidence.executed_by, evidence.result_row_count, evidence.result_hash,
+        evidence.raw_output_s3_key
+    ) as row_text
+from soxtrail.sox_evidence_chain as chain
+left join soxtrail.sox_evidence as evidence on evidence.id = chain.evidence_id
+where chain.seq = any(%s)
+order by chain.seq""", ([int(s) for s in seqs],))
+
+
+def link_before(conn: psycopg.Connection[Any], seq: int) -> tuple[int, str, str, str] | None:
+    """(seq, evidence id, prev_hash, chain_hash) of the last link before `seq`, if any."""
+    return conn.execute(_LINK + """
+from soxtrail.sox_evidence_chain as chain
+where chain.seq < %s
+order by chain.seq desc
+limit 1""", (seq,)).fetchone()  # type: ignore[return-value]
+
+
+def earlier_runs_latest_links(conn: psycopg.Connection[Any],
+                              run_id: str) -> list[dict[str, Any]]:
+    """Per run started before `run_id` that has evidence: its latest link (`run_id`,
+    `quarter`, `seq`, `evidence_id`, `chain_hash`), by run start."""
+    return _dicts(conn, """
+with
+this_run as (
+    select runs.started_at, runs.id from soxtrail.sox_runs as runs where runs.id = %s
+),
+
+latest as (
+    select distinct on (evidence.run_id)
+        evidence.run_id, chain.seq, chain.evidence_id, chain.chain_hash
+    from soxtrail.sox_evidence_chain as chain
+    inner join soxtrail.sox_evidence as evidence on evidence.id = chain.evidence_id
+    order by evidence.run_id, chain.seq desc
+)
+
+select
+    latest.run_id::text as run_id, runs.quarter, latest.seq,
+    latest.evidence_id::text as evidence_id, latest.chain_hash
+from latest
+inner join soxtrail.sox_runs as runs on runs.id = latest.run_id
+cross join this_run
+where (runs.started_at, runs.id) < (this_run.started_at, this_run.id)
+order by runs.started_at, runs.id""", (run_id,))
+
+
+def chain_origin(conn: psycopg.Connection[Any]) -> dict[str, str | None]:
+    """Where the chain lives: the database's name and its cluster's system identifier."""
+    name = conn.execute("select current_database()").fetchone()
+    try:
+        with conn.transaction():
+            system = conn.execute(
+                "select system_identifier::text from pg_control_system()").fetchone()
+    except psycopg.Error:  # a role that may not call it: the name still says something
+        system = None
+    return {"database": str(name[0]) if name else None,
+            "system_identifier": str(system[0]) if system else None}
+
+
 # The report's order: by source, query, time.
 REPORT_ORDER = sql.SQL('order by evidence.source_system collate "C",'
                        ' evidence.query_name collate "C", evidence.executed_at, evidence.id')

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import shutil
@@ -23,11 +24,11 @@ from extract.connectors.postgres_catalog import query_files
 from extract.connectors.registry import connector_module
 from extract.loader import LoadReport, die_with_parent, load_run
 from extract.snapshot import SnapshotRun
-from soxtrail.kernel import controls, evidence, secrets
+from soxtrail.kernel import controls, evidence, runs, secrets
 from soxtrail.kernel.database import Database
 from soxtrail.kernel.errors import PipelineError, SourceError, SoxtrailError, StoreError
 from soxtrail.kernel.sources import Source
-from soxtrail.kernel.store import HASHING
+from soxtrail.kernel.store import HASHING, sha256_file
 from soxtrail.pipeline.context import (
     SNAPSHOT_CONCURRENCY,
     SNAPSHOT_COUNT_WORKERS,
@@ -217,6 +218,12 @@ def phase_reconcile(p: Pipeline) -> dict[str, Any]:
             raise PipelineError(f"dbt build did not build control model {model}")
         written += write_control_evidence(p, control_id, model, node, variables)
         p.checkpoint("reconcile", f"control{list(controls.CONTROLS).index(control_id) + 1}")
+    # the summary mart the workbook's Summary sheet shows: evidenced (and re-run) like a control
+    summary = nodes.get(controls.SUMMARY_MODEL)
+    if summary is None:
+        raise PipelineError(f"dbt build did not build the summary model {controls.SUMMARY_MODEL}")
+    written += write_control_evidence(p, controls.SUMMARY_ID, controls.SUMMARY_MODEL, summary,
+                                      variables)
     p.outputs["dbt_target"] = str(result.target_path)
     return {"controls": len(controls.CONTROLS), "evidence_rows": written}
 
@@ -266,51 +273,72 @@ def write_control_evidence(p: Pipeline, control_id: str, model: str, node: Any,
 
 
 def phase_render(p: Pipeline) -> dict[str, Any]:
-    """The workbook and per-control CSVs, written to the store under report/."""
-    from render.workbook import render_workbook
-
+    """The workbook and per-control CSVs, in the run's work folder (the bundle carries them:
+    one report, in the bundle; the template used is recorded there for verify)."""
     out = p.workdir / "report"
+    result = render_report(p, out)
+    p.checkpoint("render", "rendered")
+    return {"files": len(result.csvs) + 1, "report": str(result.xlsx),
+            "rows": getattr(result, "row_counts", None)}
+
+
+RENDER_RECORD = "render.json"  # beside report/ in the work folder: how the report was rendered
+
+
+def render_report(p: Pipeline, out: Path) -> Any:
+    """Render the run's report into `out` (emptied first) and record how beside it."""
+    from render.workbook import render_workbook, template_path
+
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
     result = render_workbook(p.conn, run_id=p.run.id, template=p.template, out=out)
     p.conn.commit()
-    keys = []
-    for path in sorted(out.rglob("*")):
-        if path.is_file():
-            key = f"{p.quarter.label}/{p.run.id}/report/{path.relative_to(out).as_posix()}"
-            p.store.put_file(key, path)
-            keys.append(key)
-    workbook_key = next(k for k in keys if k.endswith(".xlsx"))
-    p.outputs["report_key"] = workbook_key
-    return {"files": len(keys), "report": p.store.location(workbook_key),
-            "rows": getattr(result, "row_counts", None)}
+    record = {"template": p.template,
+              "template_sha256": sha256_file(template_path(p.template))[0],
+              "workbook": result.xlsx.name}
+    (out.parent / f"{out.name}.{RENDER_RECORD}").write_text(json.dumps(record, sort_keys=True))
+    return result
 
 
 def phase_bundle(p: Pipeline) -> dict[str, Any]:
-    """The signed audit-log bundle."""
-    from render.bundle import BundleInputs, write_bundle
+    """The signed audit-log bundle (version 1, `<quarter>/<run_id>/bundle`)."""
+    if not (p.workdir / "report").is_dir():  # resumed elsewhere: the render is deterministic
+        render_report(p, p.workdir / "report")
+    return write_bundle_version(p, report_dir=p.workdir / "report")
+
+
+def write_bundle_version(p: Pipeline, *, report_dir: Path, version: int = 1,
+                         reason: str | None = None) -> dict[str, Any]:
+    """Write bundle `version` of the run with the report in `report_dir`."""
+    from render.bundle import BundleInputs, bundle_prefix, write_bundle
 
     target = p.workdir / "dbt" / "target"
     key_path = os.environ.get("SOXTRAIL_SIGNING_KEY")
+    record_path = report_dir.parent / f"{report_dir.name}.{RENDER_RECORD}"
+    render = json.loads(record_path.read_text()) if record_path.is_file() else None
     inputs = BundleInputs(
         query_files=query_files(),
         manifest_json=target / "manifest.json",
         run_results_json=target / "run_results.json",
         log_jsonl=p.events.path,
-        report_dir=p.workdir / "report",
+        report_dir=report_dir,
+        render=render,
+        version=version,
+        reason=reason,
+        created_by=runs.triggered_by() if version > 1 else None,
     )
     result = write_bundle(p.conn, p.store, run_id=p.run.id, quarter=p.quarter.label,
                           files=inputs, signing_key=Path(key_path) if key_path else None)
     p.conn.commit()
-    prefix = f"{p.quarter.label}/{p.run.id}/bundle"
+    prefix = bundle_prefix(p.quarter.label, p.run.id, version)
     p.outputs["bundle_prefix"] = prefix
-    if "report_key" not in p.outputs:  # resumed after render: name the report all the same
-        report = next((k for k in p.store.list(f"{p.quarter.label}/{p.run.id}/report")
-                       if k.endswith(".xlsx")), None)
-        if report is not None:
-            p.outputs["report_key"] = report
-    return {"bundle": p.store.location(prefix), "signed": getattr(result, "signed", False)}
+    workbook = next((k for k in result.keys if k.startswith(f"{prefix}/report/")
+                     and k.endswith(".xlsx")), None)
+    if workbook is not None:  # the report the run prints is the bundle's copy
+        p.outputs["report_key"] = workbook
+    return {"bundle": p.store.location(prefix), "signed": getattr(result, "signed", False),
+            "version": version}
 
 
 PHASE_FUNCTIONS: dict[str, Callable[[Pipeline], dict[str, Any]]] = {

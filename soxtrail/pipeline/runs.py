@@ -10,11 +10,13 @@ from typing import Any
 
 import psycopg
 
+from extract.connectors import catalog_file
 from soxtrail.kernel import runs, secrets
 from soxtrail.kernel.config import Config
 from soxtrail.kernel.database import Database, home
-from soxtrail.kernel.errors import PipelineError, SoxtrailError
+from soxtrail.kernel.errors import ConfigError, PipelineError, SoxtrailError
 from soxtrail.kernel.quarter import Quarter
+from soxtrail.kernel.sources import RawRow
 from soxtrail.kernel.store import open_store
 from soxtrail.pipeline.context import (
     OBSERVERS,
@@ -26,7 +28,12 @@ from soxtrail.pipeline.context import (
     record_config,
     run_workdir,
 )
-from soxtrail.pipeline.phases import PHASE_FUNCTIONS, control_summary
+from soxtrail.pipeline.phases import (
+    PHASE_FUNCTIONS,
+    control_summary,
+    render_report,
+    write_bundle_version,
+)
 
 
 def _record_failure(p: Pipeline, error: str) -> None:
@@ -74,9 +81,15 @@ def run_phases(p: Pipeline, phases: list[str]) -> None:
 
 def open_pipeline(db: Database, conn: psycopg.Connection[Any], run: runs.Run, *,
                   resolve_secrets: bool, echo: Echo | None = None, template: str = "default",
-                  observers: list[Observer] | None = None) -> Pipeline:
-    """A Pipeline for an existing run, from what the run recorded (observers: OBSERVERS)."""
-    config = config_for_run(run, resolve_secrets=resolve_secrets)
+                  observers: list[Observer] | None = None,
+                  config: Config | None = None) -> Pipeline:
+    """A Pipeline for an existing run, from what the run recorded (observers: OBSERVERS).
+
+    `config`: the config the run was just started with (its literal secrets as written,
+    which the recorded config has redacted).
+    """
+    if config is None:
+        config = config_for_run(run, resolve_secrets=resolve_secrets)
     store = open_store(run.config.get("_store"), home() / "store")
     events = EventLog(run_workdir(run.id) / "log.jsonl", echo)
     p = Pipeline(db=db, conn=conn, run=run, config=config, store=store, events=events,
@@ -105,10 +118,10 @@ OnRun = Callable[[runs.Run, list[str]], None]  # the run is known; these phases 
 
 def execute(db: Database, conn: psycopg.Connection[Any], run: runs.Run, phases: list[str], *,
             resolve_secrets: bool, template: str = "default",
-            echo: Echo | None = None) -> Outcome:
+            echo: Echo | None = None, config: Config | None = None) -> Outcome:
     """Run phases of a run (its lock held); mark it completed once every phase is done."""
     p = open_pipeline(db, conn, run, resolve_secrets=resolve_secrets, echo=echo,
-                      template=template)
+                      template=template, config=config)
     try:
         run_phases(p, phases)
     finally:
@@ -127,11 +140,35 @@ def execute(db: Database, conn: psycopg.Connection[Any], run: runs.Run, phases: 
                    bundle=located.get("bundle_prefix"), phases=p.outputs.get("phases", {}))
 
 
+def known_clusters(config: Config) -> set[str] | None:
+    """The clusters the applications catalog lists (None: the catalog cannot be read here;
+    the snapshot reports that)."""
+    path = config.catalogs["applications"]
+    if not path.is_file():
+        return None
+    column = catalog_file.SPEC.raw_tables["raw.applications"].payload.index("cluster")
+    rows = catalog_file.load({"catalog": "applications"}, path)
+    return {str(item.values[column]) for item in rows
+            if isinstance(item, RawRow) and item.values[column]}
+
+
+def check_clusters(config: Config, clusters: tuple[str, ...] | None) -> None:
+    """Refuse clusters that no application lists (a typo would give population 0 and
+    EFFECTIVE for every control)."""
+    known = known_clusters(config) if clusters else None
+    unknown = [c for c in clusters or () if known is not None and c not in known]
+    if unknown:
+        listed = ", ".join(sorted(known or ()))
+        raise ConfigError(f"clusters: {', '.join(unknown)} not listed by any application in "
+                          f"{config.catalogs['applications']} (known clusters: {listed})")
+
+
 def start_run(db: Database, conn: psycopg.Connection[Any], config: Config, quarter: Quarter, *,
               clusters: tuple[str, ...] | None = None, wait: bool = False,
               template: str = "default", echo: Echo | None = None,
               on_run: OnRun | None = None) -> Outcome:
     """A new run of the quarter: under its lock (or `wait` for it), record it, run every phase."""
+    check_clusters(config, clusters or config.clusters)
     store = open_store(config.store, home() / "store")
     with runs.quarter_lock(conn, quarter.label, wait=wait):
         run = runs.create_run(conn, quarter=quarter.label, clusters=clusters or config.clusters,
@@ -139,7 +176,7 @@ def start_run(db: Database, conn: psycopg.Connection[Any], config: Config, quart
         if on_run is not None:
             on_run(run, list(runs.PHASES))
         return execute(db, conn, run, list(runs.PHASES), resolve_secrets=True,
-                       template=template, echo=echo)
+                       template=template, echo=echo, config=config)
 
 
 def resume_run(db: Database, conn: psycopg.Connection[Any], run_id: str, *,
@@ -156,14 +193,57 @@ def resume_run(db: Database, conn: psycopg.Connection[Any], run_id: str, *,
 
 def run_one_phase(db: Database, conn: psycopg.Connection[Any], run_id: str, phase: str, *,
                   template: str = "default", echo: Echo | None = None) -> Outcome:
-    """Run one phase of an existing run again (each phase is idempotent)."""
-    return _continue(db, conn, runs.get_run(conn, run_id), [phase], template=template, echo=echo)
+    """Run one phase of an existing run again (each phase is idempotent); a completed run is
+    immutable: refused (a new report goes to a new bundle version: new_bundle_version)."""
+    run = runs.get_run(conn, run_id)
+    conn.commit()
+    if run.status == "completed":
+        hint = (" ; to write a new, numbered bundle version (the first is kept) pass "
+                "--new-version --reason '…'" if phase in ("render", "bundle") else "")
+        raise ConfigError(f"run {run.id} is completed and immutable: {phase} refused{hint}")
+    return _continue(db, conn, run, [phase], template=template, echo=echo)
+
+
+def new_bundle_version(db: Database, conn: psycopg.Connection[Any], run_id: str, *,
+                       reason: str, template: str = "default",
+                       echo: Echo | None = None) -> Outcome:
+    """Re-render a completed run's report into a new, numbered bundle version
+    (`<quarter>/<run_id>/bundle-v<N>`) recording who and why; the run row and every earlier
+    version stay as they are."""
+    from render.bundle import bundle_prefix
+
+    if not reason.strip():
+        raise ConfigError("--new-version needs --reason: why a new version of the bundle")
+    run = runs.get_run(conn, run_id)
+    conn.commit()
+    if run.status != "completed":
+        raise ConfigError(f"run {run.id} is {run.status}, not completed: --new-version is for "
+                          f"completed runs (finish it with `soxtrail resume {run.id}`)")
+    with runs.quarter_lock(conn, run.quarter, wait=False):
+        p = open_pipeline(db, conn, run, resolve_secrets=False, echo=echo, template=template)
+        try:
+            version = 2
+            while p.store.exists(f"{bundle_prefix(run.quarter, run.id, version)}/MANIFEST.sha256"):
+                version += 1
+            p.events.emit("bundle_version", version=version, reason=reason,
+                          created_by=runs.triggered_by())
+            report_dir = p.workdir / f"report-v{version}"
+            render_report(p, report_dir)
+            write_bundle_version(p, report_dir=report_dir, version=version, reason=reason)
+        finally:
+            p.events.close()
+    located = {k: p.store.location(p.outputs[k]) for k in ("report_key", "bundle_prefix")
+               if k in p.outputs}
+    return Outcome(run=run, controls=control_summary(conn, run.id),
+                   report=located.get("report_key"), bundle=located.get("bundle_prefix"),
+                   phases={})
 
 
 def _continue(db: Database, conn: psycopg.Connection[Any], run: runs.Run, phases: list[str], *,
               template: str, echo: Echo | None) -> Outcome:
     """An existing run: take its quarter's lock (never wait), mark it running, run phases."""
     with runs.quarter_lock(conn, run.quarter, wait=False):
-        runs.mark_running(conn, run.id)
+        if phases or run.status != "completed":  # a completed run never goes back to running
+            runs.mark_running(conn, run.id)
         return execute(db, conn, run, phases, resolve_secrets="snapshot" in phases,
                        template=template, echo=echo)

@@ -59,7 +59,9 @@ def test_with_an_s3_store_every_object_goes_to_s3_and_nothing_local(
                            "SOXTRAIL_S3_ENDPOINT_URL": s3_endpoint})
     assert result.code == 0, result.stderr
     run_id = result.json()["run_id"]
-    assert result.json()["report"].startswith(f"s3://{bucket}/evidence/2024Q3/{run_id}/report/")
+    # one report, in the bundle
+    assert result.json()["report"].startswith(
+        f"s3://{bucket}/evidence/2024Q3/{run_id}/bundle/report/")
     assert not (home / "store").exists()
     keys = {o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
             for o in page.get("Contents", [])}

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from extract.demo import generate
-from soxtrail.kernel.controls import CONTROLS
+from soxtrail.kernel.controls import CONTROLS, EVIDENCED_MARTS
 from soxtrail.kernel.database import Database
 from soxtrail.kernel.quarter import Quarter
 from soxtrail.kernel.store import LocalStore
@@ -81,7 +81,8 @@ def test_every_evidence_row_hashes_the_object_it_names(
     systems = {r[0] for r in rows}
     assert {"db_audit", "db_catalog", "iam", "tickets", "backups", "role_catalog",
             "reconcile"} <= systems
-    assert sum(1 for r in rows if r[0] == "reconcile") == len(CONTROLS)
+    # one reconcile row per control, and one for the summary mart
+    assert sum(1 for r in rows if r[0] == "reconcile") == len(EVIDENCED_MARTS) == len(CONTROLS) + 1
     for _, digest, key in rows:
         with store.open(key) as handle:
             assert hashlib.sha256(handle.read()).hexdigest() == digest, key

@@ -108,8 +108,8 @@ def test_bundle_holds_every_part(bundle: tuple[LocalStore, Any], seeded: SeededR
     store, result = bundle
     assert result.prefix == f"{QUARTER}/{seeded.run_id}/bundle"
     names = {k[len(result.prefix) + 1:] for k in store.list(result.prefix)}
-    expected = {"run.json", "evidence.jsonl", "log.jsonl", "README.txt", "dbt/manifest.json",
-                "dbt/run_results.json", "queries/catalog_memberships.sql",
+    expected = {"run.json", "evidence.jsonl", "anchor.json", "log.jsonl", "README.txt",
+                "dbt/manifest.json", "dbt/run_results.json", "queries/catalog_memberships.sql",
                 "queries/jira_issues.jql", f"report/{rendered.xlsx.name}",
                 "MANIFEST.sha256", "MANIFEST.sha256.sig", "signing-key.pub",
                 "signing-key.fingerprint"}

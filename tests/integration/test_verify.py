@@ -126,8 +126,8 @@ def test_json_output_lists_every_check(signed_run: SignedRun) -> None:
     assert result.code == 0, result.stderr
     doc = result.json()
     assert doc["passed"] is True
-    assert {c["kind"] for c in doc["checks"]} == {"object", "chain", "control", "mart", "bundle",
-                                                  "links"}
+    assert {c["kind"] for c in doc["checks"]} == {"object", "raw", "chain", "control", "mart",
+                                                  "bundle", "links"}
 
 
 def test_a_raw_object_changed_by_one_byte_is_a_mismatch_naming_the_row(
@@ -183,8 +183,12 @@ def test_a_raw_row_changed_with_the_trigger_disabled_breaks_the_control_rerun(
             f"AC-03 {CONTROLS['AC-03']} (evidence "
             f"{verify.controls.control_evidence_id(signed_run.run_id, CONTROLS['AC-03'])})"
             ) in failures
-    # the objects, the chain, the stored marts and the bundle are untouched
-    assert {kind for _, kind, _ in failures} == {"control"}
+    # the objects, the chain, the stored marts and the bundle are untouched; the raw table
+    # no longer matches its object (re-derived, issue 17), naming the row
+    assert {kind for _, kind, _ in failures} == {"control", "raw"}
+    raw = [v for v in report.failures() if v.kind == "raw"]
+    assert len(raw) == 1 and raw[0].subject.startswith(str(evidence_id))
+    assert f"locator {locator!r} changed in granted_role" in raw[0].detail
 
 
 def test_compiled_sql_altered_in_the_evidence_table_breaks_chain_and_control(

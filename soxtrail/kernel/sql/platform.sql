@@ -75,6 +75,12 @@ create table if not exists soxtrail.sox_load_stats (
     primary key (run_id, evidence_id),
     check (records_read = records_loaded + records_rejected + records_skipped)
 );
+-- The object's content hash (SHA-256 of its raw rows as COPY text, extract/loader.py
+-- ContentHash) and the loader version that wrote them: verify re-derives the raw rows
+-- from the stored object and compares.  Null: loaded before they were recorded.
+alter table soxtrail.sox_load_stats
+    add column if not exists content_sha256 text,
+    add column if not exists loader_version integer;
 
 ------------------------------------------------------------------------
 -- Raw tables: the source's own form, one per connector family.  Every row
@@ -259,3 +265,44 @@ end $$;
 drop trigger if exists chain on soxtrail.sox_evidence;
 create trigger chain after insert on soxtrail.sox_evidence
     for each row execute function soxtrail.chain_evidence();
+
+------------------------------------------------------------------------
+-- Run status only moves forward: running -> completed, running -> failed,
+-- failed -> running (resume). A completed run is immutable: completion
+-- (status, finished_at, summary) is its last change, and it is never
+-- deleted. What identifies a run (quarter, scope, config, tool, who, when it
+-- started) never changes.
+------------------------------------------------------------------------
+
+create or replace function soxtrail.runs_forward_only() returns trigger
+language plpgsql as $$
+begin
+    if old.status = 'completed' then
+        raise exception 'soxtrail: run % is completed and immutable: % refused', old.id, tg_op
+            using errcode = 'insufficient_privilege';
+    end if;
+    if tg_op = 'DELETE' then
+        return old;
+    end if;
+    if not (new.status = old.status
+            or (old.status = 'running' and new.status in ('completed', 'failed'))
+            or (old.status = 'failed' and new.status = 'running')) then
+        raise exception 'soxtrail: run % status % -> % refused: status only moves forward',
+            old.id, old.status, new.status
+            using errcode = 'insufficient_privilege';
+    end if;
+    if (new.id, new.quarter, new.clusters, new.config, new.config_hash, new.tool_version,
+        new.git_commit, new.triggered_by, new.started_at)
+            is distinct from
+       (old.id, old.quarter, old.clusters, old.config, old.config_hash, old.tool_version,
+        old.git_commit, old.triggered_by, old.started_at) then
+        raise exception 'soxtrail: run %: only status, phase, error, finished_at, summary change',
+            old.id
+            using errcode = 'insufficient_privilege';
+    end if;
+    return new;
+end $$;
+
+drop trigger if exists forward_only on soxtrail.sox_runs;
+create trigger forward_only before update or delete on soxtrail.sox_runs
+    for each row execute function soxtrail.runs_forward_only();
