@@ -15,7 +15,7 @@ from psycopg import sql
 
 from soxtrail.audit.verdict import FAILING as FAILING  # re-exported
 from soxtrail.audit.verdict import Verdict as Verdict  # re-exported
-from soxtrail.kernel import controls, evidence, runs
+from soxtrail.kernel import canonical, controls, evidence, runs
 from soxtrail.kernel.database import Database, home
 from soxtrail.kernel.errors import SoxtrailError
 from soxtrail.kernel.store import CHUNK, LocalStore, Store, open_store
@@ -174,7 +174,7 @@ def _control_of(row: dict[str, Any]) -> tuple[str, str]:
 
 
 def _digest(conn: psycopg.Connection[Any],
-            compute: Callable[[], evidence.Canonical]) -> evidence.Canonical | str:
+            compute: Callable[[], canonical.Canonical]) -> canonical.Canonical | str:
     """The canonical digest, or the error text (the transaction is rolled back)."""
     try:
         result = compute()
@@ -195,7 +195,7 @@ def check_control(conn: psycopg.Connection[Any], row: dict[str, Any]) -> list[Ve
     subject = f"{control_id} {model} (evidence {row['id']})"
     version = evidence.canonical_version(row["query_params"])
     verdicts = []
-    rerun = _digest(conn, lambda: evidence.sql_result(conn, row["query_text"], version=version))
+    rerun = _digest(conn, lambda: canonical.sql_result(conn, row["query_text"], version=version))
     if isinstance(rerun, str):
         verdicts.append(Verdict("FAIL", "control", subject,
                                 f"the stored compiled SQL does not run: {rerun}"))
@@ -207,7 +207,7 @@ def check_control(conn: psycopg.Connection[Any], row: dict[str, Any]) -> list[Ve
     else:
         verdicts.append(Verdict("OK", "control", subject,
                                 f"re-run: {rerun.row_count} rows sha256 {rerun.sha256[:16]}…"))
-    stored = _digest(conn, lambda: evidence.mart_result(
+    stored = _digest(conn, lambda: canonical.mart_result(
         conn, controls.MARTS_SCHEMA, model, str(row["run_id"]), version=version))
     mart = f"{controls.MARTS_SCHEMA}.{model}"
     if isinstance(stored, str):

@@ -24,7 +24,7 @@ from extract.connectors.postgres_catalog import query_files
 from extract.connectors.registry import connector_module
 from extract.loader import LoadReport, die_with_parent, load_run
 from extract.snapshot import SnapshotRun
-from soxtrail.kernel import controls, evidence, runs, secrets
+from soxtrail.kernel import canonical, controls, evidence, runs, secrets
 from soxtrail.kernel.database import Database
 from soxtrail.kernel.errors import PipelineError, SourceError, SoxtrailError, StoreError
 from soxtrail.kernel.sources import Source
@@ -238,9 +238,9 @@ def write_control_evidence(p: Pipeline, control_id: str, model: str, node: Any,
     executed_at = datetime.now(timezone.utc)
     # a resumed run compares with what it recorded, in the canonical form it recorded
     existing = evidence.recorded_result(p.conn, evidence_id)
-    version = existing[1] if existing else evidence.CANONICAL_VERSION
+    version = existing[1] if existing else canonical.CANONICAL_VERSION
     with spool.open("wb") as handle:
-        result = evidence.mart_result(p.conn, controls.MARTS_SCHEMA, model, p.run.id,
+        result = canonical.mart_result(p.conn, controls.MARTS_SCHEMA, model, p.run.id,
                                       version=version, sink=handle.write)
     p.conn.commit()
     digest, rows = result.sha256, result.row_count

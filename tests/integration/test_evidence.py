@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 import pytest
 
 from soxtrail.audit import verify
-from soxtrail.kernel import evidence
+from soxtrail.kernel import canonical, evidence
 from soxtrail.kernel.database import Database
 
 pytestmark = pytest.mark.integration
@@ -76,11 +76,11 @@ EXPECTED_V2 = "\n".join([
 ])
 
 
-def _mart(probe: Probe, version: int) -> tuple[evidence.Canonical, bytes]:
+def _mart(probe: Probe, version: int) -> tuple[canonical.Canonical, bytes]:
     chunks: list[bytes] = []
     with probe.db.connect() as conn:
         conn.execute("set time zone 'America/New_York'")  # the session's zone changes nothing
-        result = evidence.mart_result(conn, "marts", MODEL, probe.run_id, version=version,
+        result = canonical.mart_result(conn, "marts", MODEL, probe.run_id, version=version,
                                       sink=chunks.append)
     return result, b"".join(chunks)
 
@@ -88,7 +88,7 @@ def _mart(probe: Probe, version: int) -> tuple[evidence.Canonical, bytes]:
 def test_version_2_is_the_documented_encoding_in_binary_item_key_order(probe: Probe) -> None:
     result, text = _mart(probe, 2)
     assert text.decode("utf-8") == EXPECTED_V2
-    assert result == evidence.Canonical(hashlib.sha256(text).hexdigest(), 4)
+    assert result == canonical.Canonical(hashlib.sha256(text).hexdigest(), 4)
 
 
 def test_version_1_is_row_to_json_as_runs_before_version_2_recorded_it(probe: Probe) -> None:
@@ -99,19 +99,19 @@ def test_version_1_is_row_to_json_as_runs_before_version_2_recorded_it(probe: Pr
             'where t.run_id = %s order by t.item_key collate "C"', (probe.run_id,))]
     result, text = _mart(probe, 1)
     assert text.decode("utf-8") == "\n".join(lines)
-    assert result == evidence.Canonical(hashlib.sha256(text).hexdigest(), 4)
+    assert result == canonical.Canonical(hashlib.sha256(text).hexdigest(), 4)
     assert result.sha256 != _mart(probe, 2)[0].sha256
 
 
 @pytest.mark.parametrize("version", [1, 2])
 def test_the_compiled_sql_and_the_mart_hash_alike(probe: Probe, version: int) -> None:
     with probe.db.connect() as conn:
-        rerun = evidence.sql_result(conn, COMPILED.format(run=probe.run_id) + ";\n",
+        rerun = canonical.sql_result(conn, COMPILED.format(run=probe.run_id) + ";\n",
                                     version=version)
     assert rerun == _mart(probe, version)[0]
 
 
-def _control_row(probe: Probe, version: int | None, result: evidence.Canonical,
+def _control_row(probe: Probe, version: int | None, result: canonical.Canonical,
                  model: str = MODEL) -> str:
     params = evidence.control_params(
         control_id="ZZ-01", model=model, unique_id=f"model.soxtrail.{model}",

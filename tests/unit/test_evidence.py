@@ -11,26 +11,26 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from soxtrail.kernel import evidence
+from soxtrail.kernel import canonical, evidence
 from soxtrail.kernel.errors import PipelineError
 
 RUN = uuid.UUID("0b8f3c2e-5d4a-4e6f-9a1b-2c3d4e5f6a7b")
 
 
 def _line(kind: str, value: object) -> str:
-    return evidence.encode_lines([("v", kind)], [(value,)])[0]
+    return canonical.encode_lines([("v", kind)], [(value,)])[0]
 
 
 def test_a_line_is_one_json_object_whose_keys_follow_the_select_not_the_alphabet() -> None:
     columns = [("run_id", "uuid"), ("item_key", "text"), ("approved", "bool"),
                ("count", "int4")]
-    lines = evidence.encode_lines(columns, [(RUN, "k1", True, 3)])
+    lines = canonical.encode_lines(columns, [(RUN, "k1", True, 3)])
     assert lines == [f'{{"run_id":"{RUN}","item_key":"k1","approved":true,"count":3}}']
     assert list(json.loads(lines[0])) == ["run_id", "item_key", "approved", "count"]
 
 
 def test_rows_keep_the_order_they_are_given_in() -> None:
-    lines = evidence.encode_lines([("item_key", "text")], [("b",), ("a",), ("B",)])
+    lines = canonical.encode_lines([("item_key", "text")], [("b",), ("a",), ("B",)])
     assert lines == ['{"item_key":"b"}', '{"item_key":"a"}', '{"item_key":"B"}']
 
 
@@ -38,7 +38,7 @@ def test_null_is_null_whatever_the_type() -> None:
     kinds = ["text", "uuid", "bool", "int8", "numeric", "float8", "date", "timestamp",
              "timestamptz", "_text", "_uuid"]
     columns = [(f"c{i}", kind) for i, kind in enumerate(kinds)]
-    line = evidence.encode_lines(columns, [tuple(None for _ in kinds)])[0]
+    line = canonical.encode_lines(columns, [tuple(None for _ in kinds)])[0]
     assert line == "{" + ",".join(f'"c{i}":null' for i in range(len(kinds))) + "}"
 
 
@@ -118,20 +118,20 @@ def test_arrays_are_json_arrays_of_their_elements_encoding() -> None:
 
 
 def test_column_names_are_json_strings_and_a_percent_sign_stays_literal() -> None:
-    assert evidence.encode_lines([('50% "share"', "int4")], [(1,)]) == [
+    assert canonical.encode_lines([('50% "share"', "int4")], [(1,)]) == [
         '{"50% \\"share\\"":1}']
 
 
 def test_a_type_without_a_canonical_encoding_is_refused_naming_the_column() -> None:
     with pytest.raises(PipelineError, match="'doc' has type jsonb"):
-        evidence.encode_lines([("doc", "jsonb")], [])
+        canonical.encode_lines([("doc", "jsonb")], [])
 
 
 def test_every_line_is_valid_json_that_reads_back_to_the_values() -> None:
     columns = [("run_id", "uuid"), ("when", "timestamptz"), ("hours", "numeric"),
                ("reasons", "_text"), ("ok", "bool")]
     row = (RUN, datetime(2024, 7, 1, tzinfo=timezone.utc), Decimal("2.50"), ["x", "y"], False)
-    decoded = json.loads(evidence.encode_lines(columns, [row])[0], parse_float=Decimal)
+    decoded = json.loads(canonical.encode_lines(columns, [row])[0], parse_float=Decimal)
     assert decoded == {"run_id": str(RUN), "when": "2024-07-01T00:00:00.000000Z",
                        "hours": Decimal("2.50"), "reasons": ["x", "y"], "ok": False}
 
@@ -141,8 +141,8 @@ def test_the_canonical_version_recorded_is_read_back_and_absent_means_1() -> Non
     assert evidence.canonical_version({"model": "m"}) == 1
     params = evidence.control_params(control_id="AC-01", model="m", unique_id="model.p.m",
                                      checksum="ab" * 32, git_commit=None, variables={"a": 1},
-                                     canonical=evidence.CANONICAL_VERSION)
-    assert evidence.canonical_version(params) == evidence.CANONICAL_VERSION == 2
+                                     canonical=canonical.CANONICAL_VERSION)
+    assert evidence.canonical_version(params) == canonical.CANONICAL_VERSION == 2
     assert params["control_id"] == "AC-01" and params["vars"] == {"a": 1}
 
 
