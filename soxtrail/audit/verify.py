@@ -1,4 +1,5 @@
-"""Re-verify a run: raw objects, the evidence hash chain, control results, bundle, mart links."""
+"""Re-verify a run: raw objects and the raw tables re-derived from them, the evidence chain
+against the signed anchor, control results, the report, the bundle, mart links."""
 
 from __future__ import annotations
 

@@ -43,7 +43,9 @@ def verify_command(
                         "records).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Re-check a run: raw objects, hash chain, control re-runs, bundle, mart evidence links."""
+    """Re-check a run: raw objects (hash, rows, and the raw tables re-derived from them), the
+    hash chain against the signed bundle's anchor, control re-runs, the report re-rendered,
+    the bundle and its signature, mart evidence links."""
     with handled():
         if public_key is not None and not public_key.is_file():
             raise ConfigError(f"--public-key {public_key}: no such file")
