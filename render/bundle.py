@@ -31,7 +31,7 @@ from render.workbook import (
 )
 from soxtrail.kernel import evidence, secrets
 from soxtrail.kernel.errors import ConfigError
-from soxtrail.kernel.store import CHUNK, LocalStore, Store, check_key, sha256_file
+from soxtrail.kernel.store import LocalStore, Store, check_key, sha256_file, sha256_object
 
 __all__ = [
     "ANCHOR",
@@ -456,17 +456,6 @@ def _read(store: Store, key: str) -> bytes:
         handle.close()
 
 
-def _hash(store: Store, key: str) -> str:
-    digest = hashlib.sha256()
-    handle = store.open(key)
-    try:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    finally:
-        handle.close()
-    return digest.hexdigest()
-
-
 def parse_manifest(text: str) -> tuple[dict[str, str], list[str]]:
     """Path -> SHA-256 from `sha256sum` output; also the lines that could not be read."""
     entries: dict[str, str] = {}
@@ -511,7 +500,7 @@ def check_bundle(store_or_path: Store | Path | str, prefix: str = "", *,
         if name not in present:
             checks.append(Check("MISSING", name, "listed in the manifest, not in the bundle"))
             continue
-        actual = _hash(store, key(name))
+        actual = sha256_object(store, key(name))
         if actual == expected:
             checks.append(Check("OK", name))
         else:

@@ -3,7 +3,6 @@ them byte for byte with the copies in every version of the run's bundle."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -15,7 +14,7 @@ import psycopg
 from soxtrail.audit.verdict import Verdict
 from soxtrail.kernel import runs
 from soxtrail.kernel.errors import SoxtrailError
-from soxtrail.kernel.store import CHUNK, Store, sha256_file
+from soxtrail.kernel.store import Store, sha256_file, sha256_object
 
 KIND = "bundle"  # the report is part of the bundle: its lines are bundle lines
 REPORT = "report"
@@ -64,17 +63,6 @@ def _read_json(store: Store, key: str) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
-def _store_sha256(store: Store, key: str) -> str:
-    digest = hashlib.sha256()
-    handle = store.open(key)
-    try:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    finally:
-        handle.close()
-    return digest.hexdigest()
-
-
 def _bundled_reports(store: Store, prefix: str) -> dict[str, str]:
     """Report file name (relative to report/) -> store key, of one bundle."""
     base = f"{prefix}/{REPORT}/" if prefix else f"{REPORT}/"
@@ -115,7 +103,7 @@ def _compare(store: Store, label: str, bundled: dict[str, str],
                                                   "re-render from the marts")
         else:
             expected, size = sha256_file(rendered[name])
-            actual = _store_sha256(store, bundled[name])
+            actual = sha256_object(store, bundled[name])
             if actual == expected:
                 yield Verdict("OK", KIND, subject,
                               f"re-rendered from the verified marts: identical, {size} bytes")

@@ -114,6 +114,15 @@ def sha256_stream(handle: IO[bytes]) -> str:
     return digest.hexdigest()
 
 
+def sha256_object(store: Store, key: str) -> str:
+    """SHA-256 of a store object, streamed."""
+    handle = store.open(key)
+    try:
+        return sha256_stream(handle)
+    finally:
+        handle.close()
+
+
 def _overwrite_refused(location: str) -> StoreError:
     return StoreError(f"refusing to overwrite store object {location} with different bytes "
                       "(a store key is written once)")
