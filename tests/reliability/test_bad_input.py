@@ -7,6 +7,7 @@ rejected record is in sox_rejects with a reason and a locator (file:line or obje
 
 from __future__ import annotations
 
+import csv
 import gzip
 import json
 import shutil
@@ -140,6 +141,15 @@ def bad_run(rel_demo: Path, rel_db: Database,
     demo_jira = next(s for s in config["sources"] if s["connector"] == "jira")
     cluster = "pg-fin-01"
     config["clusters"] = [cluster, EVIL_CLUSTER]  # the run's scope comes from the config
+    # a scoped cluster must be one an application lists: the evil name is listed too, so it
+    # also travels through the applications catalog
+    applications = rel_demo / "bad" / "applications.csv"
+    with (rel_demo / config["catalogs"]["applications"]).open(newline="") as seed:
+        rows = list(csv.reader(seed))
+    rows.append(["evil-app", EVIL_CLUSTER, "true", "daily"])
+    with applications.open("w", newline="") as out:
+        csv.writer(out).writerows(rows)
+    config["catalogs"]["applications"] = "bad/applications.csv"
     config["sources"] += [
         {"name": "bad-csv", "system": "db_audit", "connector": "pgaudit_log",
          "cluster": cluster, "format": "csvlog", "paths": ["bad/csv/*"]},

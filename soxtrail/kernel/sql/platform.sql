@@ -78,9 +78,25 @@ create table if not exists soxtrail.sox_load_stats (
 -- The object's content hash (SHA-256 of its raw rows as COPY text, extract/loader.py
 -- ContentHash) and the loader version that wrote them: verify re-derives the raw rows
 -- from the stored object and compares.  Null: loaded before they were recorded.
-alter table soxtrail.sox_load_stats
-    add column if not exists content_sha256 text,
-    add column if not exists loader_version integer;
+-- (checked first: ALTER TABLE takes an exclusive lock even when the columns exist, and a
+-- bootstrap must not wait on, or deadlock with, a run in progress)
+do $$
+begin
+    if not exists (
+        select 1 from information_schema.columns
+        where table_schema = 'soxtrail' and table_name = 'sox_load_stats'
+            and column_name = 'content_sha256'
+    ) then
+        alter table soxtrail.sox_load_stats add column content_sha256 text;
+    end if;
+    if not exists (
+        select 1 from information_schema.columns
+        where table_schema = 'soxtrail' and table_name = 'sox_load_stats'
+            and column_name = 'loader_version'
+    ) then
+        alter table soxtrail.sox_load_stats add column loader_version integer;
+    end if;
+end $$;
 
 ------------------------------------------------------------------------
 -- Raw tables: the source's own form, one per connector family.  Every row
@@ -303,6 +319,15 @@ begin
     return new;
 end $$;
 
-drop trigger if exists forward_only on soxtrail.sox_runs;
-create trigger forward_only before update or delete on soxtrail.sox_runs
-    for each row execute function soxtrail.runs_forward_only();
+-- created once (dropping and re-creating it would lock sox_runs against the runs in
+-- progress on every start; the function above is replaced in place)
+do $$
+begin
+    if not exists (
+        select 1 from pg_trigger
+        where tgrelid = 'soxtrail.sox_runs'::regclass and tgname = 'forward_only'
+    ) then
+        create trigger forward_only before update or delete on soxtrail.sox_runs
+            for each row execute function soxtrail.runs_forward_only();
+    end if;
+end $$;
