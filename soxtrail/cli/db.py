@@ -1,20 +1,39 @@
-"""`soxtrail db`: the embedded PostgreSQL that runs use when SOXTRAIL_DATABASE_URL is unset."""
+"""`soxtrail db`: the platform schema and its roles (`init`), and the embedded PostgreSQL that
+runs use when SOXTRAIL_DATABASE_URL is unset (`status`, `stop`)."""
 
 from __future__ import annotations
 
 import json
 import os
+from typing import Annotated
 
 import typer
+from psycopg import conninfo
 
 from soxtrail.cli.common import JsonOpt, handled, out
 from soxtrail.kernel import secrets
-from soxtrail.kernel.database import embedded_pgdata, embedded_server, stop_embedded
+from soxtrail.kernel.database import (
+    Database,
+    embedded_pgdata,
+    embedded_server,
+    resolve_database,
+    stop_embedded,
+)
+from soxtrail.kernel.roles import init_platform
 
 db_app = typer.Typer(
-    help="The embedded PostgreSQL: it keeps running between runs until `soxtrail db stop`.",
+    help="The platform schema and its roles (`init`); the embedded PostgreSQL, which keeps "
+         "running between runs until `soxtrail db stop`.",
     no_args_is_help=True,
 )
+
+AdminUrlOpt = Annotated[str | None, typer.Option(
+    "--admin-url", envvar="SOXTRAIL_ADMIN_DATABASE_URL", show_envvar=True,
+    help="DSN of the role that owns the schema (default: SOXTRAIL_DATABASE_URL, else the "
+         "embedded server).")]
+RunRoleOpt = Annotated[str | None, typer.Option(
+    "--run-role", help="The role runs connect as: created if missing (LOGIN, no password) and "
+                       "granted only what a run needs; it can record evidence, never change it.")]
 
 
 def _database_url() -> str:
@@ -68,3 +87,39 @@ def stop() -> None:
         else:
             out.print(f"embedded PostgreSQL: stopped (pid {server.pid}, data {server.pgdata})",
                       markup=False)
+
+
+@db_app.command()
+def init(admin_url: AdminUrlOpt = None, run_role: RunRoleOpt = None,
+         as_json: JsonOpt = False) -> None:
+    """Apply the platform schema as its owner (restoring any disabled or dropped append-only
+    trigger) and, with --run-role, set up the role runs use (docs/operations.md)."""
+    with handled():
+        if admin_url and admin_url.strip():
+            secrets.remember(str(conninfo.conninfo_to_dict(admin_url).get("password") or ""))
+            db = Database(dsn=admin_url.strip(), embedded=False)
+        else:
+            db = resolve_database()
+        with db.connect(autocommit=True) as conn:
+            result = init_platform(conn, run_role)
+        run_url = None
+        if run_role:
+            params = conninfo.conninfo_to_dict(db.dsn)
+            params.pop("password", None)
+            params["user"] = run_role
+            run_url = conninfo.make_conninfo("", **params)
+        if as_json:
+            print(json.dumps({"database": result.database, "owner": result.owner,
+                              "platform_version": result.version, "run_role": result.run_role,
+                              "created_role": result.created_role, "run_dsn": run_url},
+                             sort_keys=True))
+            return
+        out.print(f"database {result.database}: platform schema {result.version[:12]} applied "
+                  f"by its owner {result.owner}", markup=False)
+        if run_role:
+            made = "created (LOGIN, no password: set one or use your pg_hba rules)" \
+                if result.created_role else "existing"
+            out.print(f"run role {run_role} ({made}): may record runs, evidence, load "
+                      "statistics, rejects and raw rows, build marts; may not update, delete, "
+                      "alter or disable triggers", markup=False)
+            out.print(f"runs connect with SOXTRAIL_DATABASE_URL={run_url}", markup=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import time
@@ -15,7 +16,7 @@ import psycopg
 from psycopg import conninfo
 
 from soxtrail.kernel import secrets
-from soxtrail.kernel.errors import DatabaseUnavailable
+from soxtrail.kernel.errors import DatabaseUnavailable, PlatformError
 
 # The marts chain ephemeral CTEs whose filtered row estimates collapse to 1, and
 # the planner then nests CTE scans inside loops: quadratic or worse at estate
@@ -152,14 +153,88 @@ def resolve_database() -> Database:
             f"cannot start the embedded PostgreSQL under {embedded_pgdata()}: {exc}") from exc
 
 
-def bootstrap(db: Database) -> None:
-    """Create (idempotently) the platform schema: runs, evidence, rejects, raw tables, triggers."""
-    sql = resources.files("soxtrail.kernel").joinpath("sql/platform.sql").read_text(
+def platform_sql() -> str:
+    """The platform schema's DDL (sql/platform.sql)."""
+    return resources.files("soxtrail.kernel").joinpath("sql/platform.sql").read_text(
         encoding="utf-8")
+
+
+def platform_version() -> str:
+    """This release's schema version: the SHA-256 of platform.sql."""
+    return hashlib.sha256(platform_sql().encode("utf-8")).hexdigest()
+
+
+def _applied(conn: psycopg.Connection[Any], version: str) -> bool:
+    row = conn.execute("select to_regclass('soxtrail.sox_platform') is not null").fetchone()
+    if not row or not row[0]:
+        return False
+    row = conn.execute("select exists (select 1 from soxtrail.sox_platform where version = %s)",
+                       (version,)).fetchone()
+    return bool(row and row[0])
+
+
+def _may_apply(conn: psycopg.Connection[Any]) -> str | None:
+    """Why the connected role may not apply the schema (None: it may)."""
+    row = conn.execute(
+        "select rolsuper from pg_roles where rolname = current_user").fetchone()
+    if row and row[0]:
+        return None
+    row = conn.execute(
+        "select nspowner::regrole::text, pg_has_role(current_user, nspowner, 'USAGE')"
+        " from pg_namespace where nspname = 'soxtrail'").fetchone()
+    if row is None:
+        allowed = conn.execute(
+            "select has_database_privilege(current_database(), 'CREATE')").fetchone()
+        return None if allowed and allowed[0] else "it may not create schemas in this database"
+    return None if row[1] else f"the schema belongs to {row[0]}"
+
+
+def apply_platform(conn: psycopg.Connection[Any]) -> None:
+    """Apply platform.sql as the connected (owning) role and record its version.
+
+    Autocommit connection; one statement string, so one implicit transaction: all or nothing.
+    """
+    conn.execute(platform_sql())  # type: ignore[arg-type]
+    conn.execute("insert into soxtrail.sox_platform (version) values (%s) on conflict do nothing",
+                 (platform_version(),))
+
+
+def protection_problems(conn: psycopg.Connection[Any]) -> list[str]:
+    """The append-only triggers that are missing or disabled (empty when all hold)."""
+    return [str(r[0]) for r in conn.execute("select soxtrail.protection_problems()").fetchall()]
+
+
+def bootstrap(db: Database) -> None:
+    """Make sure the platform schema is at this release's version, and intact.
+
+    A database already at this version is only checked (no DDL, no lock on a run in
+    progress). Otherwise the connected role applies platform.sql if it owns the schema (the
+    default: one role for runs and schema); a run role that does not gets a PlatformError
+    naming `soxtrail db init`. A run never writes into a database whose append-only
+    triggers are missing or disabled.
+    """
+    version = platform_version()
     with db.connect(autocommit=True) as conn:
-        # one bootstrap at a time (concurrent CREATE ... IF NOT EXISTS can still collide)
-        conn.execute("select pg_advisory_lock(hashtext('soxtrail.bootstrap'))")
-        try:
-            conn.execute(sql)  # type: ignore[arg-type]
-        finally:
-            conn.execute("select pg_advisory_unlock(hashtext('soxtrail.bootstrap'))")
+        if not _applied(conn, version):
+            # one bootstrap at a time (concurrent CREATE ... IF NOT EXISTS can still collide)
+            conn.execute("select pg_advisory_lock(hashtext('soxtrail.bootstrap'))")
+            try:
+                if not _applied(conn, version):
+                    why_not = _may_apply(conn)
+                    if why_not:
+                        raise PlatformError(
+                            f"database {conn.info.dbname}: the soxtrail schema is not at this "
+                            f"release's version ({version[:12]}) and role {conn.info.user} "
+                            f"cannot apply it: {why_not}; its owner applies it with "
+                            "`soxtrail db init --admin-url …` (docs/operations.md, "
+                            "\"Database roles\")")
+                    apply_platform(conn)
+            finally:
+                conn.execute("select pg_advisory_unlock(hashtext('soxtrail.bootstrap'))")
+        problems = protection_problems(conn)
+    if problems:
+        raise PlatformError(
+            f"database {db.display}: its append-only protection was changed ("
+            + "; ".join(problems) + "): runs refuse to record evidence in it; the schema's "
+            "owner restores the triggers with `soxtrail db init` (and should find out who "
+            "changed them: verify the runs made since)")

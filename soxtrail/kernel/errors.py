@@ -26,6 +26,13 @@ class DatabaseUnavailable(SoxtrailError):
     exit_code = EXIT_USAGE
 
 
+class PlatformError(SoxtrailError):
+    """The database's platform schema cannot be used as it stands (not at this release's
+    version and not ours to apply, or its append-only triggers changed): the owner acts."""
+
+    exit_code = EXIT_USAGE
+
+
 class SourceError(SoxtrailError):
     """A source failed during snapshot (names the source)."""
 

@@ -1,4 +1,7 @@
-"""The run registry (`sox_runs`): create, advance phases, fail, complete, lock."""
+"""The run registry (`sox_runs`): create, advance phases, fail, complete, lock.
+
+A run row changes only through the schema owner's functions (platform.sql `run_mark_*`):
+a run role has INSERT and SELECT on sox_runs, no UPDATE."""
 
 from __future__ import annotations
 
@@ -148,30 +151,26 @@ def latest_completed_run(conn: psycopg.Connection[Any]) -> Run | None:
 
 def mark_phase(conn: psycopg.Connection[Any], run_id: str, phase: str) -> None:
     """Record that `phase` completed."""
-    conn.execute("update soxtrail.sox_runs set phase_reached = %s, status = 'running', error = null"
-                 " where id = %s", (phase, run_id))
+    conn.execute("select soxtrail.run_mark_phase(%s, %s)", (run_id, phase))
     conn.commit()
 
 
 def mark_failed(conn: psycopg.Connection[Any], run_id: str, error: str) -> None:
     """Record the failure (message redacted)."""
     conn.rollback()
-    conn.execute("update soxtrail.sox_runs set status = 'failed', error = %s, finished_at = now()"
-                 " where id = %s", (secrets.redact(error)[:4000], run_id))
+    conn.execute("select soxtrail.run_mark_failed(%s, %s)", (run_id, secrets.redact(error)[:4000]))
     conn.commit()
 
 
 def mark_completed(conn: psycopg.Connection[Any], run_id: str, summary: dict[str, Any]) -> None:
     """Record success and the run's summary."""
-    conn.execute("update soxtrail.sox_runs set status = 'completed', finished_at = now(),"
-                 " summary = %s where id = %s", (json.dumps(summary), run_id))
+    conn.execute("select soxtrail.run_mark_completed(%s, %s)", (run_id, json.dumps(summary)))
     conn.commit()
 
 
 def mark_running(conn: psycopg.Connection[Any], run_id: str) -> None:
     """Resume: the run is running again."""
-    conn.execute("update soxtrail.sox_runs set status = 'running', error = null,"
-                 " finished_at = null where id = %s", (run_id,))
+    conn.execute("select soxtrail.run_mark_running(%s)", (run_id,))
     conn.commit()
 
 

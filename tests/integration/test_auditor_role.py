@@ -92,6 +92,7 @@ def test_the_other_read_commands_work_as_the_auditor(auditor: Auditor) -> None:
     " values (gen_random_uuid(), gen_random_uuid(), 's', 'file', 'l', '{}')",
     "delete from marts.fct_control_summary",
     "create table raw.sneaky (x int)",
+    "select soxtrail.run_mark_failed(id, 'x') from soxtrail.sox_runs",
 ])
 def test_the_auditor_cannot_write(auditor: Auditor, statement: str) -> None:
     with psycopg.connect(auditor.dsn) as conn:

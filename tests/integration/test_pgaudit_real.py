@@ -22,6 +22,7 @@ from soxtrail.kernel.quarter import Quarter
 from soxtrail.kernel.sources import RawRow, Reject, Source
 from soxtrail.kernel.store import LocalStore
 from tests.support.debian import Cluster, ensure_packages, postgres_scratch
+from tests.support.runs import running
 
 pytestmark = pytest.mark.integration
 
@@ -188,6 +189,7 @@ def test_real_logs_copy_into_the_raw_tables(tmp_path: Path, logs: Logs, pg_datab
                                 values={"cluster": "pg-fin-01", "format": fmt,
                                         "paths": [str(logs.folder / pattern)], **extra}), run)
     with pg_database.connect() as conn:
+        running(conn, run.run_id)
         for record in run.records:
             counts = copy_object(conn, run_id=run.run_id, evidence_id=record.id,
                                  params=record.query_params,

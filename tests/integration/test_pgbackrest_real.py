@@ -21,6 +21,7 @@ from soxtrail.kernel.quarter import Quarter
 from soxtrail.kernel.sources import RawRow, Source
 from soxtrail.kernel.store import LocalStore
 from tests.support.debian import Cluster, chown_postgres, ensure_packages, postgres_scratch
+from tests.support.runs import running
 
 pytestmark = pytest.mark.integration
 
@@ -118,6 +119,7 @@ def test_backups_come_out_of_pgbackrest_info(tmp_path: Path, repo: Repo,
         assert backup["error"] is False
     assert list(pgbackrest_info.settings(source)) == [("stanza_cluster", STANZA, "pg-fin-01")]
     with pg_database.connect() as conn:
+        running(conn, run.run_id)
         counts = copy_object(conn, run_id=run.run_id, evidence_id=record.id,
                              params=record.query_params, path=stored)
         conn.commit()

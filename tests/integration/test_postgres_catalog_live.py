@@ -23,6 +23,7 @@ from soxtrail.kernel.quarter import Quarter
 from soxtrail.kernel.sources import RawRow, Source
 from soxtrail.kernel.store import LocalStore
 from tests.support.debian import postgres_scratch
+from tests.support.runs import running
 
 pytestmark = pytest.mark.integration
 
@@ -104,6 +105,7 @@ def test_live_catalog_lists_real_roles_and_memberships(tmp_path: Path, pg_databa
     assert run.records[0].query_text == postgres_catalog.query_sql("catalog_memberships")
     check_listing(loaded, roles)
     with pg_database.connect() as conn:
+        running(conn, run.run_id)
         for record in run.records:
             counts = copy_object(conn, run_id=run.run_id, evidence_id=record.id,
                                  params=record.query_params,

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from extract.connectors import pgaudit_log
 from extract.loader import copy_object
 from soxtrail.kernel.database import Database
+from tests.support.runs import running
 
 AUDIT = "AUDIT: SESSION,1,1,DDL,CREATE TABLE,,,CREATE TABLE t (id int),<not logged>"
 CSV = ('2024-07-05 10:00:00.000 UTC,"grace","postgres",1,"h:1",6688a672.1,1,"CREATE TABLE",'
@@ -57,6 +58,7 @@ def test_any_log_bytes_copy_without_failing_and_add_up(fmt: str, data: st.DataOb
     with tempfile.TemporaryDirectory() as folder, rel_db.connect() as conn:
         path = Path(folder) / "f.log"
         path.write_bytes(b"".join(chunks))
+        running(conn, run_id)
         counts = copy_object(conn, run_id=run_id, evidence_id=evidence_id, params=params,
                              path=path)
         rows = conn.execute(f"select count(*) from {params['raw_table']} where run_id = %s",

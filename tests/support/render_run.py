@@ -153,10 +153,11 @@ def seed_run(conn: psycopg.Connection[Any], counts: dict[str, int], *,
     with conn.cursor() as cur:
         cur.execute(
             "insert into soxtrail.sox_runs (id, quarter, clusters, config, config_hash,"
-            " tool_version, git_commit, triggered_by, started_at, phase_reached)"
-            " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'reconcile')",
+            " tool_version, git_commit, triggered_by, started_at)"
+            " values (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (run_id, quarter, ["pg-fin-01", "pg-hr-02"], Jsonb(config), "c0ffee" * 10 + "abcd",
              "0.1.0", "0123456789abcdef", "ci-bot", STARTED_AT))
+        cur.execute("select soxtrail.run_mark_phase(%s, 'reconcile')", (run_id,))
         snapshot = [
             _insert_evidence(cur, run_id, system, name, f"select * from {name}",
                              {"source": name, "token": "***"}, 10 + n,

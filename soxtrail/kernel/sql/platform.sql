@@ -1,9 +1,21 @@
 -- soxtrail platform schema: run registry, evidence, rejects, raw tables.
--- Idempotent: safe to run on every start.  Evidence and raw tables are
--- append-only: UPDATE / DELETE / TRUNCATE raise in the database.
+-- Idempotent.  Applied by the schema's owner: `soxtrail db init` with an admin
+-- DSN, or the first run when runs and owner are one role (the default); a run
+-- whose database already has this version applies nothing (kernel/database.py
+-- bootstrap, table sox_platform).  Evidence, load and raw tables are
+-- append-only: UPDATE / DELETE / TRUNCATE raise in the database; a run role
+-- made by `soxtrail db init` has no right to change or disable that
+-- (docs/operations.md, "Database roles").
 
 create schema if not exists soxtrail;
 create schema if not exists raw;
+
+-- Which version of this file the schema is at (the SHA-256 of its text), who applied it.
+create table if not exists soxtrail.sox_platform (
+    version text primary key,
+    applied_at timestamptz not null default now(),
+    applied_by text not null default current_user
+);
 
 create table if not exists soxtrail.sox_runs (
     id uuid primary key,
@@ -221,11 +233,36 @@ begin
         using errcode = 'insufficient_privilege';
 end $$;
 
-create or replace function soxtrail.chain_evidence() returns trigger
+-- Runs only add evidence, load statistics and rejects while they are running: a
+-- completed (or failed) run's record is closed.
+create or replace function soxtrail.refuse_unless_running(run uuid, what text) returns void
 language plpgsql as $$
+declare
+    current_status text;
+begin
+    select status into current_status from soxtrail.sox_runs where id = run;
+    if current_status is distinct from 'running' then
+        raise exception 'soxtrail: % for run % refused: the run is %, not running',
+            what, run, coalesce(current_status, 'unknown')
+            using errcode = 'insufficient_privilege';
+    end if;
+end $$;
+
+create or replace function soxtrail.refuse_insert_unless_running() returns trigger
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+begin
+    perform soxtrail.refuse_unless_running(new.run_id, 'insert into ' || tg_table_name);
+    return new;
+end $$;
+
+-- security definer: the run role inserts evidence, the chain is written with the
+-- owner's rights (the run role may read the chain, never write it).
+create or replace function soxtrail.chain_evidence() returns trigger
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
     previous text;
 begin
+    perform soxtrail.refuse_unless_running(new.run_id, 'evidence');
     -- serialize chain writers; the lock is released at commit
     perform pg_advisory_xact_lock(hashtext('soxtrail.sox_evidence_chain'));
     select chain_hash into previous
@@ -257,17 +294,23 @@ create or replace function soxtrail.evidence_row_text(
     )::text
 $$;
 
-do $$
-declare
-    t text;
-begin
-    foreach t in array array[
+create or replace function soxtrail.append_only_tables() returns text[]
+language sql immutable as $$
+    select array[
         'soxtrail.sox_evidence', 'soxtrail.sox_evidence_chain',
+        'soxtrail.sox_load_stats', 'soxtrail.sox_rejects', 'soxtrail.sox_platform',
         'raw.pgaudit_csvlog', 'raw.pgaudit_jsonlog', 'raw.pgaudit_stderr',
         'raw.catalog_memberships', 'raw.catalog_roles', 'raw.iam_events',
         'raw.tickets', 'raw.backups', 'raw.role_catalog', 'raw.applications',
         'raw.identity_map', 'raw.source_settings'
-    ] loop
+    ]
+$$;
+
+do $$
+declare
+    t text;
+begin
+    foreach t in array soxtrail.append_only_tables() loop
         execute format('drop trigger if exists append_only on %s', t);
         -- statement-level: refuses even a statement that would touch no row
         execute format('create trigger append_only before update or delete on %s '
@@ -281,6 +324,13 @@ end $$;
 drop trigger if exists chain on soxtrail.sox_evidence;
 create trigger chain after insert on soxtrail.sox_evidence
     for each row execute function soxtrail.chain_evidence();
+
+drop trigger if exists while_running on soxtrail.sox_load_stats;
+create trigger while_running before insert on soxtrail.sox_load_stats
+    for each row execute function soxtrail.refuse_insert_unless_running();
+drop trigger if exists while_running on soxtrail.sox_rejects;
+create trigger while_running before insert on soxtrail.sox_rejects
+    for each row execute function soxtrail.refuse_insert_unless_running();
 
 ------------------------------------------------------------------------
 -- Run status only moves forward: running -> completed, running -> failed,
@@ -319,15 +369,84 @@ begin
     return new;
 end $$;
 
--- created once (dropping and re-creating it would lock sox_runs against the runs in
--- progress on every start; the function above is replaced in place)
-do $$
+-- A run starts running, with nothing recorded yet.
+create or replace function soxtrail.runs_start_fresh() returns trigger
+language plpgsql as $$
 begin
-    if not exists (
-        select 1 from pg_trigger
-        where tgrelid = 'soxtrail.sox_runs'::regclass and tgname = 'forward_only'
-    ) then
-        create trigger forward_only before update or delete on soxtrail.sox_runs
-            for each row execute function soxtrail.runs_forward_only();
+    if new.status <> 'running' or new.phase_reached is not null or new.finished_at is not null
+            or new.error is not null or new.summary <> '{}'::jsonb then
+        raise exception 'soxtrail: run % must start running with no phase, error or summary',
+            new.id
+            using errcode = 'insufficient_privilege';
     end if;
+    return new;
 end $$;
+
+drop trigger if exists forward_only on soxtrail.sox_runs;
+create trigger forward_only before update or delete on soxtrail.sox_runs
+    for each row execute function soxtrail.runs_forward_only();
+drop trigger if exists start_fresh on soxtrail.sox_runs;
+create trigger start_fresh before insert on soxtrail.sox_runs
+    for each row execute function soxtrail.runs_start_fresh();
+
+-- The only ways a run row changes (kernel/runs.py): the owner's functions, which a
+-- run role may execute (it has no UPDATE on sox_runs).  The trigger above still
+-- decides which transitions are allowed.
+create or replace function soxtrail.run_mark_phase(run uuid, phase text) returns void
+language sql security definer set search_path = pg_catalog, pg_temp as $$
+    update soxtrail.sox_runs set phase_reached = phase, status = 'running', error = null
+    where id = run
+$$;
+
+create or replace function soxtrail.run_mark_failed(run uuid, message text) returns void
+language sql security definer set search_path = pg_catalog, pg_temp as $$
+    update soxtrail.sox_runs set status = 'failed', error = message, finished_at = now()
+    where id = run
+$$;
+
+create or replace function soxtrail.run_mark_completed(run uuid, run_summary jsonb) returns void
+language sql security definer set search_path = pg_catalog, pg_temp as $$
+    update soxtrail.sox_runs set status = 'completed', finished_at = now(), summary = run_summary
+    where id = run
+$$;
+
+create or replace function soxtrail.run_mark_running(run uuid) returns void
+language sql security definer set search_path = pg_catalog, pg_temp as $$
+    update soxtrail.sox_runs set status = 'running', error = null, finished_at = null
+    where id = run
+$$;
+
+revoke all on function soxtrail.run_mark_phase(uuid, text) from public;
+revoke all on function soxtrail.run_mark_failed(uuid, text) from public;
+revoke all on function soxtrail.run_mark_completed(uuid, jsonb) from public;
+revoke all on function soxtrail.run_mark_running(uuid) from public;
+
+------------------------------------------------------------------------
+-- What a run checks before it records anything (kernel/database.py): every
+-- trigger above present and enabled.  A disabled or dropped one means the
+-- database's protection was changed; runs refuse to write into it until the
+-- owner re-applies this file (`soxtrail db init`).
+------------------------------------------------------------------------
+
+create or replace function soxtrail.protection_problems() returns setof text
+language sql stable as $$
+    with expected (table_name, trigger_name) as (
+        select name, 'append_only' from unnest(soxtrail.append_only_tables()) as name
+        union all
+        select name, 'append_only_truncate' from unnest(soxtrail.append_only_tables()) as name
+        union all
+        values ('soxtrail.sox_evidence', 'chain'),
+               ('soxtrail.sox_runs', 'forward_only'),
+               ('soxtrail.sox_runs', 'start_fresh'),
+               ('soxtrail.sox_load_stats', 'while_running'),
+               ('soxtrail.sox_rejects', 'while_running')
+    )
+    select format('trigger %s on %s is %s', expected.trigger_name, expected.table_name,
+                  case when found.oid is null then 'missing' else 'disabled' end)
+    from expected
+    left join pg_catalog.pg_trigger as found
+        on found.tgrelid = to_regclass(expected.table_name)
+        and found.tgname = expected.trigger_name
+    where found.oid is null or found.tgenabled = 'D'
+    order by expected.table_name, expected.trigger_name
+$$;
