@@ -35,6 +35,7 @@ from soxtrail.kernel.store import LocalStore, Store, check_key, sha256_file, sha
 
 __all__ = [
     "ANCHOR",
+    "LOCKED",
     "BundleInputs",
     "BundleResult",
     "Check",
@@ -55,6 +56,10 @@ ANCHOR_FORMAT = 1
 UNSIGNED = "UNSIGNED"
 # Files the manifest does not list (it cannot list itself or its signature).
 OUTSIDE_MANIFEST = frozenset({MANIFEST, SIGNATURE})
+# Written with lock=True: on a bucket with S3 Object Lock, in COMPLIANCE mode (nobody can
+# delete or overwrite them before their retain-until date), before the run is completed.
+# The anchor, and the manifest and signature that fix its hash and every other file's.
+LOCKED = frozenset({ANCHOR, MANIFEST, SIGNATURE})
 VERSIONED_PACKAGES = ("soxtrail", "dbt-core", "dbt-postgres", "dbt-adapters", "psycopg",
                       "xlsxwriter", "openpyxl", "jinja2", "cryptography", "boto3")
 _MANIFEST_LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
@@ -430,7 +435,7 @@ def write_bundle(conn: psycopg.Connection[Any], store: Store, *, run_id: str, qu
             keys = []
             for name in written:  # manifest and signature last: a reader never sees them early
                 key = f"{prefix}/{name}"
-                store.put_file(key, root / name)
+                store.put_file(key, root / name, lock=name in LOCKED)
                 keys.append(key)
     return BundleResult(prefix=prefix, location=store.location(prefix), keys=keys,
                         manifest_sha256=hashlib.sha256(manifest).hexdigest(),

@@ -291,6 +291,15 @@ def check_bundle_files(run: runs.Run, store: Store, bundle: str | None,
     return [Verdict(c.status, "bundle", c.path, c.detail) for c in checks]
 
 
+def _lock_verdicts(run: runs.Run, store: Store, bundle: str | None) -> list[Verdict]:
+    """The Object Lock of each bundle version's anchor, manifest and signature (verify_lock)."""
+    from soxtrail.audit import verify_lock, verify_report
+
+    target, prefix = _bundle_location(run, store, bundle)
+    prefixes = [prefix] if bundle else verify_report.version_prefixes(store, run.quarter, run.id)
+    return verify_lock.check_locks(target, prefixes)
+
+
 def _report_verdicts(conn: psycopg.Connection[Any], run: runs.Run, store: Store,
                      bundle: str | None, public_key: Path | None, report: VerifyReport,
                      kinds: Collection[str]) -> list[Verdict]:
@@ -369,6 +378,7 @@ def verify_run(conn: psycopg.Connection[Any], run_id: str, *, bundle: str | None
             add(check_control(conn, row))
     if "bundle" in kinds:
         add(check_bundle_files(run, store, bundle, public_key))
+        add(_lock_verdicts(run, store, bundle))
         add(_report_verdicts(conn, run, store, bundle, public_key, report, kinds))
     if "links" in kinds:
         add(check_links(conn, run.id))

@@ -9,7 +9,8 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -24,6 +25,19 @@ FILE_MODE = 0o666 & ~_UMASK  # what a newly written (copied) object gets
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=-]+")
+
+# Objects written with `lock=True` (the bundle's anchor, manifest and signature) on a bucket
+# with Object Lock: COMPLIANCE mode, whatever SOXTRAIL_S3_OBJECT_LOCK says, for
+# SOXTRAIL_S3_RETENTION_DAYS, else the bucket's default retention period, else
+# DEFAULT_LOCK_DAYS (docs/operations.md, "The anchor under Object Lock").
+LOCK_MODE = "COMPLIANCE"
+DEFAULT_LOCK_DAYS = 2557  # seven years (SOX record retention), two leap days included
+
+# get_object_lock_configuration's answers for a bucket without Object Lock (AWS and moto;
+# S3-compatible stores without the feature)
+_NO_OBJECT_LOCK = frozenset({"ObjectLockConfigurationNotFoundError",
+                             "NoSuchObjectLockConfiguration", "NotImplemented",
+                             "MethodNotAllowed", "501", "405"})
 
 
 def safe_name(text: str) -> str:
@@ -123,6 +137,47 @@ def sha256_object(store: Store, key: str) -> str:
         handle.close()
 
 
+@dataclass(frozen=True)
+class Retention:
+    """An object's Object Lock as the store reports it (Store.retention)."""
+
+    mode: str | None  # COMPLIANCE | GOVERNANCE; None: the object is not locked
+    retain_until: datetime | None
+    version_id: str | None = None  # the current version (the one a reader gets)
+    versions: int | None = None  # versions of the key, delete markers included (None: unknown)
+
+    def compliance_until(self, now: datetime) -> bool:
+        """Locked in COMPLIANCE mode with a retain-until date after `now`."""
+        return (self.mode == LOCK_MODE and self.retain_until is not None
+                and self.retain_until > now)
+
+
+def _add_years(moment: datetime, years: int) -> datetime:
+    """The same date `years` later (29 February: 1 March, never less than the years)."""
+    try:
+        return moment.replace(year=moment.year + years)
+    except ValueError:
+        return moment.replace(year=moment.year + years, month=3, day=1)
+
+
+def lock_retain_until(now: datetime, configured_days: int,
+                      bucket_rule: Mapping[str, Any] | None) -> tuple[datetime, str]:
+    """The retain-until date of an object written with `lock=True`, and where its period
+    comes from: SOXTRAIL_S3_RETENTION_DAYS when set (> 0), else the bucket's default
+    retention (its `Days` or `Years`), else DEFAULT_LOCK_DAYS."""
+    if configured_days > 0:
+        return (now + timedelta(days=configured_days),
+                f"SOXTRAIL_S3_RETENTION_DAYS={configured_days}")
+    rule = bucket_rule or {}
+    days, years = int(rule.get("Days") or 0), int(rule.get("Years") or 0)
+    if days > 0:
+        return now + timedelta(days=days), f"the bucket's default retention, {days} days"
+    if years > 0:
+        return _add_years(now, years), f"the bucket's default retention, {years} years"
+    return (now + timedelta(days=DEFAULT_LOCK_DAYS),
+            f"the default retention, {DEFAULT_LOCK_DAYS} days (seven years)")
+
+
 def _overwrite_refused(location: str) -> StoreError:
     return StoreError(f"refusing to overwrite store object {location} with different bytes "
                       "(a store key is written once)")
@@ -133,13 +188,18 @@ class Store(Protocol):
 
     Writes are put-if-absent: writing the bytes a key already holds is a no-op (a resumed
     or repeated phase writes the same objects again), different bytes are a StoreError
-    naming the key.
+    naming the key. `lock=True` asks for a write nobody can undo: on a store with Object
+    Lock the object is locked in COMPLIANCE mode (lock_retain_until); a store without it
+    writes the object as any other. `retention` tells which it was: None on a store
+    without Object Lock.
     """
 
     uri: str
 
-    def put_file(self, key: str, path: Path, *, move: bool = False) -> None: ...
-    def put_bytes(self, key: str, data: bytes) -> None: ...
+    def put_file(self, key: str, path: Path, *, move: bool = False,
+                 lock: bool = False) -> None: ...
+    def put_bytes(self, key: str, data: bytes, *, lock: bool = False) -> None: ...
+    def retention(self, key: str) -> Retention | None: ...
     def open(self, key: str) -> IO[bytes]: ...
     def fetch(self, key: str, dest: Path) -> Path: ...
     def exists(self, key: str) -> bool: ...
@@ -198,7 +258,9 @@ class LocalStore:
         finally:
             tmp.unlink(missing_ok=True)
 
-    def put_file(self, key: str, path: Path, *, move: bool = False) -> None:
+    def put_file(self, key: str, path: Path, *, move: bool = False,
+                 lock: bool = False) -> None:
+        """Put-if-absent; `lock` changes nothing (a folder has no Object Lock)."""
         target = self._path(key)
         if target.exists() and self._same(key, target, sha256_file(path)[0]):
             if move:
@@ -213,7 +275,8 @@ class LocalStore:
             shutil.copyfile(path, tmp)
         self._publish(key, tmp, target)
 
-    def put_bytes(self, key: str, data: bytes) -> None:
+    def put_bytes(self, key: str, data: bytes, *, lock: bool = False) -> None:
+        """Put-if-absent; `lock` changes nothing (a folder has no Object Lock)."""
         target = self._path(key)
         if target.exists() and self._same(key, target, hashlib.sha256(data).hexdigest()):
             return
@@ -237,6 +300,10 @@ class LocalStore:
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
+
+    def retention(self, key: str) -> Retention | None:
+        """None: a folder has no Object Lock (whoever can write it can replace any file)."""
+        return None
 
     def list(self, prefix: str) -> Iterator[str]:
         base = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
@@ -271,6 +338,9 @@ class S3Store:
             )
         self.object_lock = object_lock
         self.retention_days = retention_days
+        self._bucket_lock: dict[str, Any] | None = None  # lock_configuration(), asked once
+        self._bucket_lock_known = False
+        self._bucket_lock_guard = threading.Lock()
         self.client = boto3.session.Session().client(
             "s3",
             endpoint_url=endpoint_url,
@@ -290,6 +360,45 @@ class S3Store:
         until = datetime.now(timezone.utc) + timedelta(days=max(self.retention_days, 1))
         return {"ObjectLockMode": self.object_lock, "ObjectLockRetainUntilDate": until}
 
+    def lock_configuration(self) -> dict[str, Any] | None:
+        """The bucket's Object Lock configuration when Object Lock is enabled on it (its
+        `Rule.DefaultRetention`, if any, is the default retention), else None; asked once
+        per store."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        with self._bucket_lock_guard:
+            if self._bucket_lock_known:
+                return self._bucket_lock
+            where = f"S3 get_object_lock_configuration of s3://{self.bucket}"
+            needs = "(whether the bucket has Object Lock: s3:GetBucketObjectLockConfiguration)"
+            try:
+                answer = self.client.get_object_lock_configuration(Bucket=self.bucket)
+            except ClientError as exc:
+                if str(exc.response.get("Error", {}).get("Code")) not in _NO_OBJECT_LOCK:
+                    raise StoreError(f"{where} failed: {exc} {needs}") from exc
+                answer = {}
+            except BotoCoreError as exc:
+                raise StoreError(f"{where} failed: {exc} {needs}") from exc
+            config = answer.get("ObjectLockConfiguration") or {}
+            enabled = config.get("ObjectLockEnabled") == "Enabled"
+            self._bucket_lock = dict(config) if enabled else None
+            self._bucket_lock_known = True
+            return self._bucket_lock
+
+    def lock_retention(self) -> tuple[datetime, str]:
+        """The retain-until date of an object written now with `lock=True`, and where its
+        period comes from (lock_retain_until)."""
+        rule = ((self.lock_configuration() or {}).get("Rule") or {}).get("DefaultRetention")
+        return lock_retain_until(datetime.now(timezone.utc), self.retention_days, rule)
+
+    def _lock_headers(self, lock: bool) -> dict[str, Any]:
+        """The lock headers of a put: COMPLIANCE for `lock` on a bucket with Object Lock,
+        else the store-wide mode (SOXTRAIL_S3_OBJECT_LOCK), if any."""
+        if lock and self.lock_configuration() is not None:
+            until, _ = self.lock_retention()
+            return {"ObjectLockMode": LOCK_MODE, "ObjectLockRetainUntilDate": until}
+        return self._extra()
+
     def _call(self, what: str, key: str, func: Any, **kwargs: Any) -> Any:
         from boto3.exceptions import Boto3Error
         from botocore.exceptions import BotoCoreError, ClientError
@@ -301,48 +410,69 @@ class S3Store:
             # S3UploadFailedError / S3TransferFailedError
             raise StoreError(f"S3 {what} of {self.location(key)} failed: {exc}") from exc
 
-    def _same(self, key: str, digest: str) -> bool:
-        """Whether `key` exists holding the bytes of SHA-256 `digest` (other bytes: an
-        error)."""
+    def _head(self, key: str) -> dict[str, Any] | None:
+        """head_object of `key` (its current version); None when the key does not exist."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            return self.client.head_object(  # type: ignore[no-any-return]
+                Bucket=self.bucket, Key=self._key(key))
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
+                return None
             raise StoreError(f"S3 head of {self.location(key)} failed: {exc}") from exc
         except BotoCoreError as exc:  # connection errors, still failing after the retries
             raise StoreError(f"S3 head of {self.location(key)} failed: {exc}") from exc
+
+    def _same(self, key: str, digest: str) -> bool:
+        """Whether `key` exists holding the bytes of SHA-256 `digest` (other bytes: an
+        error)."""
+        if self._head(key) is None:
+            return False
         with self.open(key) as existing:
             if sha256_stream(existing) != digest:
                 raise _overwrite_refused(self.location(key))
         return True
 
-    def _put_object(self, key: str, body: Any, digest: str) -> None:
+    def _keep_locked(self, key: str, until: datetime) -> None:
+        """An existing object asked for with `lock=True` (a resumed bundle) that is not in
+        COMPLIANCE mode gets it now, on its current version."""
+        head = self._head(key) or {}
+        if head.get("ObjectLockMode") == LOCK_MODE:
+            return
+        version = {"VersionId": head["VersionId"]} if head.get("VersionId") else {}
+        self._call("put_object_retention", key, self.client.put_object_retention,
+                   Bucket=self.bucket, Key=self._key(key), **version,
+                   Retention={"Mode": LOCK_MODE, "RetainUntilDate": until})
+
+    def _put_object(self, key: str, body: Any, digest: str, lock: dict[str, Any]) -> None:
         """put_object only if the key is absent (`If-None-Match: *`, which also makes a
-        retried put that had in fact succeeded harmless); an existing key must hold the
-        same bytes."""
+        retried put that had in fact succeeded harmless), with the lock headers `lock`;
+        an existing key must hold the same bytes."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=body,
-                                   ChecksumAlgorithm="SHA256", IfNoneMatch="*", **self._extra())
+                                   ChecksumAlgorithm="SHA256", IfNoneMatch="*", **lock)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code")
             if code in ("PreconditionFailed", "412", "ConditionalRequestConflict") \
                     and self._same(key, digest):
+                if lock.get("ObjectLockMode") == LOCK_MODE:
+                    self._keep_locked(key, lock["ObjectLockRetainUntilDate"])
                 return
             raise StoreError(f"S3 put of {self.location(key)} failed: {exc}") from exc
         except BotoCoreError as exc:  # connection errors, still failing after the retries
             raise StoreError(f"S3 put of {self.location(key)} failed: {exc}") from exc
 
-    def put_file(self, key: str, path: Path, *, move: bool = False) -> None:
+    def put_file(self, key: str, path: Path, *, move: bool = False,
+                 lock: bool = False) -> None:
         digest = sha256_file(path)[0]
-        if self._extra():
+        headers = self._lock_headers(lock)
+        if headers:
             # Object Lock needs a content checksum; put_object sends one.
             with path.open("rb") as body:
-                self._put_object(key, body, digest)
+                self._put_object(key, body, digest, headers)
         elif not self._same(key, digest):
             # upload_file (multipart for big objects) cannot send If-None-Match: the key
             # was checked just above (runs of a quarter hold its lock, keys name the run)
@@ -351,8 +481,8 @@ class S3Store:
         if move:
             path.unlink()
 
-    def put_bytes(self, key: str, data: bytes) -> None:
-        self._put_object(key, data, hashlib.sha256(data).hexdigest())
+    def put_bytes(self, key: str, data: bytes, *, lock: bool = False) -> None:
+        self._put_object(key, data, hashlib.sha256(data).hexdigest(), self._lock_headers(lock))
 
     def open(self, key: str) -> IO[bytes]:
         response = self._call("get", key, self.client.get_object, Bucket=self.bucket,
@@ -374,6 +504,35 @@ class S3Store:
         except ClientError:
             return False
 
+    def retention(self, key: str) -> Retention | None:
+        """The current version's Object Lock (from HEAD, which leaves it out for a reader
+        without s3:GetObjectRetention) and how many versions the key has (None: listing
+        versions is not allowed); None when the bucket has no Object Lock."""
+        if self.lock_configuration() is None:
+            return None
+        head = self._head(key)
+        if head is None:
+            raise StoreError(f"object not found in store: {self.location(key)}")
+        return Retention(mode=head.get("ObjectLockMode"),
+                         retain_until=head.get("ObjectLockRetainUntilDate"),
+                         version_id=head.get("VersionId"), versions=self._versions(key))
+
+    def _versions(self, key: str) -> int | None:
+        """Versions of `key` in the bucket, delete markers included (None: not allowed)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        full = self._key(key)
+        count = 0
+        try:
+            for page in self.client.get_paginator("list_object_versions").paginate(
+                    Bucket=self.bucket, Prefix=full):
+                count += sum(1 for item in [*page.get("Versions", []),
+                                            *page.get("DeleteMarkers", [])]
+                             if item.get("Key") == full)
+        except (BotoCoreError, ClientError):
+            return None
+        return count
+
     def list(self, prefix: str) -> Iterator[str]:
         full = self._key(prefix.rstrip("/")) + "/" if prefix.strip("/") else (
             f"{self.prefix}/" if self.prefix else "")
@@ -384,6 +543,9 @@ class S3Store:
                 yield item["Key"][strip:]
 
     def location(self, key: str) -> str:
+        """`s3://bucket/prefix/key`; the store's own prefix for "" or "." (its root)."""
+        if key in ("", "."):
+            return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
         return f"s3://{self.bucket}/{self._key(key)}"
 
 

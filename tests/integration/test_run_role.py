@@ -168,8 +168,8 @@ def test_runs_refuse_a_database_whose_protection_was_disabled(split: Split) -> N
     with split.owner.connect(autocommit=True) as conn:
         conn.execute("alter table soxtrail.sox_load_stats disable trigger append_only")
     try:
-        with pytest.raises(PlatformError, match="trigger append_only on soxtrail.sox_load_stats "
-                                                "is disabled"):
+        with pytest.raises(PlatformError, match=r"trigger append_only on soxtrail\.sox_load_stats "
+                                                r"is disabled"):
             bootstrap(split.run)
         refused = soxtrail("run", "--quarter", "2024Q3", "--clusters", SCOPE, "--quiet",
                            home=split.home, database_url=split.run.dsn)
@@ -184,5 +184,5 @@ def test_runs_refuse_a_database_whose_protection_was_disabled(split: Split) -> N
 def test_init_refuses_a_role_that_could_change_its_evidence(split: Split) -> None:
     with split.owner.connect(autocommit=True) as conn:
         owner = conn.execute("select current_user").fetchone()[0]  # type: ignore[index]
-        with pytest.raises(PlatformError, match="is the owner role itself|is a superuser"):
+        with pytest.raises(PlatformError, match=r"is the owner role itself|is a superuser"):
             init_platform(conn, str(owner))
