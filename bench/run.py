@@ -46,7 +46,7 @@ from bench.limits import (
 )
 from bench.report import figures, git_commit, machine, markdown, scaling_markdown, update_docs
 from bench.server import Server, create_database, drop_database, open_server
-from bench.soxtrail_run import check_results, run_facts, run_soxtrail
+from bench.soxtrail_run import check_results, run_facts, run_soxtrail, verify_soxtrail
 
 SEED = 7
 SOURCE_DIRS = ("logs", "catalog", "cloudtrail", "hr", "jira", "backups", "seeds")
@@ -133,6 +133,11 @@ def bench_size(size: str, args: argparse.Namespace, server: Server) -> dict[str,
         result["problems"] = problems
         log(f"{size}: run {run['run_id']} in {run['wall_seconds']:.1f} s; results "
             + ("match the ground truth" if not problems else f"WRONG: {problems}"))
+        if args.verify:
+            log(f"{size}: soxtrail verify {run['run_id']} ...")
+            result["verify"] = verify_soxtrail(dsn, home, run["run_id"])
+            log(f"{size}: verify in {result['verify']['wall_seconds']:.1f} s, exit "
+                f"{result['verify']['exit_code']}: {result['verify']['last_line']}")
         shutil.rmtree(home, ignore_errors=True)  # its store holds a copy of every raw byte
         if not args.no_limits:
             log(f"{size}: copy+hash limit ...")
@@ -175,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--docs", action="store_true", help="update docs/performance.md")
     parser.add_argument("--pgoptions", help="PGOPTIONS for the soxtrail run, e.g. "
                         "'-c enable_nestloop=off' (recorded with the results)")
+    parser.add_argument("--verify", action="store_true",
+                        help="after the run, time `soxtrail verify` on it (before its store goes)")
     parser.add_argument("--keep-db", action="store_true",
                         help="keep the run's database (its DSN is logged) instead of dropping it")
     args = parser.parse_args(argv)

@@ -150,6 +150,24 @@ def run_soxtrail(data: Path, dsn: str, home: Path, server: Server,
     return summary
 
 
+def verify_soxtrail(dsn: str, home: Path, run_id: str) -> dict[str, Any]:
+    """`soxtrail verify RUN` on the run just made (same store, same database): its wall time,
+    whether it passed, and its verdict counts."""
+    env = {k: v for k, v in os.environ.items() if k not in ("SOXTRAIL_STORE",)}
+    env.update(SOXTRAIL_HOME=str(home), SOXTRAIL_DATABASE_URL=dsn, PGTZ="UTC")
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "soxtrail", "verify", run_id], env=env,
+                          cwd=str(REPO), capture_output=True, text=True)
+    wall = time.monotonic() - started
+    statuses: dict[str, int] = {}
+    for line in proc.stdout.splitlines():
+        word = line.split(" ", 1)[0]
+        if word.isupper() and word.isalpha():
+            statuses[word] = statuses.get(word, 0) + 1
+    return {"wall_seconds": wall, "exit_code": proc.returncode, "verdicts": statuses,
+            "last_line": (proc.stdout.strip().splitlines() or [""])[-1]}
+
+
 def run_facts(dsn: str, run_id: str) -> dict[str, Any]:
     """Counts from the database after the run: rows per raw table, raw bytes, mart rows."""
     with psycopg.connect(dsn) as conn:

@@ -337,11 +337,22 @@ limit 1""", (seq,)).fetchone()  # type: ignore[return-value]
 def earlier_runs_latest_links(conn: psycopg.Connection[Any],
                               run_id: str) -> list[dict[str, Any]]:
     """Per run started before `run_id` that has evidence: its latest link (`run_id`,
-    `quarter`, `seq`, `evidence_id`, `chain_hash`), by run start."""
+    `quarter`, `seq`, `evidence_id`, `chain_hash`), by run start.
+
+    As of the run's own last link: a bundle written again on resume (the same bytes, under
+    put-if-absent and Object Lock) lists the same links, although another quarter's run may
+    have added links since; those are pinned by the next run's anchor."""
     return _dicts(conn, """
 with
 this_run as (
     select runs.started_at, runs.id from soxtrail.sox_runs as runs where runs.id = %s
+),
+
+this_run_last_link as (
+    select max(chain.seq) as seq
+    from soxtrail.sox_evidence_chain as chain
+    inner join soxtrail.sox_evidence as evidence on evidence.id = chain.evidence_id
+    where evidence.run_id = %s
 ),
 
 latest as (
@@ -349,6 +360,8 @@ latest as (
         evidence.run_id, chain.seq, chain.evidence_id, chain.chain_hash
     from soxtrail.sox_evidence_chain as chain
     inner join soxtrail.sox_evidence as evidence on evidence.id = chain.evidence_id
+    where chain.seq < coalesce((select this_run_last_link.seq from this_run_last_link),
+                               9223372036854775807)
     order by evidence.run_id, chain.seq desc
 )
 
@@ -359,7 +372,7 @@ from latest
 inner join soxtrail.sox_runs as runs on runs.id = latest.run_id
 cross join this_run
 where (runs.started_at, runs.id) < (this_run.started_at, this_run.id)
-order by runs.started_at, runs.id""", (run_id,))
+order by runs.started_at, runs.id""", (run_id, run_id))
 
 
 def chain_origin(conn: psycopg.Connection[Any]) -> dict[str, str | None]:
