@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 
 from extract.connectors.formats import jsonb_problem
-from extract.connectors.registry import RAW_TABLES, connector_module
+from extract.connectors.registry import RAW_TABLES, connector_module, object_module
 from soxtrail.kernel import evidence, secrets
 from soxtrail.kernel.errors import PipelineError
 from soxtrail.kernel.sources import CopyRows, JsonDoc, RawRow, Reject, Skipped, Source, copy_fields
@@ -127,7 +127,7 @@ def _rows(params: dict[str, Any], path: Path, *, run_id: str, evidence_id: str,
     table_name = params["raw_table"]
     context = _context(params, evidence_id)
     width = len(RAW_TABLES[table_name].payload)
-    module = connector_module(params["connector"])
+    module = object_module(params)
     fast = getattr(module, "load_copy_text", None) if head is not None else None
     items = fast(params, path, head) if fast is not None else module.load(params, path)
     for item in items:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import ModuleType
+from typing import Any
 
 from extract.connectors import (
     aws_backup,
     aws_cloudtrail,
     catalog_file,
+    completeness,
     file,
     jira,
     okta_system_log,
@@ -17,7 +20,7 @@ from extract.connectors import (
     servicenow,
 )
 from soxtrail.kernel.errors import ConfigError
-from soxtrail.kernel.sources import ConnectorSpec, RawTable
+from soxtrail.kernel.sources import COMPLETENESS_TABLE, ConnectorSpec, RawTable
 
 CONNECTORS: dict[str, ModuleType] = {
     "pgaudit_log": pgaudit_log,
@@ -43,8 +46,16 @@ def connector_module(name: str, where: str = "") -> ModuleType:
     return CONNECTORS[name]
 
 
+def object_module(params: Mapping[str, Any]) -> ModuleType:
+    """The module that counts and loads one captured object (its evidence row's params): a
+    completeness statement's, whatever its connector, else its connector's."""
+    if params.get("raw_table") == COMPLETENESS_TABLE:
+        return completeness
+    return connector_module(str(params.get("connector")))
+
+
 def _raw_tables() -> dict[str, RawTable]:
-    tables: dict[str, RawTable] = {}
+    tables: dict[str, RawTable] = dict(completeness.RAW_TABLES)
     for name, spec in SPECS.items():
         for table, shape in spec.raw_tables.items():
             if tables.setdefault(table, shape) != shape:

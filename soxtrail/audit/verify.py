@@ -98,10 +98,10 @@ def count_lines(path: Path) -> int:
 def _count_rows(row: dict[str, Any], path: Path) -> int:
     if row["source_system"] == "reconcile":
         return count_lines(path)
-    from extract.connectors.registry import connector_module
+    from extract.connectors.registry import object_module
 
     params = row["query_params"] or {}
-    module = connector_module(str(params.get("connector")))
+    module = object_module(params)
     return int(module.count_rows(params, path))
 
 

@@ -230,3 +230,53 @@ def iter_file(path: Path, chunk_size: int = 1 << 20) -> Iterator[bytes]:
     with path.open("rb") as handle:
         while chunk := handle.read(chunk_size):
             yield chunk
+
+
+# ---------------------------------------------------------------- completeness (docs/controls.md)
+
+# The query name and raw table of a source's completeness statement: one small JSON
+# document per source and run, captured, hashed and evidenced like any raw object.
+COMPLETENESS_QUERY = "completeness"
+COMPLETENESS_TABLE = "raw.source_completeness"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One completeness finding: a stable code (e.g. COUNT_MISMATCH, MISSING_PAGE) and what
+    it is about. `exception` False: said for the record, not an exception (NO_TOTAL_AVAILABLE,
+    UNVERIFIED)."""
+
+    code: str
+    detail: str
+    exception: bool = True
+
+
+@dataclass
+class Completeness:
+    """What a connector can assert about the wholeness of what it captured from one source.
+
+    `basis`: how it knows (`server_total`, `approximate_total`, `no_total`, `page_sequence`,
+    `digest_chain`, `file_sequence`, `capture_time`, ...); `claimed`: what the source itself
+    says it holds (None: it says nothing); `captured`: what was captured; `covered`: the
+    [from, to) periods the captured data covers, ISO 8601 UTC; `facts`: anything else the
+    Completeness mart or an auditor needs (numbers, keys, file names), JSON-serialisable.
+    """
+
+    basis: str
+    captured: int
+    claimed: int | None = None
+    approximate: bool = False
+    findings: list[Finding] = field(default_factory=list)
+    covered: list[tuple[str, str]] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def document(self) -> dict[str, Any]:
+        """The statement as one JSON-ready document (what is stored and loaded)."""
+        return {
+            "basis": self.basis, "captured": self.captured, "claimed": self.claimed,
+            "approximate": self.approximate,
+            "findings": [{"code": f.code, "detail": f.detail, "exception": f.exception}
+                         for f in self.findings],
+            "covered": [{"from": start, "to": end} for start, end in self.covered],
+            "facts": self.facts,
+        }

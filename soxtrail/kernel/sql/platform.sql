@@ -188,6 +188,14 @@ create table if not exists raw.tickets (
     doc jsonb not null
 );
 
+-- Each source's completeness statement (extract/connectors/completeness.py): one JSON
+-- document per source and run, read by the Completeness mart.
+create table if not exists raw.source_completeness (
+    run_id uuid not null, evidence_id uuid not null, source_name text not null,
+    connector text not null, locator text not null,
+    doc jsonb not null
+);
+
 create table if not exists raw.backups (
     run_id uuid not null, evidence_id uuid not null, source_name text not null,
     connector text not null, locator text not null,
@@ -302,7 +310,7 @@ language sql immutable as $$
         'raw.pgaudit_csvlog', 'raw.pgaudit_jsonlog', 'raw.pgaudit_stderr',
         'raw.catalog_memberships', 'raw.catalog_roles', 'raw.iam_events',
         'raw.tickets', 'raw.backups', 'raw.role_catalog', 'raw.applications',
-        'raw.identity_map', 'raw.source_settings'
+        'raw.identity_map', 'raw.source_settings', 'raw.source_completeness'
     ]
 $$;
 
