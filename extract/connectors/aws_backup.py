@@ -188,8 +188,8 @@ def snapshot(source: Source, ctx: SnapshotContext) -> None:
     policy = http.RetryPolicy.from_source(source)
     endpoint = source.get("endpoint_url") or os.environ.get(ENDPOINT_ENV) or None
     request: dict[str, Any] = {
-        "ByCreatedAfter": ctx.quarter.start,
-        "ByCreatedBefore": ctx.quarter.end,
+        "ByCreatedAfter": ctx.quarter.start_utc,
+        "ByCreatedBefore": ctx.quarter.end_utc,
         "MaxResults": pages.page_size(source, 1000, 1000),
     }
     if source.get("vault"):

@@ -70,8 +70,10 @@ def _days(ctx: Any) -> list[date]:
     day: events of the quarter's last minutes sit in the next day's folder. Staging keeps
     only events whose eventTime falls inside the quarter.
     """
-    first: date = ctx.quarter.start.date()
-    last: date = ctx.quarter.end.date()  # exclusive end = the late-delivery day
+    # CloudTrail's folders are UTC days; the quarter is bounded in the reporting zone
+    first: date = ctx.quarter.start_utc.date()
+    # the UTC day of the quarter's last moment, then the late-delivery day after it
+    last: date = (ctx.quarter.end_utc - timedelta(microseconds=1)).date() + timedelta(days=1)
     return [first + timedelta(days=n) for n in range((last - first).days + 1)]
 
 

@@ -6,8 +6,8 @@ import json
 import re
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +15,9 @@ import jinja2
 import yaml
 
 from render.workbook.values import display
+from soxtrail.kernel.config import quarter_of
 from soxtrail.kernel.errors import ConfigError
+from soxtrail.kernel.quarter import MONTH_NAMES
 
 if TYPE_CHECKING:
     from render.workbook.data import RunData
@@ -113,6 +115,28 @@ def _yaml_quote(value: Any) -> str:
     return json.dumps("" if value is None else str(value), ensure_ascii=False)
 
 
+def period(run: Mapping[str, Any]) -> dict[str, str]:
+    """The run's reporting period as the run block states it: the quarter's days and months,
+    the fiscal year's first month and the reporting time zone (from the recorded config)."""
+    config = run.get("config")
+    quarter = quarter_of(config if isinstance(config, Mapping) else {}, str(run["quarter"]))
+    month = quarter.fiscal_year_start_month
+    first = replace(quarter, number=1).first_day
+    last = replace(quarter, number=4).end_day - timedelta(days=1)
+    fiscal_year = (f"{MONTH_NAMES[first.month]} {first.year} to "
+                   f"{MONTH_NAMES[last.month]} {last.year}")
+    return {
+        "quarter": quarter.label,
+        "days": f"{quarter.first_day.isoformat()} to "
+                f"{(quarter.end_day - timedelta(days=1)).isoformat()} "
+                f"({quarter.months})",
+        "fiscal_year_start": f"{MONTH_NAMES[month]} (fiscal_year_start_month {month}: "
+                             f"fiscal year {quarter.year} is {fiscal_year}"
+                             f"{'' if month == 1 else ', named by the year it starts in'})",
+        "timezone": quarter.timezone,
+    }
+
+
 def render_layout_text(template: str, context: Mapping[str, Any]) -> str:
     """The template rendered with the run's context: YAML text."""
     path = template_path(template)
@@ -120,6 +144,7 @@ def render_layout_text(template: str, context: Mapping[str, Any]) -> str:
                              undefined=jinja2.StrictUndefined, autoescape=False,
                              keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
     env.filters["q"] = _yaml_quote
+    env.globals["period"] = period
     try:
         return env.get_template(path.name).render(**context)
     except jinja2.TemplateError as exc:

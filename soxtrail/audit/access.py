@@ -16,9 +16,9 @@ import psycopg
 from psycopg.rows import dict_row
 
 from soxtrail.kernel import evidence, runs
+from soxtrail.kernel.config import quarter_of
 from soxtrail.kernel.controls import MARTS_SCHEMA
 from soxtrail.kernel.errors import ConfigError, PipelineError
-from soxtrail.kernel.quarter import Quarter
 
 HOLDING_PERIODS = f"{MARTS_SCHEMA}.fct_access_role_holding_periods"
 RECONCILED_PHASES = ("reconcile", "render", "bundle")
@@ -112,9 +112,12 @@ def _choose_run(conn: psycopg.Connection[Any], at: datetime,
     if run_id:
         return runs.get_run(conn, run_id), SOURCE
     with conn.cursor() as cur:
-        cur.execute("select id::text, quarter from soxtrail.sox_runs where phase_reached = any(%s)"
-                    " order by started_at desc", (list(RECONCILED_PHASES),))
-        candidates = [(candidate_id, Quarter.parse(label)) for candidate_id, label in cur]
+        cur.execute("select id::text, quarter, config from soxtrail.sox_runs"
+                    " where phase_reached = any(%s) order by started_at desc",
+                    (list(RECONCILED_PHASES),))
+        # each run's quarter as it bounded it: its recorded fiscal year and reporting zone
+        candidates = [(candidate_id, quarter_of(config or {}, label))
+                      for candidate_id, label, config in cur]
     for candidate_id, quarter in candidates:
         if quarter.start <= at < quarter.end:
             return runs.get_run(conn, candidate_id), SOURCE

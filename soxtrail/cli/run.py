@@ -106,6 +106,7 @@ def run(
         check_log_format(log_format)
         q = Quarter.parse(quarter)
         cfg = load_config(config or demo_config(q), specs=SPECS)
+        q = cfg.quarter(q.label)  # its months and days: the config's fiscal year and zone
         db, conn = open_database()
 
         def announce(run_row: runs.Run, _phases: list[str]) -> None:

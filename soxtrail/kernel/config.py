@@ -15,10 +15,18 @@ import yaml
 
 from soxtrail.kernel import secrets
 from soxtrail.kernel.errors import ConfigError
+from soxtrail.kernel.quarter import (
+    DEFAULT_FISCAL_YEAR_START_MONTH,
+    DEFAULT_TIMEZONE,
+    Quarter,
+    check_fiscal_year_start_month,
+    zone,
+)
 from soxtrail.kernel.sources import COMMON_KEYS, SYSTEMS, ConnectorSpec, Source
 from soxtrail.kernel.store import local_path, safe_name
 
-TOP_LEVEL_KEYS = frozenset({"version", "store", "sources", "catalogs", "policy", "clusters"})
+TOP_LEVEL_KEYS = frozenset({"version", "store", "sources", "catalogs", "policy", "clusters",
+                            "fiscal_year_start_month", "timezone"})
 CATALOG_KEYS = ("role_catalog", "applications", "identity_map")
 POLICY_KEYS = frozenset({
     "revocation_sla_hours", "approval_validity_days", "approved_statuses",
@@ -41,6 +49,9 @@ class Config:
     store: str | None = None
     clusters: tuple[str, ...] | None = None
     base_dir: Path = field(default_factory=Path.cwd)
+    # the reporting period: a quarter's months and the zone of its days (Quarter)
+    fiscal_year_start_month: int = DEFAULT_FISCAL_YEAR_START_MONTH
+    timezone: str = DEFAULT_TIMEZONE
     # the connectors' specs the config was validated against (extract.connectors.registry)
     specs: Mapping[str, ConnectorSpec] = field(default_factory=dict, repr=False)
 
@@ -61,6 +72,11 @@ class Config:
         recorded["_base_dir"] = str(self.base_dir)
         recorded["_catalogs"] = {k: str(v) for k, v in self.catalogs.items()}
         return recorded
+
+    def quarter(self, label: str) -> Quarter:
+        """The quarter `label` of this config's fiscal year, bounded in its reporting zone."""
+        return Quarter.parse(label, fiscal_year_start_month=self.fiscal_year_start_month,
+                             timezone=self.timezone)
 
     def hash(self) -> str:
         """SHA-256 of the recorded config (stable key order)."""
@@ -106,6 +122,26 @@ def redacted_literals(recorded: Mapping[str, Any]) -> list[str]:
 
 def _where(path: Path | None, key: str) -> str:
     return f"{path or '<config>'}: {key}"
+
+
+def period_settings(data: Mapping[str, Any], path: Path | None = None) -> tuple[int, str]:
+    """`fiscal_year_start_month` and `timezone` of a config mapping (as written, or as a run
+    recorded it), defaults filled in; a ConfigError names the key and the file."""
+    month = data.get("fiscal_year_start_month", DEFAULT_FISCAL_YEAR_START_MONTH)
+    name = data.get("timezone", DEFAULT_TIMEZONE)
+    try:
+        check_fiscal_year_start_month(month)
+        zone(name)
+    except ConfigError as exc:  # the message starts with the key
+        raise ConfigError(f"{path or '<config>'}: {exc}") from exc
+    return month, name
+
+
+def quarter_of(recorded: Mapping[str, Any], label: str) -> Quarter:
+    """The quarter `label` under a recorded config's fiscal year and reporting zone (a run's
+    `sox_runs.config`): what the run itself used."""
+    month, name = period_settings(recorded)
+    return Quarter.parse(label, fiscal_year_start_month=month, timezone=name)
 
 
 def _spec(specs: Mapping[str, ConnectorSpec], name: str, where: str) -> ConnectorSpec:
@@ -212,6 +248,7 @@ def parse_config(data: Any, *, path: Path | None, base_dir: Path,
     if clusters is not None and not (isinstance(clusters, list)
                                      and all(isinstance(c, str) for c in clusters)):
         raise ConfigError(f"{_where(path, 'clusters')}: expected a list of cluster names")
+    fiscal_year_start_month, timezone = period_settings(data, path)
     store = data.get("store")
     if store is not None and not isinstance(store, str):
         raise ConfigError(f"{_where(path, 'store')}: expected a path or s3://bucket/prefix")
@@ -224,7 +261,8 @@ def parse_config(data: Any, *, path: Path | None, base_dir: Path,
             store = str(folder if folder.is_absolute() else base_dir / folder)
     return Config(path=path, raw=data, sources=sources, catalogs=catalogs, policy=policy,
                   store=store, clusters=tuple(clusters) if clusters else None,
-                  base_dir=base_dir, specs=specs)
+                  base_dir=base_dir, specs=specs,
+                  fiscal_year_start_month=fiscal_year_start_month, timezone=timezone)
 
 
 def _check_policy(key: str, value: Any, where: str) -> None:

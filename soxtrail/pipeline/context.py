@@ -97,7 +97,8 @@ class Pipeline:
 
     @property
     def quarter(self) -> Quarter:
-        return Quarter.parse(self.run.quarter)
+        """The run's quarter under its recorded config's fiscal year and reporting zone."""
+        return self.config.quarter(self.run.quarter)
 
     @property
     def workdir(self) -> Path:

@@ -27,6 +27,7 @@ from extract.snapshot import SnapshotRun
 from soxtrail.kernel import canonical, controls, evidence, runs, secrets
 from soxtrail.kernel.database import Database
 from soxtrail.kernel.errors import PipelineError, SourceError, SoxtrailError, StoreError
+from soxtrail.kernel.quarter import Quarter
 from soxtrail.kernel.sources import Source
 from soxtrail.kernel.store import HASHING, sha256_file
 from soxtrail.pipeline.context import (
@@ -176,14 +177,22 @@ def analyze_raw_tables(db: Database, workers: int = 2) -> None:
 # ---------------------------------------------------------------- phase 3
 
 
+def quarter_vars(quarter: Quarter) -> dict[str, Any]:
+    """The dbt vars of a quarter: its label, its bounds as UTC instants and the reporting
+    zone whose local days BK-01 counts (a name the Quarter validated as an IANA zone)."""
+    return {
+        "quarter": quarter.label,
+        "quarter_start": quarter.start_utc.isoformat(),
+        "quarter_end": quarter.end_utc.isoformat(),
+        "reporting_timezone": quarter.timezone,
+    }
+
+
 def dbt_vars(p: Pipeline) -> dict[str, Any]:
-    """The dbt vars of this run: its id, quarter bounds, scope and policy."""
-    quarter = p.quarter
+    """The dbt vars of this run: its id, quarter bounds and zone, scope and policy."""
     values: dict[str, Any] = {
         "run_id": p.run.id,
-        "quarter": quarter.label,
-        "quarter_start": quarter.start.isoformat(),
-        "quarter_end": quarter.end.isoformat(),
+        **quarter_vars(p.quarter),
         "clusters": list(p.run.clusters or []),
     }
     values.update(p.config.policy)

@@ -169,6 +169,11 @@ def start_run(db: Database, conn: psycopg.Connection[Any], config: Config, quart
               on_run: OnRun | None = None) -> Outcome:
     """A new run of the quarter: under its lock (or `wait` for it), record it, run every phase."""
     check_clusters(config, clusters or config.clusters)
+    if quarter != config.quarter(quarter.label) and quarter != Quarter.parse(quarter.label):
+        raise ConfigError(f"quarter {quarter.label}: built for fiscal year start month "
+                          f"{quarter.fiscal_year_start_month} and time zone {quarter.timezone}, "
+                          f"but the config says {config.fiscal_year_start_month} and "
+                          f"{config.timezone}")
     store = open_store(config.store, home() / "store")
     with runs.quarter_lock(conn, quarter.label, wait=wait):
         run = runs.create_run(conn, quarter=quarter.label, clusters=clusters or config.clusters,

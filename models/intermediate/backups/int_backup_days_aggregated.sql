@@ -1,5 +1,6 @@
--- Successful backups per (cluster, UTC day of completion, snapshot). Failed
--- or aborted backups do not count: they are a gap, like a missing one.
+-- Successful backups per (cluster, day of completion in the reporting time
+-- zone, snapshot): BK-01's days. Failed or aborted backups do not count: they
+-- are a gap, like a missing one.
 
 with
 
@@ -13,7 +14,7 @@ final as (
 
     select
         backups.cluster,
-        (backups.completed_at at time zone 'UTC')::date as backup_day,
+        {{ local_date('backups.completed_at') }} as backup_day,
         count(*) as successful_backups,
         max(backups.completed_at) as last_completed_at,
         backups.evidence_id
@@ -23,7 +24,7 @@ final as (
         and backups.completed_at is not null
     group by
         backups.cluster,
-        (backups.completed_at at time zone 'UTC')::date,
+        {{ local_date('backups.completed_at') }},
         backups.evidence_id
 
 )

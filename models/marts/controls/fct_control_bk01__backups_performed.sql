@@ -1,7 +1,8 @@
 -- BK-01 Backups performed.
--- Question: for every in-scope cluster and every UTC day of the quarter, is
+-- Question: for every in-scope cluster and every day of the quarter, is
 -- there a successful backup as the cluster's policy requires (daily: that
--- day; weekly: within the 7 days ending that day)?
+-- day; weekly: within the 7 days ending that day)? Days are local days of the
+-- reporting time zone (config `timezone`): the auditor's calendar, not UTC's.
 
 with
 
@@ -21,8 +22,8 @@ quarter_days as (
 
     select quarter_day::date as backup_day
     from generate_series(
-        ({{ quarter_start_at() }} at time zone 'UTC')::date,
-        ({{ quarter_end_at() }} at time zone 'UTC')::date - 1,
+        {{ local_date(quarter_start_at()) }},
+        {{ local_date(quarter_end_at()) }} - 1,
         interval '1 day'
     ) as quarter_days (quarter_day)
 

@@ -47,8 +47,8 @@ def test_str_rows_fast_path_matches_general_path(values: list[str | None], locat
         def load(params: object, path: Path) -> list[RawRow]:
             return [RawRow(locator, tuple(values))]
 
-    original = loader.connector_module
-    loader.connector_module = lambda name: Fake  # type: ignore[assignment]
+    original = loader.object_module
+    loader.object_module = lambda params: Fake  # type: ignore[assignment]
     try:
         counts = loader.LoadCounts()
         rejects: list[tuple[str, str, str | None]] = []
@@ -56,7 +56,7 @@ def test_str_rows_fast_path_matches_general_path(values: list[str | None], locat
                                  Path("x"), run_id="r", evidence_id="e", counts=counts,
                                  rejects=rejects))
     finally:
-        loader.connector_module = original
+        loader.object_module = original
     out, problem = _general(tuple(values), locator)
     if problem is None:
         assert rows == [("r", "e", locator, *(out or ()))] and not rejects
