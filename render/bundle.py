@@ -295,6 +295,42 @@ def _anchor_json(conn: psycopg.Connection[Any], run_id: str, quarter: str, store
     return _dumps(doc, indent=1) + "\n"
 
 
+def summary_rows(conn: psycopg.Connection[Any], run_id: str,
+                 schema: str = MARTS_SCHEMA) -> list[dict[str, Any]]:
+    """The run's summary mart rows (without run_id), by control id: run.json's `controls`."""
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL('select * from {}.{} where run_id = %s '
+                            'order by control_id collate "C"').format(
+            sql.Identifier(schema), sql.Identifier(SUMMARY_TABLE)), (run_id,))
+        names = [d.name for d in cur.description or ()]
+        summary = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    return [{k: v for k, v in row.items() if k != "run_id"} for row in summary]
+
+
+def json_value(value: Any) -> Any:
+    """`value` as the bundle's JSON files hold it (what run.json's readers compare)."""
+    return json.loads(_dumps(value))
+
+
+# run.json's run fields that never change once the run exists (sox_runs forward_only)
+RUN_IDENTITY = ("id", "quarter", "clusters", "config", "config_hash", "tool_version",
+                "git_commit", "triggered_by", "started_at")
+
+
+def run_identity(run: Mapping[str, Any]) -> dict[str, Any]:
+    """The immutable fields of a sox_runs row as run.json records them (redacted)."""
+    row = dict(run)
+    row["config"] = secrets.redact_value(row.get("config"))
+    return {k: json_value(secrets.redact_value(row.get(k))) for k in RUN_IDENTITY}
+
+
+def control_sql_files(conn: psycopg.Connection[Any], run: dict[str, Any],
+                      summary: list[dict[str, Any]],
+                      schema: str = MARTS_SCHEMA) -> dict[str, str]:
+    """`queries/controls/<file>` -> text: each control's compiled SQL as the bundle holds it."""
+    return dict(_control_sql_files(conn, run, summary, schema))
+
+
 def _control_sql_files(conn: psycopg.Connection[Any], run: dict[str, Any],
                        summary: list[dict[str, Any]], schema: str) -> Iterator[tuple[str, str]]:
     """(file name, text) of each control's compiled SQL with its header comment."""
@@ -363,13 +399,7 @@ def write_bundle(conn: psycopg.Connection[Any], store: Store, *, run_id: str, qu
         run = fetch_run(conn, run_id)
         if run["quarter"] != quarter:
             raise ConfigError(f"run {run_id} is for quarter {run['quarter']}, not {quarter}")
-        with conn.cursor() as cur:
-            cur.execute(sql.SQL('select * from {}.{} where run_id = %s '
-                                'order by control_id collate "C"').format(
-                sql.Identifier(schema), sql.Identifier(SUMMARY_TABLE)), (run_id,))
-            names = [d.name for d in cur.description or ()]
-            summary = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-        summary = [{k: v for k, v in row.items() if k != "run_id"} for row in summary]
+        summary = summary_rows(conn, run_id, schema)
         if not summary:
             raise RenderError(f"{schema}.{SUMMARY_TABLE} has no rows for run {run_id}")
 

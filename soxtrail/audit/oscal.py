@@ -128,14 +128,21 @@ def assessment_results(conn: psycopg.Connection[Any], run_id: str) -> dict[str, 
         related = [control_evidence, *_related_evidence(conn, model, run.id)]
         related_uuids = list(dict.fromkeys(observation_of[e] for e in related
                                            if e in observation_of))
+        qualified_by = sorted(info.get("qualified_by") or [])
+        qualification = (f" Qualified by {len(qualified_by)} completeness exception"
+                         f"{'s' if len(qualified_by) != 1 else ''} ({', '.join(qualified_by)}): "
+                         "the result holds for the population captured, which may not be whole."
+                         if qualified_by else "")
         finding: dict[str, Any] = {
             "uuid": stable_uuid(run.id, "finding", control_id),
             "title": f"{control_id} {info.get('control_name') or model}",
             "description": (f"{info.get('description') or model}. Population {population}, "
-                            f"exceptions {exceptions}; control evidence {control_evidence}."),
+                            f"exceptions {exceptions}; control evidence {control_evidence}."
+                            + qualification),
             "props": _props(("control-evidence-id", control_evidence),
                             ("population", population), ("exceptions", exceptions),
-                            ("model", model)),
+                            ("model", model),
+                            *(("qualified-by", item) for item in qualified_by)),
             "target": {
                 "type": "objective-id",
                 "target-id": control_id.lower(),
@@ -165,7 +172,8 @@ def assessment_results(conn: psycopg.Connection[Any], run_id: str) -> dict[str, 
             "uuid": stable_uuid(run.id, "result"),
             "title": f"soxtrail run {run.id} ({run.quarter})",
             "description": (f"Controls {', '.join(controls.CONTROLS)} tested on the evidence "
-                            f"of run {run.id}; every observation is one evidence row."),
+                            f"of run {run.id}; every observation is one evidence row. "
+                            + _completeness_sentence(summary)),
             "start": _ts(run.started_at),
             **({"end": _ts(run.finished_at)} if run.finished_at else {}),
             "reviewed-controls": {"control-selections": [{"include-controls": control_ids}]},
@@ -180,6 +188,16 @@ def assessment_results(conn: psycopg.Connection[Any], run_id: str) -> dict[str, 
         }, *resources]},
     }
     return {"assessment-results": document}
+
+
+def _completeness_sentence(summary: dict[str, dict[str, Any]]) -> str:
+    """What the completeness marts say of the populations, in one sentence."""
+    parts = [f"{c}: {summary[c].get('result')}, {summary[c].get('exceptions')} exceptions "
+             f"in {summary[c].get('population')} sources and clusters"
+             for c in controls.COMPLETENESS if c in summary]
+    return ("Completeness of the populations (not a control; exceptions qualify the "
+            "controls reading the source): " + "; ".join(parts) + "."
+            if parts else "Completeness of the populations was not assessed by this run.")
 
 
 def to_json(document: dict[str, Any]) -> str:

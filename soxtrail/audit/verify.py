@@ -170,7 +170,7 @@ def _control_of(row: dict[str, Any]) -> tuple[str, str]:
     model = str(params.get(evidence.MODEL_KEY)
                 or str(row["query_name"]).split("@")[0].rsplit(".", 1)[-1])
     control_id = str(params.get(evidence.CONTROL_ID_KEY) or next(
-        (c for c, m in controls.CONTROLS.items() if m == model), model))
+        (c for c, m in controls.EVIDENCED_MARTS.items() if m == model), model))
     return control_id, model
 
 
@@ -233,7 +233,7 @@ def _columns(conn: psycopg.Connection[Any], schema: str, table: str) -> set[str]
 def check_links(conn: psycopg.Connection[Any], run_id: str) -> list[Verdict]:
     """Every mart row's evidence ids exist in sox_evidence for the same run."""
     verdicts = []
-    models = [*controls.CONTROLS.values(), controls.SUMMARY_MODEL]
+    models = list(controls.EVIDENCED_MARTS.values())
     for model in models:
         subject = f"{controls.MARTS_SCHEMA}.{model}"
         columns = _columns(conn, controls.MARTS_SCHEMA, model)
@@ -318,7 +318,25 @@ def _report_verdicts(conn: psycopg.Connection[Any], run: runs.Run, store: Store,
     # re-render from it proves anything; those lines already fail the run
     unverified = [f"{v.kind} {v.subject}" for v in report.verdicts if v.failed and (
         v.kind in ("mart", "chain") or (v.kind == "control" and v.status == "MISSING"))]
-    return verdicts + verify_report.check_report(conn, run, bundles, unverified=unverified)
+    return (verdicts + verify_report.check_run_files(conn, run, bundles)
+            + verify_report.check_report(conn, run, bundles, unverified=unverified))
+
+
+def _status_verdict(run: runs.Run, bundled: bool) -> Verdict:
+    """A run with a bundle is completed: the bundle is its last phase, and status only moves
+    forward. A bundled run that is not completed had its row set back (or was interrupted
+    between writing its bundle and completing: resume it, then verify)."""
+    if run.status == "completed":
+        return Verdict("OK", "bundle", "run status", f"completed {run.finished_at}")
+    if not bundled:
+        return Verdict("NOTE", "bundle", "run status",
+                       f"{run.status} (phase {run.phase_reached or '-'}): no bundle yet, so "
+                       "no report to verify; what it recorded so far is checked below")
+    return Verdict("FAIL", "bundle", "run status",
+                   f"the run has a bundle but the database says {run.status}, phase "
+                   f"{run.phase_reached or '-'}: a run's status only moves forward and the "
+                   "bundle is its last phase, so its row was set back (or the run stopped "
+                   "between its bundle and its completion: resume it, then verify)")
 
 
 def verify_run(conn: psycopg.Connection[Any], run_id: str, *, bundle: str | None = None,
@@ -350,6 +368,7 @@ def verify_run(conn: psycopg.Connection[Any], run_id: str, *, bundle: str | None
             return report
     if "bundle" in kinds:
         add(verify_anchor.context_verdicts(conn, signed, objects, source, store, public_key))
+        add(_status_verdict(run, signed.readable))
 
     rows = evidence_rows(conn, run.id)
     if not rows:
@@ -361,7 +380,8 @@ def verify_run(conn: psycopg.Connection[Any], run_id: str, *, bundle: str | None
     if "raw" in kinds:  # raw tables re-derived from the objects with the loader's code
         from soxtrail.audit import verify_raw
 
-        add(verify_raw.check_raw_tables(conn, run, rows, objects))
+        # a run with a bundle got past load, whatever its (mutable) row says
+        add(verify_raw.check_raw_tables(conn, run, rows, objects, bundled=signed.readable))
     if "chain" in kinds:
         anchored = verify_anchor.AnchorCheck(signed)
         for row in rows:

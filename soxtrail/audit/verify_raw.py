@@ -379,7 +379,7 @@ def _groups(rows: Iterator[tuple[str | None, ...]]
 
 
 def check_raw_tables(conn: psycopg.Connection[Any], run: runs.Run, rows: list[dict[str, Any]],
-                     store: Store) -> list[Verdict]:
+                     store: Store, *, bundled: bool = False) -> list[Verdict]:
     """Re-derive every snapshot object's raw rows, rejects and counts from the store with
     the loader's own code; compare with the raw tables, sox_rejects and sox_load_stats.
 
@@ -389,7 +389,9 @@ def check_raw_tables(conn: psycopg.Connection[Any], run: runs.Run, rows: list[di
     """
     objects = {str(r["id"]): r for r in rows
                if r["source_system"] != "reconcile" and "raw_table" in (r["query_params"] or {})}
-    loaded = run.phase_reached in LOADED_PHASES
+    # loaded: the run's row says so, or it has a bundle (its last phase; a row set back
+    # must not excuse missing raw rows)
+    loaded = run.phase_reached in LOADED_PHASES or bundled
     stats = _load_stats(conn, run.id)
     rejects = _rejects(conn, run.id)
     conn.commit()

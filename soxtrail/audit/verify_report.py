@@ -3,6 +3,7 @@ them byte for byte with the copies in every version of the run's bundle."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -164,4 +165,80 @@ def check_report(conn: psycopg.Connection[Any], run: runs.Run,
                                         f"cannot re-render the report: {rendered}"))
                 continue
             verdicts += list(_compare(store, label, bundled, rendered))
+    return verdicts
+
+
+def _first_difference(bundled: Any, derived: Any, path: str = "") -> str:
+    """Where two JSON values first differ, e.g. `controls[0].exceptions (bundle 0, derived 3)`."""
+    if isinstance(bundled, dict) and isinstance(derived, dict):
+        for key in sorted(set(bundled) | set(derived)):
+            if bundled.get(key) != derived.get(key):
+                return _first_difference(bundled.get(key), derived.get(key), f"{path}.{key}")
+    if isinstance(bundled, list) and isinstance(derived, list) and len(bundled) == len(derived):
+        for n, (left, right) in enumerate(zip(bundled, derived, strict=True)):
+            if left != right:
+                return _first_difference(left, right, f"{path}[{n}]")
+    shown = [json.dumps(v, sort_keys=True, default=str)[:80] for v in (bundled, derived)]
+    return f"{path.lstrip('.') or 'the document'} (bundle {shown[0]}, derived {shown[1]})"
+
+
+def check_run_files(conn: psycopg.Connection[Any], run: runs.Run,
+                    bundles: list[tuple[str, Store, str]]) -> list[Verdict]:
+    """What else a bundle derives from the database, re-derived and compared: run.json's run
+    identity and control summary (from the verified summary mart) and the compiled SQL of
+    each control under queries/controls/ (from the anchored evidence rows). A signature
+    proves who wrote a file, not that it says what the run found: a key holder could
+    re-sign an edited one."""
+    from render.bundle import control_sql_files, json_value, run_identity, summary_rows
+    from render.workbook import fetch_run
+
+    row = fetch_run(conn, run.id)
+    summary = summary_rows(conn, run.id)
+    sql_files = control_sql_files(conn, row, summary)
+    conn.commit()
+    identity, controls_doc = run_identity(row), json_value(summary)
+    verdicts: list[Verdict] = []
+    for label, store, prefix in bundles:
+        base = f"{prefix}/" if prefix else ""
+        doc = _read_json(store, f"{base}run.json")
+        if doc is None:
+            verdicts.append(Verdict("FAIL", KIND, f"{label}/run.json", "missing or not JSON"))
+        else:
+            run_doc = doc.get("run")
+            recorded = {k: run_doc.get(k) if isinstance(run_doc, dict) else None
+                        for k in identity}
+            if recorded != identity:
+                verdicts.append(Verdict("MISMATCH", KIND, f"{label}/run.json run",
+                                        "differs from the run in the database: "
+                                        + _first_difference(recorded, identity)))
+            elif doc.get("controls") != controls_doc:
+                verdicts.append(Verdict(
+                    "MISMATCH", KIND, f"{label}/run.json controls",
+                    "differs from the verified summary mart: "
+                    + _first_difference(doc.get("controls"), controls_doc, "controls")))
+            else:
+                verdicts.append(Verdict("OK", KIND, f"{label}/run.json",
+                                        f"run and {len(summary)} summary rows as the database "
+                                        "derives them"))
+        folder = f"{base}queries/controls/"
+        bundled = {key[len(folder):]: key for key in store.list(folder.rstrip("/"))
+                   if key.startswith(folder)}
+        for name in sorted(set(bundled) | set(sql_files)):
+            subject = f"{label}/queries/controls/{name}"
+            if name not in bundled:
+                verdicts.append(Verdict("MISSING", KIND, subject, "derived from the control "
+                                        "evidence rows, not in the bundle"))
+            elif name not in sql_files:
+                verdicts.append(Verdict("EXTRA", KIND, subject, "in the bundle, not derived "
+                                        "from any control evidence row of the run"))
+            else:
+                expected = hashlib.sha256(sql_files[name].encode("utf-8")).hexdigest()
+                actual = sha256_object(store, bundled[name])
+                verdicts.append(
+                    Verdict("OK", KIND, subject, "the control evidence row's SQL, identical")
+                    if actual == expected else
+                    Verdict("MISMATCH", KIND, subject,
+                            "differs from the SQL in the control's evidence row (the SQL "
+                            f"the chain pins): bundle sha256 {actual[:16]}…, "
+                            f"derived {expected[:16]}…"))
     return verdicts

@@ -24,36 +24,13 @@ from soxtrail.kernel.quarter import Quarter
 from soxtrail.kernel.store import LocalStore
 from tests.conftest import ADMIN_URL, _with_dbname
 from tests.support.cli import soxtrail
+from tests.support.tamper import RECHAIN
 
 pytestmark = pytest.mark.integration
 
 SCOPE = "pg-fin-01"  # one cluster keeps both runs small
 # The control re-runs take seconds and cannot see the chain: left out where they prove nothing.
 NO_RERUN = ("object", "chain", "bundle", "links")
-RECHAIN = """
-do $$
-declare
-    link record;
-    previous text := repeat('0', 64);
-    recomputed text;
-begin
-    for link in
-        select chain.seq, evidence.*
-        from soxtrail.sox_evidence_chain as chain
-        inner join soxtrail.sox_evidence as evidence on evidence.id = chain.evidence_id
-        order by chain.seq
-    loop
-        recomputed := encode(sha256(convert_to(previous || '|' || soxtrail.evidence_row_text(
-            link.id, link.run_id, link.source_system, link.query_name, link.query_text,
-            link.query_params, link.executed_at, link.executed_by, link.result_row_count,
-            link.result_hash, link.raw_output_s3_key), 'UTF8')), 'hex');
-        update soxtrail.sox_evidence_chain
-        set prev_hash = previous, chain_hash = recomputed
-        where seq = link.seq;
-        previous := recomputed;
-    end loop;
-end $$
-"""
 
 
 @dataclass
@@ -271,7 +248,11 @@ def test_the_run_rows_store_is_not_where_objects_are_read(two_runs: TwoRuns,
             owner.execute("update soxtrail.sox_runs set config = jsonb_set(config, '{_store}',"
                           " to_jsonb(%s::text)) where id = %s", (str(forged), two_runs.first))
         report = _verify(copy, two_runs.first, two_runs.public_key, kinds=("object", "bundle"))
-    assert report.passed, [v.line() for v in report.failures()]
+    # the forged object is never read (every object check passes: the signed store is read);
+    # the row's changed config is itself caught against the signed run.json
+    assert [(v.status, v.kind, v.subject) for v in report.failures()] == [
+        ("MISMATCH", "bundle", "bundle/run.json run")]
+    assert "config._store" in report.failures()[0].detail
     [note] = _notes(report, "bundle", "origin")
     assert f"sox_runs.config._store names {forged}, not the signed store (ignored)" in note
     assert f"objects read from {two_runs.store.root} (the signed anchor)" in note

@@ -124,9 +124,11 @@ def test_a_new_version_from_an_edited_summary_fails_verify_naming_its_workbook(
             for p in _bundle(signed_run).rglob("*") if p.is_file()} == first
     assert _status(signed_run) == status
     # the summary is back: every mart verifies, and the second version's workbook (its
-    # Summary says AC-01 is EFFECTIVE) is not what the verified marts render
-    assert _failures(report) == [("MISMATCH", "bundle",
-                                  f"bundle-v2/report/{_workbook(signed_run)}")]
+    # Summary says AC-01 is EFFECTIVE) is not what the verified marts render, nor is its
+    # run.json's control summary
+    assert _failures(report) == [
+        ("MISMATCH", "bundle", "bundle-v2/run.json controls"),
+        ("MISMATCH", "bundle", f"bundle-v2/report/{_workbook(signed_run)}")]
     assert any(v.subject == "bundle-v2/MANIFEST.sha256.sig" and v.status == "OK"
                for v in report.verdicts)  # the second version's signature is checked too
 

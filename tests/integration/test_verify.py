@@ -212,7 +212,10 @@ def test_compiled_sql_altered_in_the_evidence_table_breaks_chain_and_control(
     failures = _failures(report)
     assert ("MISMATCH", "chain", evidence_id) in failures
     assert ("MISMATCH", "control", f"AC-01 {model} (evidence {evidence_id})") in failures
-    assert len(failures) == 2, failures
+    # and the bundle's copy of that SQL no longer matches the evidence row it came from
+    [bundled] = [f for f in failures if f[1] == "bundle"]
+    assert bundled[0] == "MISMATCH" and bundled[2].startswith(f"bundle/queries/controls/{model}_")
+    assert len(failures) == 3, failures
 
 
 def test_a_changed_bundle_file_is_a_mismatch_naming_the_file(signed_run: SignedRun) -> None:
