@@ -7,6 +7,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -76,6 +77,12 @@ def _sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def _one_line(path: Path) -> bool:
+    """The file holds one line (a JSON document written without indentation)."""
+    with path.open("rb") as handle:
+        return handle.read().rstrip(b"\n").count(b"\n") == 0
+
+
 def _copy_command(path: Path, csv_tables: dict[int, str]) -> tuple[str, str]:
     """The `\\copy` of one raw file into its equivalent table, and the table."""
     name, rel = path.name, path.as_posix()
@@ -90,8 +97,13 @@ def _copy_command(path: Path, csv_tables: dict[int, str]) -> tuple[str, str]:
         program = _sql_literal(f"gzip -dc '{path}'")
         return (f"\\copy bench_limit.documents from program {program} with ({WHOLE_LINE})",
                 "documents")
-    if name.endswith(".json"):
+    if name.endswith(".json") and _one_line(path):
         return f"\\copy bench_limit.documents from {quoted} with ({WHOLE_LINE})", "documents"
+    if name.endswith(".json"):  # indented (key lists, digest signature sidecars): one line
+        program = _sql_literal(f"{sys.executable} -c 'import json, sys; "
+                               f"print(json.dumps(json.load(open(sys.argv[1]))))' '{path}'")
+        return (f"\\copy bench_limit.documents from program {program} with ({WHOLE_LINE})",
+                "documents")
     with path.open(newline="", encoding="utf-8") as handle:
         width = len(next(csv.reader(handle)))
     table = csv_tables.setdefault(width, f"bench_limit.csv{width}")

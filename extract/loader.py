@@ -30,7 +30,7 @@ MAX_REJECT_TEXT = 10_000
 # rows, rejects or counts of an object change (a connector's `load`, a reject rule, the COPY
 # encoding). Recorded per object in sox_load_stats; verify re-derives the raw rows of a run
 # loaded by this version only (docs/reliability.md, "Raw tables are re-derived").
-LOADER_VERSION = 1
+LOADER_VERSION = 2  # 2: pgaudit_log loads the server lines LG-01 reads
 # raw.source_settings, the one raw table not loaded from an evidence object: a row per
 # (setting, key, value) of a connector's `settings(source)`
 SOURCE_SETTINGS_COLUMNS = ("run_id", "source_name", "connector", "setting", "key", "value")

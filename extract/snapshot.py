@@ -36,6 +36,8 @@ class SnapshotRun:
     store: Store
     spool_dir: Path
     clusters: tuple[str, ...] | None = None
+    # the config's `policy` values (e.g. postgres_catalog's capture tolerance)
+    policy: Mapping[str, Any] = field(default_factory=dict)
     # worker processes for `count_rows` (a functools.partial of a module function), so
     # that parsing a spooled object to count it does not hold this process's GIL
     counting: Executor | None = None
@@ -85,9 +87,13 @@ class SnapshotRun:
         counted = counter.total() if counter is not None else None
         rows = counted if counted is not None else self._count(count_rows, path)
         key = self.key_for(source, query_name, ext)
-        self.store.put_file(key, path, move=True)
-        if isinstance(self.store, LocalStore):
-            path = Path(self.store.location(key))  # the spool file is gone: the object
+        local = isinstance(self.store, LocalStore)
+        # a local store takes the spool file itself (Captured.path is then the object); to
+        # another store the file is copied and the spool kept, so that Captured.path stays
+        # readable until the source finishes (its spool folder is removed then)
+        self.store.put_file(key, path, move=local)
+        if local:
+            path = Path(self.store.location(key))
         all_params = evidence.snapshot_params(
             params, source=source.name, connector=source.connector, raw_table=raw_table,
             cluster=source.get("cluster"))

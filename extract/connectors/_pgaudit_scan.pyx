@@ -12,7 +12,8 @@ decide exactly as that code would, and hands every other one back to it:
   floats, ``\\u`` escapes or duplicate keys), has an audit message and a log time the
   strict subset of ``log_time_problem`` accepts;
 * a record is *skipped* here only when the Python classifier would skip it on the
-  same evidence (a non-audit message);
+  same evidence (a non-audit message that fails ``SERVER_HINT``, the byte test every
+  server event passes: a record that passes it is deferred, the server events being rare);
 * anything else is *deferred*: it comes back as the tuple the splitter would have
   yielded, for the Python classifier to decide (rejects always come from there).
 
@@ -72,6 +73,7 @@ cdef enum FieldFlag:
 cdef const unsigned char* AUDIT = b"AUDIT: "
 cdef const unsigned char* MESSAGE_KEY = b"message"
 cdef const unsigned char* TIMESTAMP_KEY = b"timestamp"
+cdef const unsigned char* PGAUDIT_LOG = b"pgaudit.log"  # lower case; `.` | 32 is `.`
 
 
 cdef int _format(str fmt) except -1:
@@ -488,7 +490,10 @@ cdef class Scanner:
             return DEFERRED
         length = self.ends[CSVLOG_MESSAGE] - self.starts[CSVLOG_MESSAGE]
         if length < 7 or memcmp(d + self.starts[CSVLOG_MESSAGE], AUDIT, 7) != 0:
-            return SKIPPED if length > 0 else DEFERRED
+            if length == 0 or _server_hint(d, self.starts[CSVLOG_MESSAGE],
+                                           self.ends[CSVLOG_MESSAGE]):
+                return DEFERRED  # no message (Python rejects), or maybe a server event
+            return SKIPPED
         if self.flags[0] & DOUBLED or not log_time_ok(d + self.starts[0],
                                                       self.ends[0] - self.starts[0]):
             return DEFERRED
@@ -561,10 +566,13 @@ cdef class Scanner:
         if end - a < 2 or d[a] != 123 or d[end - 1] != 125:
             return DEFERRED
         if end - a < 7 or memchr(d + a, 65, end - a) == NULL or not _contains_audit(d, a, end):
-            # a well-formed-looking non-audit line: Python skips it if it is ASCII
+            # a well-formed-looking non-audit line: Python skips it if it is ASCII and
+            # fails SERVER_HINT
             for i in range(a, end):
                 if d[i] >= 128:
                     return DEFERRED
+            if _server_hint(d, a, end):
+                return DEFERRED
             return SKIPPED
         if end - a > PASS_THROUGH_CHARS:
             return DEFERRED  # Python re-serialises it (_passes_through)
@@ -669,7 +677,7 @@ cdef class Scanner:
         if message < 0 or message_end == message:
             return DEFERRED  # no message (Python rejects)
         if message_end - message < 7 or memcmp(d + message, AUDIT, 7) != 0:
-            return SKIPPED
+            return DEFERRED if _server_hint(d, a, end) else SKIPPED
         if stamp < 0 or stamp_escaped or not log_time_ok(d + stamp, stamp_end - stamp):
             return DEFERRED
         k = self.put_locator(line, (end - a) + backslashes + 2)
@@ -730,7 +738,7 @@ cdef class Scanner:
             if not ascii:
                 pass
             elif not audit:
-                outcome = SKIPPED
+                outcome = DEFERRED if _server_hint(d, pos, p) else SKIPPED
             elif self.match_prefix:
                 outcome = self.stderr_entry(d, pos, end, p, line)
             if outcome == SKIPPED:
@@ -768,7 +776,7 @@ cdef class Scanner:
         if found != 1:
             return DEFERRED  # no match (Python rejects), or too many steps (Python decides)
         if text_end - self.message_start < 7 or memcmp(d + self.message_start, AUDIT, 7) != 0:
-            return SKIPPED
+            return DEFERRED if _server_hint(d, a, b) else SKIPPED
         # the values, as _Stderr makes them: padded ones stripped, [unknown] as NULL, the
         # port cut from %r, '' as NULL
         for f in range(STDERR_FIELDS):
@@ -961,6 +969,40 @@ cdef bint _contains_audit(const unsigned char* d, Py_ssize_t a, Py_ssize_t b) no
         if memcmp(p, AUDIT, 7) == 0:
             return True
         p += 1
+    return False
+
+
+cdef bint _server_hint(const unsigned char* d, Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    """Whether pgaudit_classify.SERVER_HINT matches in [a, b): `database system `,
+    `received fast|smart|immediate|SIGHUP`, `terminating any other`, `parameter `, or
+    `pgaudit.log` in any case."""
+    cdef Py_ssize_t i, k, left
+    cdef unsigned char c
+    for i in range(a, b):
+        c = d[i]
+        left = b - i
+        if c == 100:  # d
+            if left >= 16 and memcmp(d + i, b"database system ", 16) == 0:
+                return True
+        elif c == 114:  # r
+            if left >= 13 and memcmp(d + i, b"received ", 9) == 0 and (
+                    memcmp(d + i + 9, b"fast", 4) == 0
+                    or (left >= 14 and memcmp(d + i + 9, b"smart", 5) == 0)
+                    or (left >= 15 and memcmp(d + i + 9, b"SIGHUP", 6) == 0)
+                    or (left >= 18 and memcmp(d + i + 9, b"immediate", 9) == 0)):
+                return True
+        elif c == 116:  # t
+            if left >= 21 and memcmp(d + i, b"terminating any other", 21) == 0:
+                return True
+        elif c == 112 or c == 80:  # p, P
+            if left >= 10 and memcmp(d + i, b"parameter ", 10) == 0:
+                return True
+            if left >= 11:
+                for k in range(1, 11):
+                    if (d[i + k] | 32) != PGAUDIT_LOG[k]:
+                        break
+                else:
+                    return True
     return False
 
 

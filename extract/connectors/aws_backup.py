@@ -29,6 +29,14 @@ ISO-8601 UTC strings (`2024-07-01T02:00:00+00:00`). The same response always giv
 the same bytes, and `verify` recomputes hash and row count from them. Raw table
 `raw.backups`; params `region`, `vault`, `created_after`, `created_before`, `page`.
 Load: one row per job, `doc` = the job object, locator `<object>#<index>`.
+
+Completeness (one `completeness` object per snapshot): ListBackupJobs states no total
+(`NO_TOTAL_AVAILABLE`, not an exception; a `BackupJobId` seen twice is a
+`COUNT_MISMATCH`). Its job history reaches back about 30 days: the capture covers the
+quarter from the older of its oldest job returned and 30 days before the server's clock
+(`Date` of the first response) up to that clock, bounded by the quarter (`COVERAGE_GAP`
+for each stretch outside). Retention: a mapped resource whose oldest job listed started
+after the quarter's first day, or that has none, is `RETENTION_SHORTER_THAN_QUARTER`.
 """
 
 from __future__ import annotations
@@ -36,18 +44,28 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from extract.connectors import http, pages
+from extract.connectors import completeness, http, pages
 from soxtrail.kernel import secrets
 from soxtrail.kernel.errors import ConfigError, SourceError
-from soxtrail.kernel.sources import DOC_TABLE, ConnectorSpec, LoadItem, SnapshotContext, Source
+from soxtrail.kernel.quarter import Quarter
+from soxtrail.kernel.sources import (
+    DOC_TABLE,
+    Completeness,
+    ConnectorSpec,
+    Finding,
+    LoadItem,
+    SnapshotContext,
+    Source,
+)
 
 RAW_TABLE = "raw.backups"
 MAX_PAGES = 100_000
+JOB_HISTORY_DAYS = 30  # ListBackupJobs reaches back about 30 days
 ENDPOINT_ENV = "SOXTRAIL_AWS_ENDPOINT_URL"
 THROTTLING_CODES = frozenset({
     "Throttling", "ThrottlingException", "ThrottledException", "TooManyRequestsException",
@@ -179,8 +197,63 @@ def _describe_call(kwargs: Mapping[str, Any]) -> str:
     return json.dumps(dict(kwargs), sort_keys=True, default=_json_default)
 
 
+def _when(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return None
+
+
+def retention_findings(quarter: Quarter, oldest: Mapping[str, datetime | None],
+                       clusters: Mapping[str, str]) -> list[Finding]:
+    """RETENTION_SHORTER_THAN_QUARTER for each mapped resource whose oldest job listed
+    started after the quarter's first day (or that has no job at all)."""
+    first_day_end = quarter.start.astimezone(UTC) + timedelta(days=1)
+    findings = []
+    for arn in sorted(clusters):
+        when = oldest.get(arn)
+        if when is None:
+            findings.append(Finding("RETENTION_SHORTER_THAN_QUARTER", f"{arn} (cluster "
+                                    f"{clusters[arn]}): no backup job of the quarter is "
+                                    "listed: none of its backups can be proven"))
+        elif when >= first_day_end:
+            findings.append(Finding("RETENTION_SHORTER_THAN_QUARTER", f"{arn} (cluster "
+                                    f"{clusters[arn]}): the oldest job listed was created "
+                                    f"{pages.iso_z(when)}, after the quarter's first day: "
+                                    "backups before it cannot be proven (the job list "
+                                    f"keeps about {JOB_HISTORY_DAYS} days)"))
+    return findings
+
+
+def statement(quarter: Quarter, *, job_ids: list[str], taken_at: datetime,
+              oldest: Mapping[str, datetime | None],
+              clusters: Mapping[str, str]) -> Completeness:
+    """The source's completeness: no total, the covered period, retention per resource."""
+    times = [when for when in oldest.values() if when is not None]
+    result = pages.forgetful_statement(quarter, keys=job_ids, taken_at=taken_at,
+                                       oldest=min(times) if times else None,
+                                       window_days=JOB_HISTORY_DAYS, what="AWS Backup")
+    result.findings += retention_findings(quarter, oldest, clusters)
+    result.facts["oldest_job_by_resource"] = {
+        arn: pages.iso_z(when) if when is not None else None
+        for arn, when in sorted(oldest.items())}
+    return result
+
+
 def snapshot(source: Source, ctx: SnapshotContext) -> None:
-    """Capture every page of the quarter's backup jobs (canonical JSON of each response)."""
+    """Capture every page of the quarter's backup jobs (canonical JSON of each response),
+    then the completeness statement."""
+    clusters = resource_clusters(source)
+    job_ids: list[str] = []
+    oldest: dict[str, datetime | None] = {arn: None for arn in clusters}
+    taken: list[datetime] = []
+    _capture(source, ctx, job_ids, oldest, taken)
+    completeness.record(source, ctx, statement(
+        ctx.quarter, job_ids=job_ids, taken_at=taken[0] if taken else datetime.now(UTC),
+        oldest=oldest, clusters=clusters))
+
+
+def _capture(source: Source, ctx: SnapshotContext, job_ids: list[str],
+             oldest: dict[str, datetime | None], taken: list[datetime]) -> None:
     resource_clusters(source)
     region = str(source.get("region") or "")
     if not region:
@@ -215,6 +288,17 @@ def snapshot(source: Source, ctx: SnapshotContext) -> None:
         }
         if endpoint:
             params["endpoint_url"] = secrets.redact_url(endpoint)
+        if not taken:
+            headers = response.get("ResponseMetadata", {}).get("HTTPHeaders") or {}
+            taken.append(pages.server_time(headers, datetime.now(UTC)))
+        for job in jobs:
+            job_ids.append(str(job.get("BackupJobId") or "") if isinstance(job, dict) else "")
+            if not isinstance(job, dict):
+                continue
+            arn, created = str(job.get("ResourceArn") or ""), _when(job.get("CreationDate"))
+            if created is not None:
+                known = oldest.get(arn)
+                oldest[arn] = created if known is None else min(known, created)
         ctx.capture(source, query_name=f"{source.name}/aws-backup-jobs-{page:05d}",
                     query_text=f"backup.ListBackupJobs region={region}{where} "
                                f"{_describe_call(kwargs)}",

@@ -1,5 +1,8 @@
 """A small retrying HTTP client for the REST connectors (Jira, ServiceNow, Okta).
 
+GET for pages; `post_json` for the one read-only query sent as POST (Jira Cloud's
+approximate count).
+
 * Every request has a connect and a read timeout.
 * 429, 5xx, connection errors, read timeouts and truncated bodies (fewer bytes
   than `Content-Length`, or JSON that does not parse) are retried (by tenacity) with
@@ -363,14 +366,25 @@ class HttpClient:
     def get(self, url: str, params: Mapping[str, Any] | None = None, *,
             expect_json: bool = True) -> HttpResponse:
         """GET `url`, retrying per the policy; the body must parse as JSON when `expect_json`."""
+        return self._request("GET", url, params, None, expect_json)
+
+    def post_json(self, url: str, body: Mapping[str, Any]) -> HttpResponse:
+        """POST a JSON body to a read-only query endpoint (e.g. Jira's approximate count),
+        retrying per the policy like a GET; the answer must be JSON."""
+        return self._request("POST", url, None, body, True)
+
+    def _request(self, method: str, url: str, params: Mapping[str, Any] | None,
+                 body: Mapping[str, Any] | None, expect_json: bool) -> HttpResponse:
         target = self.full_url(url, params)
-        what = f"GET {secrets.redact_url(target)}"
+        what = f"{method} {secrets.redact_url(target)}"
+        data = None if body is None else json.dumps(dict(body)).encode("utf-8")
         count = 0
 
         def attempt(remaining: float) -> HttpResponse:
             nonlocal count
             count += 1
-            return self._attempt(target, remaining, expect_json, count)
+            return self._attempt(target, remaining, expect_json, count, method=method,
+                                 data=data)
 
         pause = self._not_before - self._clock()
         if pause > 0:
@@ -382,13 +396,18 @@ class HttpClient:
         return run_with_retries(self.source_name, what, attempt, self.policy,
                                 sleep=self._sleep, clock=self._clock, rng=self._rng)
 
-    def _attempt(self, url: str, remaining: float, expect_json: bool,
-                 count: int) -> HttpResponse:
+    def _attempt(self, url: str, remaining: float, expect_json: bool, count: int, *,
+                 method: str = "GET", data: bytes | None = None) -> HttpResponse:
         policy = self.policy
         timeout = (max(0.001, min(policy.connect_timeout_seconds, remaining)),
                    max(0.001, min(policy.read_timeout_seconds, remaining)))
         try:
-            response = self._session.get(url, timeout=timeout, stream=True)
+            if data is None:
+                response = self._session.request(method, url, timeout=timeout, stream=True)
+            else:
+                response = self._session.request(
+                    method, url, data=data, timeout=timeout, stream=True,
+                    headers={"Content-Type": "application/json"})
         except requests.exceptions.Timeout as exc:
             raise Retryable(f"timed out ({type(exc).__name__})") from None
         except requests.exceptions.ConnectionError as exc:

@@ -19,13 +19,22 @@ day of the next quarter (ISO dates; the end is exclusive).
 
 Snapshot: one capture per page (the response body exactly as received, `.json`),
 raw table `raw.tickets`; `query_text` is the GET with its query string, params are
-`api`, `jql`, `page` (+ `start_at` for v2). The request's `fields` are the Jira
+`api`, `jql`, `page`, `attempt` (+ `start_at` for v2). The request's `fields` are the Jira
 fields named by the field map (plus the standard ones); `approved_at: changelog`
 adds `expand=changelog`. Note that Jira may cut an issue's embedded changelog at
 100 histories: such issues are logged as a warning.
 
 The `path` form reads saved search-response pages (v2 or v3 shape) and captures
 each file as-is: the demo estate and air-gapped exports use it.
+
+Completeness (one `completeness` object per snapshot, docs/configuration.md): a live
+search is fetched whole into a local folder first (one attempt); its total (v2: the
+pages' `total`; v3: `POST /rest/api/3/search/approximate-count`, approximate) is
+compared with the issues fetched and their keys (none twice, the total unchanged while
+paging). When that fails the whole search runs once more; the last attempt's pages are
+captured (params `attempt`), the first one's are only summarised in the statement, and
+a retry that still disagrees is `COUNT_MISMATCH`. Saved pages: their `startAt`/`total`
+sequence must be whole (`MISSING_PAGE` names each stretch of positions no file holds).
 
 Load: one row per issue, `doc` = the issue object as received, locator
 `<object>#<index>`.
@@ -34,18 +43,23 @@ Load: one row per issue, `doc` = the issue object as received, locator
 from __future__ import annotations
 
 import glob as globbing
+import json
 import logging
+import tempfile
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from extract.connectors import http, pages
+from extract.connectors import completeness, http, pages
 from soxtrail.kernel.errors import ConfigError, SourceError
 from soxtrail.kernel.sources import (
     DOC_TABLE,
+    Completeness,
     ConnectorSpec,
+    Finding,
     LoadItem,
     SnapshotContext,
     Source,
@@ -64,6 +78,7 @@ TICKET_TYPES = ("access", "change")
 STANDARD_JIRA_FIELDS = ("summary", "status", "issuetype", "reporter", "assignee", "created",
                         "updated", "resolutiondate")
 APIS = {"v2": "/rest/api/2/search", "v3": "/rest/api/3/search/jql"}
+APPROXIMATE_COUNT = "/rest/api/3/search/approximate-count"
 MAX_PAGES = 100_000
 
 SPEC = ConnectorSpec(
@@ -184,12 +199,15 @@ def _issues(document: Any) -> list[Any] | None:
     return None
 
 
-def _capture_page(source: Source, ctx: SnapshotContext, *, name: str, query_text: str,
-                  params: dict[str, Any], body: bytes) -> None:
-    ctx.capture(source, query_name=f"{source.name}/{name}", query_text=query_text,
-                params=params, ext="json", raw_table=RAW_TABLE, chunks=[body],
-                count_rows=partial(count_rows, params),
-                counter=pages.PageCounter(key="issues"))
+def _key(issue: Any) -> str:
+    """An issue's key (its id when it has none): what a whole search holds once."""
+    if isinstance(issue, dict):
+        return str(issue.get("key") or issue.get("id") or "")
+    return ""
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _warn_truncated_changelogs(source: Source, issues: list[Any]) -> None:
@@ -216,6 +234,87 @@ def _snapshot_files(source: Source, ctx: SnapshotContext) -> None:
                     raw_table=RAW_TABLE, chunks=iter_file(file),
                     count_rows=partial(count_rows, params),
                     counter=pages.PageCounter(key="issues"))
+    completeness.record(source, ctx, saved_pages_statement(files))
+
+
+def _positions(first: int, end: int) -> str:
+    count = end - first
+    where = f"position {first}" if count == 1 else f"positions {first}-{end - 1}"
+    return f"search {where} ({count} issue{'s' if count > 1 else ''})"
+
+
+def saved_pages_statement(files: list[Path]) -> Completeness:
+    """The completeness of saved search pages, from the pages alone.
+
+    v2 pages (each with `startAt` and `total`): sorted by `startAt`, each must start where
+    the previous one ended and the last end at `total`; each stretch of positions no file
+    holds is a MISSING_PAGE, a key in two pages or pages that disagree on the total a
+    COUNT_MISMATCH. Pages without them (v3) state no total (NO_TOTAL_AVAILABLE): then one
+    of them must say `isLast`. A file that is not a search page is a MISSING_PAGE.
+    """
+    findings: list[Finding] = []
+    readable: list[tuple[str, int | None, int | None, int, Any]] = []
+    keys: list[str] = []
+    for file in files:
+        try:
+            document = json.loads(file.read_bytes())
+        except ValueError:
+            document = None
+        issues = _issues(document)
+        if issues is None:
+            findings.append(Finding("MISSING_PAGE", f"{file.name} is not a readable Jira search "
+                                    "page: the issues it held are not in the population"))
+            continue
+        keys.extend(_key(issue) for issue in issues)
+        readable.append((file.name, _int(document.get("startAt")), _int(document.get("total")),
+                         len(issues), document.get("isLast")))
+    twice = sorted(key for key, seen in Counter(keys).items() if key and seen > 1)
+    facts: dict[str, Any] = {"files": len(files), "readable_pages": len(readable)}
+    if readable and all(start is not None and total is not None
+                        for _, start, total, _, _ in readable):
+        ordered = sorted(readable, key=lambda page: (page[1] or 0, page[0]))
+        totals = list(dict.fromkeys(page[2] for page in ordered))
+        claimed = totals[0] or 0
+        if len(totals) > 1:
+            findings.append(Finding("COUNT_MISMATCH", "the saved pages disagree on the search's "
+                                    "total: " + ", ".join(f"{page[2]} in {page[0]}"
+                                                          for page in ordered)))
+        end, previous = 0, None
+        for name, start, _, count, _ in ordered:
+            assert start is not None
+            if start > end:
+                after = (f"{previous[0]} (startAt {previous[1]}) holds {previous[3]}"
+                         if previous else "no page starts at 0")
+                findings.append(Finding("MISSING_PAGE", f"{_positions(end, start)} in no saved "
+                                        f"page: {after}, {name} starts at {start}"))
+            end = max(end, start + count)
+            previous = (name, start, None, count)
+        if end < claimed and previous is not None:
+            findings.append(Finding("MISSING_PAGE", f"{_positions(end, claimed)} in no saved "
+                                    f"page: the pages hold positions up to {end - 1} of a total "
+                                    f"of {claimed} (the last, {previous[0]}, starts at "
+                                    f"{previous[1]} and holds {previous[3]})"))
+        if twice:
+            findings.append(Finding("COUNT_MISMATCH", f"{len(twice)} key(s) in more than one "
+                                    f"saved page: {', '.join(twice[:5])}"))
+        if not findings and claimed != len(keys):
+            findings.append(Finding("COUNT_MISMATCH", f"the pages' total is {claimed}, "
+                                    f"{len(keys)} issues were captured"))
+        facts["duplicates"] = twice[:pages.MAX_LISTED_KEYS]
+        return Completeness(basis="page_sequence", captured=len(keys), claimed=claimed,
+                            findings=findings, facts=facts)
+    findings.append(Finding("NO_TOTAL_AVAILABLE", "the saved pages state no total (v3 "
+                            "pages): the issues captured cannot be compared with the "
+                            "search's size", exception=False))
+    if readable and not any(page[4] is True for page in readable):
+        findings.append(Finding("MISSING_PAGE", "no saved page is the search's last "
+                                "(`isLast: true`): the pages after the last one saved are "
+                                "missing"))
+    if twice:
+        findings.append(Finding("COUNT_MISMATCH", f"{len(twice)} key(s) in more than one "
+                                f"saved page: {', '.join(twice[:5])}"))
+    facts["duplicates"] = twice[:pages.MAX_LISTED_KEYS]
+    return Completeness(basis="no_total", captured=len(keys), findings=findings, facts=facts)
 
 
 def snapshot(source: Source, ctx: SnapshotContext) -> None:
@@ -238,15 +337,29 @@ def snapshot(source: Source, ctx: SnapshotContext) -> None:
     if fields.get("approved_at") == "changelog":
         request["expand"] = "changelog"
     with http.HttpClient(source.name, auth=http.auth_from(source),
-                         policy=http.RetryPolicy.from_source(source)) as client:
-        if api == "v2":
-            _snapshot_v2(source, ctx, client, endpoint, request, jql)
-        else:
-            _snapshot_v3(source, ctx, client, endpoint, request, jql)
+                         policy=http.RetryPolicy.from_source(source)) as client, \
+            tempfile.TemporaryDirectory(prefix="soxtrail-jira-") as held:
+
+        def fetch(attempt: pages.Attempt) -> None:
+            if api == "v2":
+                _search_v2(source, client, endpoint, request, jql, attempt)
+            else:
+                _search_v3(source, client, endpoint, request, jql, attempt)
+
+        def retrying(first: pages.Attempt) -> None:
+            log.warning("source %r: the search is not whole (%s); running it once more",
+                        source.name, "; ".join(first.problems()))
+
+        attempts = pages.run_search(Path(held), fetch, retrying)
+        pages.capture_held(source, ctx, attempts[-1], raw_table=RAW_TABLE,
+                           count_rows=count_rows,
+                           counter=lambda: pages.PageCounter(key="issues"))
+    completeness.record(source, ctx, pages.search_statement(
+        attempts, approximate=api == "v3", what=f"the Jira {api} search"))
 
 
-def _snapshot_v2(source: Source, ctx: SnapshotContext, client: http.HttpClient, endpoint: str,
-                 request: dict[str, Any], jql: str) -> None:
+def _search_v2(source: Source, client: http.HttpClient, endpoint: str,
+               request: dict[str, Any], jql: str, attempt: pages.Attempt) -> None:
     start_at = 0
     for page in range(MAX_PAGES):
         query = {"jql": request["jql"], "startAt": start_at, **{
@@ -257,19 +370,29 @@ def _snapshot_v2(source: Source, ctx: SnapshotContext, client: http.HttpClient, 
             raise SourceError(f"source {source.name!r}: {client.describe(endpoint, query)}: "
                               "response is not a Jira search result (no 'issues' list)")
         params = {"api": "v2", "jql": jql, "page": page, "start_at": start_at}
-        _capture_page(source, ctx, name=f"jira-search-{page:05d}",
-                      query_text=client.describe(endpoint, query), params=params,
-                      body=response.body)
+        attempt.hold(f"jira-search-{page:05d}", client.describe(endpoint, query), params,
+                     response.body)
+        total = _int(response.data.get("total"))
+        attempt.claim(total)
+        attempt.keys.extend(_key(issue) for issue in issues)
         _warn_truncated_changelogs(source, issues)
         start_at += len(issues)
-        total = response.data.get("total")
-        if not issues or (isinstance(total, int) and start_at >= total):
+        if not issues or (total is not None and start_at >= total):
             return
     raise SourceError(f"source {source.name!r}: more than {MAX_PAGES} pages; stopping")
 
 
-def _snapshot_v3(source: Source, ctx: SnapshotContext, client: http.HttpClient, endpoint: str,
-                 request: dict[str, Any], jql: str) -> None:
+def _search_v3(source: Source, client: http.HttpClient, endpoint: str,
+               request: dict[str, Any], jql: str, attempt: pages.Attempt) -> None:
+    count_url = endpoint.removesuffix(APIS["v3"]) + APPROXIMATE_COUNT
+    counted = client.post_json(count_url, {"jql": request["jql"]})
+    count = _int(counted.data.get("count")) if isinstance(counted.data, dict) else None
+    if count is None:
+        raise SourceError(f"source {source.name!r}: POST {count_url}: response is not an "
+                          "approximate count (no integer 'count')")
+    attempt.claim(count)
+    attempt.facts["count_request"] = f"POST {APPROXIMATE_COUNT}"
+    attempt.facts["approximate_count"] = count
     token: str | None = None
     seen: set[str] = set()
     for page in range(MAX_PAGES):
@@ -281,10 +404,12 @@ def _snapshot_v3(source: Source, ctx: SnapshotContext, client: http.HttpClient, 
         if issues is None:
             raise SourceError(f"source {source.name!r}: {client.describe(endpoint, query)}: "
                               "response is not a Jira search result (no 'issues' list)")
-        params = {"api": "v3", "jql": jql, "page": page}
-        _capture_page(source, ctx, name=f"jira-search-{page:05d}",
-                      query_text=client.describe(endpoint, query), params=params,
-                      body=response.body)
+        params: dict[str, Any] = {"api": "v3", "jql": jql, "page": page}
+        if page == 0:
+            params["approximate_count"] = count
+        attempt.hold(f"jira-search-{page:05d}", client.describe(endpoint, query), params,
+                     response.body)
+        attempt.keys.extend(_key(issue) for issue in issues)
         _warn_truncated_changelogs(source, issues)
         token = response.data.get("nextPageToken")
         if response.data.get("isLast", not token) or not token:

@@ -20,11 +20,19 @@ a quarter soon after it ends (or export to a `file` source).
 Snapshot: one capture per page (the JSON array exactly as received), raw table
 `raw.iam_events`; params `since`, `until`, `filter`, `page`. Load: one row per event,
 `doc` = the event object, locator `<object>#<index>`.
+
+Completeness (one `completeness` object per snapshot): the System Log states no total
+(`NO_TOTAL_AVAILABLE`, not an exception; an event `uuid` seen twice is a
+`COUNT_MISMATCH`). It keeps about 90 days: the capture covers the quarter from the older
+of its oldest event returned and 90 days before the server's clock (`Date` of the first
+response) up to that clock, bounded by the quarter; each stretch outside is a
+`COVERAGE_GAP` (`covered` holds the period, for combining captures).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -32,13 +40,14 @@ from urllib.parse import urlsplit
 
 from requests.utils import parse_header_links
 
-from extract.connectors import http, pages
+from extract.connectors import completeness, http, pages
 from soxtrail.kernel import secrets
 from soxtrail.kernel.errors import ConfigError, SourceError
 from soxtrail.kernel.sources import DOC_TABLE, ConnectorSpec, LoadItem, SnapshotContext, Source
 
 RAW_TABLE = "raw.iam_events"
 MAX_PAGES = 100_000
+RETENTION_DAYS = 90  # Okta keeps System Log events about 90 days
 DEFAULT_EVENT_TYPES = (
     "user.lifecycle.deactivate",
     "user.lifecycle.suspend",
@@ -90,8 +99,29 @@ def _events(document: Any) -> list[Any] | None:
     return document if isinstance(document, list) else None
 
 
+def _published(event: Any) -> datetime | None:
+    value = event.get("published") if isinstance(event, dict) else None
+    try:
+        when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
 def snapshot(source: Source, ctx: SnapshotContext) -> None:
-    """Capture every page of the quarter's System Log events."""
+    """Capture every page of the quarter's System Log events, then the statement."""
+    uuids: list[str] = []
+    oldest: list[datetime] = []
+    taken: list[datetime] = []
+    _capture(source, ctx, uuids, oldest, taken)
+    completeness.record(source, ctx, pages.forgetful_statement(
+        ctx.quarter, keys=uuids, taken_at=taken[0] if taken else datetime.now(UTC),
+        oldest=min(oldest) if oldest else None, window_days=RETENTION_DAYS,
+        what="the Okta System Log"))
+
+
+def _capture(source: Source, ctx: SnapshotContext, uuids: list[str], oldest: list[datetime],
+             taken: list[datetime]) -> None:
     url = pages.base_url(source)
     origin = urlsplit(url)[:2]
     token = str(source.get("token") or "")
@@ -118,6 +148,13 @@ def snapshot(source: Source, ctx: SnapshotContext) -> None:
             if events is None:
                 raise SourceError(f"source {source.name!r}: {client.describe(endpoint, query)}: "
                                   "response is not a JSON array of events")
+            if not taken:
+                taken.append(pages.server_time(response.headers, datetime.now(UTC)))
+            uuids.extend(str(e.get("uuid") or "") if isinstance(e, dict) else ""
+                         for e in events)
+            times = [t for t in map(_published, events) if t is not None]
+            if times:
+                oldest.append(min(times))
             params = {"since": request["since"], "until": request["until"],
                       "filter": request.get("filter", ""), "page": page}
             ctx.capture(source, query_name=f"{source.name}/okta-logs-{page:05d}",

@@ -27,6 +27,32 @@ from soxtrail.kernel.sources import JsonDoc, LoadItem, RawRow, Reject, Skipped, 
 AUDIT = "AUDIT: "
 AUDIT_BYTES = b"AUDIT: "
 
+# The server lines LG-01 reads (docs/controls.md) are loaded beside the audit entries, in
+# the same raw table; every other non-audit record is skipped. A non-audit record is a
+# *server event* when its message starts with one of these, or mentions pgaudit.log (a
+# `statement: ALTER SYSTEM SET pgaudit.log ...` of log_statement, an invalid-value error).
+SERVER_EVENT_STARTS = (
+    "database system ",  # is ready / is shut down / was shut down at / was interrupted / ...
+    "received fast shutdown request",
+    "received smart shutdown request",
+    "received immediate shutdown request",
+    "received SIGHUP, reloading configuration files",
+    "terminating any other active server processes",
+    'parameter "',  # "pgaudit.log" changed to "..." / removed from configuration file / ...
+)
+SETTING_MENTION = "pgaudit.log"
+# A cheap test on a record's bytes that every server event passes (a superset, also what
+# the C scanner tests): a record that fails it is skipped unread.
+SERVER_HINT = re.compile(
+    rb"database system |received (?:fast|smart|immediate|SIGHUP)|terminating any other"
+    rb"|parameter |[pP][gG][aA][uU][dD][iI][tT]\.[lL][oO][gG]")
+
+
+def is_server_event(message: str) -> bool:
+    """Whether a non-audit message is one of the server lines LG-01 reads."""
+    return message.startswith(SERVER_EVENT_STARTS) or SETTING_MENTION in message.lower()
+
+
 CSVLOG_WIDTH = 26  # PostgreSQL 14+
 CSVLOG_PG13_WIDTH = 24  # before leader_pid and query_id
 CSVLOG_MESSAGE = 13
@@ -127,9 +153,10 @@ class CsvlogClassifier:
             return Reject(f"{self.name}:{line}", _width_problem(width), preview(data))
         message = fields[CSVLOG_MESSAGE]
         if not message.startswith(AUDIT):
-            if message:
+            if not message:
+                return Reject(f"{self.name}:{line}", "missing message", preview(data))
+            if not is_server_event(message):
                 return None
-            return Reject(f"{self.name}:{line}", "missing message", preview(data))
         problem = log_time_problem(fields[0])
         if problem is not None:
             return Reject(f"{self.name}:{line}", problem, preview(data))
@@ -193,7 +220,8 @@ class JsonlogClassifier:
         if problem is not None:
             return Reject(f"{self.name}:{line}", problem, preview(raw))
         data = raw.rstrip(b"\r\n")
-        if AUDIT_BYTES not in data and data[:1] == b"{" and data[-1:] == b"}":
+        if AUDIT_BYTES not in data and data[:1] == b"{" and data[-1:] == b"}" \
+                and SERVER_HINT.search(data) is None:
             # a well-formed-looking non-audit line: skipped without parsing (speed)
             if data.isascii():
                 return None
@@ -214,7 +242,7 @@ class JsonlogClassifier:
         message = doc.get("message")
         if not isinstance(message, str) or not message:
             return Reject(f"{self.name}:{line}", "missing message", preview(data))
-        if not message.startswith(AUDIT):
+        if not message.startswith(AUDIT) and not is_server_event(message):
             return None
         problem = log_time_problem(doc.get("timestamp"))
         if problem is None and json_needs_check(text):
@@ -245,7 +273,8 @@ class StderrClassifier:
         locator = f"{self.name}:{line}"
         if problem is not None:
             return Reject(locator, problem, None)
-        if AUDIT_BYTES not in lines[0]:
+        audit = AUDIT_BYTES in lines[0]
+        if not audit and not any(SERVER_HINT.search(raw) for raw in lines):
             bad = _undecodable(lines)
             return None if bad is None else Reject(locator, bad, preview(b"".join(lines)))
         try:
@@ -256,12 +285,14 @@ class StderrClassifier:
         prefix = self.prefix
         match = prefix.regex.match(texts[0])
         if match is None:
+            if not audit:  # not a server line of this log's prefix: skipped, as before
+                return None
             return Reject(locator, f"entry does not match log_line_prefix {prefix.prefix!r}",
                           entry)
         message = match.group("message")
         if len(texts) > 1:
             message = "\n".join([message, *(text[1:] for text in texts[1:])])
-        if not message.startswith(AUDIT):
+        if not message.startswith(AUDIT) and not is_server_event(message):
             return None
         values = {column: match.group(column) for column in prefix.fields}
         for column in prefix.padded:

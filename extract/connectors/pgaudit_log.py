@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import extract.connectors.formats as formats
+from extract.connectors import completeness
 from extract.connectors.formats import (
     GZIP_MAGIC,
     READ_ERRORS,
@@ -19,6 +20,13 @@ from extract.connectors.formats import (
     open_bytes,
 )
 from extract.connectors.pgaudit_classify import StderrClassifier, classified, classifier
+from extract.connectors.pgaudit_files import (
+    DEFAULT_LOG_FILENAME,
+    LogFileFacts,
+    file_edges,
+    rotation_age,
+    statement,
+)
 from extract.connectors.pgaudit_prefix import DEFAULT_PREFIX, compile_prefix
 from extract.connectors.pgaudit_records import python_counter, split_records
 from extract.connectors.s3 import s3_chunks, s3_list
@@ -55,7 +63,8 @@ SPEC = ConnectorSpec(
     name="pgaudit_log",
     systems=frozenset({"db_audit"}),
     required=frozenset({"cluster", "format", "paths"}),
-    optional=frozenset({"log_line_prefix"}),
+    # log_filename and log_rotation_age: the rotation sequence of the completeness statement
+    optional=frozenset({"log_line_prefix", "log_filename", "log_rotation_age"}),
     raw_tables={
         "raw.pgaudit_csvlog": RawTable(("source_name", "cluster"), CSVLOG_COLUMNS),
         "raw.pgaudit_jsonlog": RawTable(("source_name", "cluster"), ("doc",)),
@@ -280,7 +289,8 @@ def _ext(name: str, fmt: str) -> str:
 
 
 def snapshot(source: Source, ctx: Any) -> None:
-    """Capture every matched log file byte for byte, one evidence row per file (sorted)."""
+    """Capture every matched log file byte for byte, one evidence row per file (sorted), then
+    the source's completeness statement (pgaudit_files: the rotation sequence)."""
     fmt = str(source.get("format"))
     if fmt not in FORMAT_TABLES:
         raise ConfigError(f"source {source.name}: format {fmt!r} unknown "
@@ -296,16 +306,19 @@ def snapshot(source: Source, ctx: Any) -> None:
         params["log_line_prefix"] = prefix
     elif source.get("log_line_prefix") is not None:
         raise ConfigError(f"source {source.name}: log_line_prefix only applies to format stderr")
+    log_filename = str(source.get("log_filename") or DEFAULT_LOG_FILENAME)
+    age = rotation_age(source.get("log_rotation_age"))
     files = _match(source, patterns)
     if not files:
         raise SourceError(f"source {source.name}: no log file matches {', '.join(patterns)}")
+    facts = []
     for item, object_name in zip(files, _object_names(files), strict=True):
         file_params = {**params, "file": item.name}
         if item.local is not None:
             chunks = iter_file(item.local)
         else:
             chunks = s3_chunks(item.bucket, item.key, source.name)
-        ctx.capture(
+        captured = ctx.capture(
             source,
             query_name=f"{source.name}/{object_name}",
             query_text=f"paths: {', '.join(patterns)}\nfile: {item.location}",
@@ -316,3 +329,9 @@ def snapshot(source: Source, ctx: Any) -> None:
             count_rows=partial(count_rows, file_params),
             counter=count_stream(file_params),
         )
+        facts.append(LogFileFacts(captured.query_name, item.name, captured.row_count,
+                                  file_edges(captured.path, fmt,
+                                             params.get("log_line_prefix"))))
+    completeness.record(source, ctx, statement(
+        facts, fmt=fmt, log_filename=log_filename, age=age,
+        quarter_start=ctx.quarter.start, quarter_end=ctx.quarter.end))

@@ -1,15 +1,26 @@
-"""Connector `pgbackrest_info`: `pgbackrest info --output=json`, from a command or a file."""
+"""Connector `pgbackrest_info`: `pgbackrest info --output=json`, from a command or a file.
+
+Completeness (one `completeness` object per snapshot, docs/configuration.md): the
+listing is the repository's own, in one document (no total to compare; basis
+`capture_time`). Retention: a stanza whose oldest backup still listed started after the
+quarter's first day, or that lists none, is `RETENTION_SHORTER_THAN_QUARTER` (backups
+that expired cannot be proven); `covered` runs from the latest of the stanzas' oldest
+backups to the newest backup listed, bounded by the quarter.
+"""
 
 from __future__ import annotations
 
+import json
 import shlex
 import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
+from extract.connectors import completeness
 from extract.connectors.formats import (
     READ_ERRORS,
     json_needs_check,
@@ -20,9 +31,12 @@ from extract.connectors.formats import (
 )
 from soxtrail.kernel import secrets
 from soxtrail.kernel.errors import ConfigError, SourceError
+from soxtrail.kernel.quarter import Quarter
 from soxtrail.kernel.sources import (
     DOC_TABLE,
+    Completeness,
     ConnectorSpec,
+    Finding,
     LoadItem,
     RawRow,
     Reject,
@@ -102,6 +116,8 @@ def snapshot(source: Source, ctx: Any) -> None:
                         query_text=shlex.join(argv), params=params, ext="json",
                         raw_table=RAW_TABLE, chunks=_spooled(output),
                         count_rows=partial(count_rows, params))
+            output.seek(0)
+            completeness.record(source, ctx, statement(ctx.quarter, output.read()))
         return
     path = source.path("path")
     if not path.is_file():
@@ -110,6 +126,80 @@ def snapshot(source: Source, ctx: Any) -> None:
     ctx.capture(source, query_name=f"{source.name}/{safe_name(path.name)}",
                 query_text=f"file {path}", params=params, ext="json", raw_table=RAW_TABLE,
                 chunks=iter_file(path), count_rows=partial(count_rows, params))
+    try:
+        with open_bytes(path) as handle:
+            data = handle.read()
+    except READ_ERRORS:
+        data = b""
+    completeness.record(source, ctx, statement(ctx.quarter, data))
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _epoch(value: Any) -> datetime | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, UTC)
+    return None
+
+
+def statement(quarter: Quarter, data: bytes) -> Completeness:
+    """Retention per stanza from the captured listing (`data`, the bytes captured).
+
+    A stanza's oldest backup (by `timestamp.start`) must have started on or before the
+    quarter's first day: else RETENTION_SHORTER_THAN_QUARTER (also for a stanza listing
+    no backup). What cannot be read is the load's business (a reject): it is skipped here.
+    """
+    try:
+        document = json.loads(data)
+    except ValueError:
+        document = None
+    stanzas = document if isinstance(document, list) else []
+    start, end = quarter.start.astimezone(UTC), quarter.end.astimezone(UTC)
+    first_day_end = start + timedelta(days=1)
+    findings: list[Finding] = []
+    by_stanza: dict[str, dict[str, Any]] = {}
+    oldest_all: list[datetime] = []
+    newest_all: list[datetime] = []
+    captured = 0
+    for stanza in stanzas:
+        if not isinstance(stanza, dict) or not isinstance(stanza.get("name"), str) \
+                or not isinstance(stanza.get("backup"), list):
+            continue
+        name = stanza["name"]
+        starts, stops = [], []
+        for backup in stanza["backup"]:
+            times = backup.get("timestamp") if isinstance(backup, dict) else None
+            if isinstance(times, dict):
+                begun, ended = _epoch(times.get("start")), _epoch(times.get("stop"))
+                starts += [begun] if begun else []
+                stops += [ended] if ended else []
+        captured += len(stanza["backup"])
+        oldest = min(starts) if starts else None
+        by_stanza[name] = {"backups": len(stanza["backup"]),
+                           "oldest_start": _iso(oldest) if oldest else None,
+                           "newest_stop": _iso(max(stops)) if stops else None}
+        if oldest is None:
+            findings.append(Finding("RETENTION_SHORTER_THAN_QUARTER", f"stanza {name} lists "
+                                    "no backup: none of the quarter's backups can be proven"))
+            continue
+        oldest_all.append(oldest)
+        newest_all += [max(stops)] if stops else []
+        if oldest >= first_day_end:
+            findings.append(Finding("RETENTION_SHORTER_THAN_QUARTER", f"stanza {name}: the "
+                                    f"oldest backup still listed started {_iso(oldest)}, "
+                                    f"after the quarter's first day ({_iso(start)}): backups "
+                                    "that expired before it cannot be proven"))
+    covered: list[tuple[str, str]] = []
+    if oldest_all and newest_all and len(oldest_all) == len(by_stanza):
+        # from the latest of the stanzas' oldest backups to the newest backup listed (the
+        # listing was taken after it), bounded by the quarter
+        begin, finish = max(start, max(oldest_all)), min(end, max(newest_all))
+        if begin < finish:
+            covered = [(_iso(begin), _iso(finish))]
+    return Completeness(basis="capture_time", captured=captured, findings=findings,
+                        covered=covered, facts={"stanzas": dict(sorted(by_stanza.items()))})
 
 
 def _items(name: str, path: Path) -> Iterator[LoadItem]:

@@ -1,21 +1,37 @@
-"""Connector `postgres_catalog`: role memberships and role attributes, live or from CSV exports."""
+"""Connector `postgres_catalog`: role memberships and role attributes, live or from CSV exports.
+
+Completeness (one `completeness` object per snapshot, basis `capture_time`, docs/configuration.md):
+a catalog is the state of one moment, so what it can assert is *when* it was taken. The
+capture time is the server's `now()` (live: the settings query's `captured_at`; offline:
+the settings export's, else the source's `captured_at` key); further than the policy's
+`catalog_capture_tolerance_hours` from the quarter's end is SNAPSHOT_NOT_AT_QUARTER_END,
+and an export that says not when it was taken is UNVERIFIED (not an exception).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import io
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, date, datetime
 from functools import partial
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import psycopg
 from psycopg import conninfo
 
+from extract.connectors import completeness
 from extract.connectors.formats import csv_rows, header_names, open_bytes, preview
 from soxtrail.kernel import secrets
 from soxtrail.kernel.errors import ConfigError, SourceError
+from soxtrail.kernel.quarter import Quarter
 from soxtrail.kernel.sources import (
+    Captured,
+    Completeness,
     ConnectorSpec,
+    Finding,
     LoadItem,
     RawRow,
     RawTable,
@@ -28,6 +44,7 @@ SPEC = ConnectorSpec(
     name="postgres_catalog",
     systems=frozenset({"db_catalog"}),
     required=frozenset({"cluster"}),
+    optional=frozenset({"settings_path", "captured_at"}),
     secret=frozenset({"dsn"}),
     one_of=(frozenset({"dsn"}), frozenset({"path", "roles_path"})),
     raw_tables={
@@ -36,6 +53,8 @@ SPEC = ConnectorSpec(
             "rolcreaterole", "rolvaliduntil")),
         "raw.catalog_roles": RawTable(("source_name", "cluster"), (
             "rolname", "rolsuper", "rolcreaterole", "rolcanlogin", "rolvaliduntil")),
+        "raw.catalog_settings": RawTable(("source_name", "cluster"), (
+            "captured_at", "name", "setting", "unit", "source", "pending_restart")),
     },
 )
 
@@ -43,11 +62,19 @@ SPEC = ConnectorSpec(
 QUERIES = {
     "catalog_memberships": ("raw.catalog_memberships", "path"),
     "catalog_roles": ("raw.catalog_roles", "roles_path"),
+    "catalog_settings": ("raw.catalog_settings", "settings_path"),
 }
-BOOLEAN_COLUMNS = frozenset({"admin_option", "rolsuper", "rolcanlogin", "rolcreaterole"})
+# exports a path-mode source may leave out (its settings then come from no capture)
+OPTIONAL_EXPORTS = frozenset({"settings_path"})
+BOOLEAN_COLUMNS = frozenset({"admin_option", "rolsuper", "rolcanlogin", "rolcreaterole",
+                             "pending_restart"})
 BOOLEANS = frozenset({"t", "f", "true", "false"})
 NAME_COLUMNS = frozenset({"member", "granted_role", "rolname"})
 CONNECT_TIMEOUT = 15
+# how far from the quarter's end a catalog may be taken and still describe it (hours;
+# policy `catalog_capture_tolerance_hours`, soxtrail/kernel/config.py)
+CAPTURE_TOLERANCE_POLICY = "catalog_capture_tolerance_hours"
+DEFAULT_CAPTURE_TOLERANCE_HOURS = 72
 
 
 def query_files() -> list[Path]:
@@ -90,7 +117,16 @@ def _copy_chunks(conn: psycopg.Connection[Any], sql: str) -> Iterator[bytes]:
             yield bytes(data)
 
 
-def _snapshot_live(source: Source, ctx: Any, cluster: str) -> None:
+def _kept(chunks: Iterable[bytes], kept: list[bytes]) -> Iterator[bytes]:
+    """The chunks, each also appended to `kept` (the small settings capture, read again for
+    its captured_at: the spooled object may be gone once it is stored)."""
+    for chunk in chunks:
+        kept.append(chunk)
+        yield chunk
+
+
+def _snapshot_live(source: Source, ctx: Any, cluster: str,
+                   settings: list[bytes]) -> dict[str, Captured]:
     dsn = str(source.get("dsn"))
     try:
         secrets.remember(str(conninfo.conninfo_to_dict(dsn).get("password") or ""))
@@ -98,6 +134,7 @@ def _snapshot_live(source: Source, ctx: Any, cluster: str) -> None:
         raise ConfigError(f"source {source.name}: dsn is not a valid PostgreSQL connection "
                           f"string or URL") from exc
     where = describe_dsn(dsn)
+    captured: dict[str, Captured] = {}
     try:
         conn = psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT, autocommit=False)
     except psycopg.Error as exc:
@@ -113,29 +150,34 @@ def _snapshot_live(source: Source, ctx: Any, cluster: str) -> None:
             params = {"cluster": cluster, "database": where, "query": query,
                       "query_file": f"extract/connectors/queries/{query}.sql"}
             try:
-                ctx.capture(
+                captured[query] = ctx.capture(
                     source,
                     query_name=f"{source.name}/{query}",
                     query_text=sql,
                     params=params,
                     ext="csv",
                     raw_table=raw_table,
-                    chunks=_copy_chunks(conn, sql),
+                    chunks=(_kept(_copy_chunks(conn, sql), settings)
+                            if query == "catalog_settings" else _copy_chunks(conn, sql)),
                     count_rows=partial(count_rows, params),
                 )
             except psycopg.Error as exc:
                 raise SourceError(f"source {source.name}: query {query} on {where} failed: "
                                   f"{_first_line(exc)}") from exc
+    return captured
 
 
-def _snapshot_files(source: Source, ctx: Any, cluster: str) -> None:
+def _snapshot_files(source: Source, ctx: Any, cluster: str) -> dict[str, Captured]:
+    captured: dict[str, Captured] = {}
     for query, (raw_table, key) in QUERIES.items():
+        if key in OPTIONAL_EXPORTS and not source.get(key):
+            continue
         path = source.path(key)
         if not path.is_file():
             raise SourceError(f"source {source.name}: {key}: file not found: {path}")
         params = {"cluster": cluster, "path": str(path), "file": path.name, "query": query,
                   "query_file": f"extract/connectors/queries/{query}.sql"}
-        ctx.capture(
+        captured[query] = ctx.capture(
             source,
             query_name=f"{source.name}/{query}",
             query_text=f"file {path} (CSV export of extract/connectors/queries/{query}.sql)",
@@ -145,24 +187,152 @@ def _snapshot_files(source: Source, ctx: Any, cluster: str) -> None:
             chunks=iter_file(path),
             count_rows=partial(count_rows, params),
         )
+    return captured
 
 
 def snapshot(source: Source, ctx: Any) -> None:
-    """Two captures: the memberships and the roles listing (live over the DSN, or the exports)."""
+    """The memberships, the roles listing and the settings (live over the DSN), or the
+    exports (the settings export only when `settings_path` is given); then the
+    completeness statement: when the catalog was taken against the quarter's end."""
     cluster = str(source.get("cluster") or "")
     if not cluster:
         raise ConfigError(f"source {source.name}: missing cluster")
+    declared = declared_capture_time(source)
+    tolerance = capture_tolerance_hours(getattr(ctx, "policy", None) or {})
+    server_time: datetime | None = None
     if source.get("dsn"):
-        _snapshot_live(source, ctx, cluster)
+        settings: list[bytes] = []
+        captured = _snapshot_live(source, ctx, cluster, settings)
+        server_time = settings_capture_time(io.BytesIO(b"".join(settings)))
     else:
-        _snapshot_files(source, ctx, cluster)
+        captured = _snapshot_files(source, ctx, cluster)
+        if "catalog_settings" in captured:  # the export, as captured byte for byte
+            with open_bytes(source.path("settings_path")) as handle:
+                server_time = settings_capture_time(handle)
+    completeness.record(source, ctx, statement(
+        ctx.quarter, server_time=server_time, declared=declared, tolerance_hours=tolerance,
+        counts={query: item.row_count for query, item in sorted(captured.items())}))
+
+
+# ---------------------------------------------------------------- completeness
+
+
+def capture_tolerance_hours(policy: Mapping[str, Any]) -> int | float:
+    """The policy's `catalog_capture_tolerance_hours` (validated at config load), else 72."""
+    value = policy.get(CAPTURE_TOLERANCE_POLICY, DEFAULT_CAPTURE_TOLERANCE_HOURS)
+    if not isinstance(value, int | float) or isinstance(value, bool) \
+            or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"policy.{CAPTURE_TOLERANCE_POLICY}: expected a number of hours "
+                          f"> 0, got {value!r}")
+    return value
+
+
+def parse_capture_time(value: Any) -> datetime | None:
+    """An ISO 8601 instant with its UTC offset (a YAML timestamp or text), in UTC; None for
+    anything else (no offset, not a time)."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            return None
+    if not isinstance(value, datetime) or value.tzinfo is None \
+            or value.utcoffset() is None:
+        return None
+    return value.astimezone(UTC)
+
+
+def declared_capture_time(source: Source) -> datetime | None:
+    """The source's `captured_at` key (when its exports were taken), checked: an ISO 8601
+    instant with a UTC offset, e.g. `2024-09-30T23:30:00Z`."""
+    value = source.get("captured_at")
+    if value is None:
+        return None
+    moment = parse_capture_time(value)
+    if moment is None:
+        raise ConfigError(f"source {source.name}: captured_at: expected an ISO 8601 time with "
+                          f"its UTC offset (e.g. 2024-09-30T23:30:00Z), got {str(value)!r}")
+    return moment
+
+
+def settings_capture_time(handle: IO[bytes]) -> datetime | None:
+    """The latest `captured_at` of a settings capture's CSV (the server's now(), the same on
+    every row of one capture), or None when no row carries a readable one."""
+    latest: datetime | None = None
+    rows = csv_rows(handle)
+    first = next(rows, None)
+    if first is None or first[1] is None:
+        return None
+    names = header_names(first[1])
+    if "captured_at" not in names:
+        return None
+    position = names.index("captured_at")
+    for _line, fields, _problem, _raw in rows:
+        if fields is None or len(fields) <= position:
+            continue
+        moment = parse_capture_time(fields[position])
+        if moment is not None and (latest is None or moment > latest):
+            latest = moment
+    return latest
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _hours(value: float) -> str:
+    return f"{value:g}"
+
+
+def statement(quarter: Quarter, *, server_time: datetime | None, declared: datetime | None,
+              tolerance_hours: int | float, counts: Mapping[str, int]) -> Completeness:
+    """When the catalog was taken, against the quarter's end (its UTC bound).
+
+    The server's own clock (the settings capture's `captured_at`) is the capture time;
+    else the `captured_at` the source declares; else it is unknown: UNVERIFIED, not an
+    exception. Further than `tolerance_hours` from the quarter's end, either way:
+    SNAPSHOT_NOT_AT_QUARTER_END (the roles describe another moment; AC-03 reads them as
+    they are).
+    """
+    end = quarter.end_utc
+    moment, basis_of_time = ((server_time, "server") if server_time is not None
+                             else (declared, "declared") if declared is not None
+                             else (None, None))
+    facts: dict[str, Any] = {
+        "quarter_end": _iso(end), "tolerance_hours": tolerance_hours,
+        "captured_at": _iso(moment) if moment else None, "captured_at_from": basis_of_time,
+        "rows": dict(counts),
+    }
+    if declared is not None and server_time is not None:
+        facts["declared_captured_at"] = _iso(declared)
+    findings: list[Finding] = []
+    if moment is None:
+        findings.append(Finding(
+            "UNVERIFIED", "the exports say not when they were taken (no settings export "
+            "with captured_at, no captured_at key): the catalog cannot be shown to "
+            f"describe the quarter's end ({_iso(end)})", exception=False))
+    else:
+        seconds = int((moment - end).total_seconds())
+        facts["offset_seconds"] = seconds  # integers only: the statement's JSON is canonical
+        offset = seconds / 3600
+        if abs(moment - end).total_seconds() > tolerance_hours * 3600:
+            when = "after" if offset > 0 else "before"
+            findings.append(Finding(
+                "SNAPSHOT_NOT_AT_QUARTER_END",
+                f"the catalog was taken at {_iso(moment)}, {_hours(round(abs(offset), 1))} h "
+                f"{when} the quarter's end ({_iso(end)}), past the tolerance of "
+                f"{_hours(tolerance_hours)} h (policy {CAPTURE_TOLERANCE_POLICY}): it "
+                "describes another moment"))
+    return Completeness(basis="capture_time", captured=int(counts.get("catalog_memberships", 0)),
+                        findings=findings, facts=facts)
 
 
 def _raw_table(params: Mapping[str, Any]) -> str:
     table = params.get("raw_table")
     if table is None and params.get("query") in QUERIES:
         table = QUERIES[str(params["query"])][0]
-    if table not in ("raw.catalog_memberships", "raw.catalog_roles"):
+    if table not in SPEC.raw_tables:
         raise ConfigError(f"postgres_catalog: unknown raw table {table!r}")
     return str(table)
 
@@ -205,17 +375,21 @@ def load(params: Mapping[str, Any], path: Path) -> Iterator[LoadItem]:
                                       f"{len(fields)}", preview(raw))
             else:
                 values = tuple(fields[i] if fields[i] != "" else None for i in positions)
-                bad = _bad_value(columns, values)
+                bad = _bad_value(columns, values, name_required="name" in columns)
                 if bad:
                     yield Reject(locator, bad, preview(raw))
                 else:
                     yield RawRow(locator, values)
 
 
-def _bad_value(columns: tuple[str, ...], values: tuple[str | None, ...]) -> str | None:
+def _bad_value(columns: tuple[str, ...], values: tuple[str | None, ...], *,
+               name_required: bool = False) -> str | None:
     for column, value in zip(columns, values, strict=True):
-        if column in NAME_COLUMNS and not value:
+        if (column in NAME_COLUMNS or (name_required and column == "name")) and not value:
             return f"empty {column}"
+        if column == "captured_at" and not value:
+            # a settings row says what held at this moment: without it, it says nothing
+            return "empty captured_at"
         if column in BOOLEAN_COLUMNS and value is not None and value not in BOOLEANS:
             return f"{column} is {value!r}, expected t or f"
     return None

@@ -23,8 +23,16 @@ query that has no ORDERBY (the captured query_text shows the query as sent). Wit
 `sysparm_limit` below the page size asked for); without one, until a short or empty page.
 
 Snapshot: one capture per page (the body exactly as received), raw table
-`raw.tickets`; params `table`, `query`, `page`, `offset` (+ `approvals: true`,
-`batch` for approval pages).
+`raw.tickets`; params `table`, `query`, `page`, `offset`, `attempt`, and the page's
+`X-Total-Count` header as `x_total_count` (the body does not carry it) (+ `approvals:
+true`, `batch` for approval pages).
+
+Completeness (one `completeness` object per snapshot, docs/configuration.md): the whole
+fetch (tickets, then their approvals) is held in a local folder first; the tickets'
+`X-Total-Count` is compared with the records fetched and their `sys_id`s (none twice,
+the count unchanged while paging), and each approval batch's count with its records.
+When that fails, everything is fetched once more and the second attempt is captured;
+if it still disagrees: `COUNT_MISMATCH`. Without the header: `NO_TOTAL_AVAILABLE`.
 
 Approvals (`approvals: true`): after the tickets, the `sysapproval_approver` records
 whose `sysapproval` is one of the captured tickets' `sys_id`s are fetched in batches
@@ -49,15 +57,18 @@ Locators are `<object>#<index>`.
 
 from __future__ import annotations
 
+import logging
+import tempfile
 from collections.abc import Iterator, Mapping
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-from extract.connectors import http, pages
+from extract.connectors import completeness, http, pages
 from extract.connectors.jira import ticket_settings
 from soxtrail.kernel.errors import ConfigError, SourceError
 from soxtrail.kernel.sources import DOC_TABLE, ConnectorSpec, LoadItem, SnapshotContext, Source
+
+log = logging.getLogger("soxtrail.extract.servicenow")
 
 RAW_TABLE = "raw.tickets"
 APPROVAL_TABLE = "sysapproval_approver"
@@ -123,10 +134,11 @@ def _table_name(source: Source) -> str:
     return table
 
 
-def _pages(source: Source, ctx: SnapshotContext, client: http.HttpClient, *, url: str,
+def _pages(source: Source, attempt: pages.Attempt, client: http.HttpClient, *, url: str,
            table: str, query: str, limit: int, display: bool, name: str,
-           extra: Mapping[str, Any]) -> Iterator[list[Any]]:
-    """Fetch, capture and yield each page of one Table API query."""
+           extra: Mapping[str, Any]) -> Iterator[tuple[list[Any], int | None]]:
+    """Fetch, hold (in `attempt`) and yield each page of one Table API query, with the
+    page's X-Total-Count."""
     endpoint = f"{url}/api/now/table/{table}"
     offset = 0
     for page in range(MAX_PAGES):
@@ -139,15 +151,15 @@ def _pages(source: Source, ctx: SnapshotContext, client: http.HttpClient, *, url
         if records is None:
             raise SourceError(f"source {source.name!r}: {client.describe(endpoint, request)}: "
                               "response is not a Table API result (no 'result' list)")
-        params = {"table": table, "query": query, "page": page, "offset": offset, **extra}
-        ctx.capture(source, query_name=f"{source.name}/{name}-{page:05d}",
-                    query_text=client.describe(endpoint, request), params=params, ext="json",
-                    raw_table=RAW_TABLE, chunks=[response.body],
-                    count_rows=partial(count_rows, params))
-        yield records
-        offset += len(records)
         total_header = response.headers.get("X-Total-Count", "")
         total = int(total_header) if total_header.strip().isdigit() else None
+        params = {"table": table, "query": query, "page": page, "offset": offset, **extra}
+        if total is not None:
+            params["x_total_count"] = total
+        attempt.hold(f"{name}-{page:05d}", client.describe(endpoint, request), params,
+                     response.body)
+        yield records, total
+        offset += len(records)
         if not records:
             return
         if total is not None:
@@ -167,23 +179,49 @@ def snapshot(source: Source, ctx: SnapshotContext) -> None:
     display = _flag(source, "display_value")
     with_approvals = _flag(source, "approvals")
     query = _ordered(pages.substitute_quarter(str(source.get("query") or ""), ctx.quarter))
-    ticket_ids: list[str] = []
-    with http.HttpClient(source.name, auth=http.auth_from(source),
-                         policy=http.RetryPolicy.from_source(source)) as client:
-        for records in _pages(source, ctx, client, url=url, table=table, query=query,
-                              limit=limit, display=display, name=table, extra={}):
-            if with_approvals:
-                ticket_ids.extend(_sys_id(r) for r in records if _sys_id(r))
+
+    def fetch(attempt: pages.Attempt) -> None:
+        for records, total in _pages(source, attempt, client, url=url, table=table,
+                                     query=query, limit=limit, display=display, name=table,
+                                     extra={}):
+            attempt.claim(total)
+            attempt.keys.extend(_sys_id(r) for r in records)
         if not with_approvals:
             return
-        unique = list(dict.fromkeys(ticket_ids))
+        unique = list(dict.fromkeys(k for k in attempt.keys if k))
+        claimed = captured = 0
         for batch, start in enumerate(range(0, len(unique), APPROVAL_BATCH)):
             ids = ",".join(unique[start:start + APPROVAL_BATCH])
-            for _ in _pages(source, ctx, client, url=url, table=APPROVAL_TABLE,
-                            query=f"sysapprovalIN{ids}^ORDERBYsys_id", limit=limit,
-                            display=display, name=f"{APPROVAL_TABLE}-{batch:05d}",
-                            extra={"approvals": True, "batch": batch}):
-                pass
+            totals: list[int] = []
+            records_seen = 0
+            for records, total in _pages(source, attempt, client, url=url,
+                                         table=APPROVAL_TABLE,
+                                         query=f"sysapprovalIN{ids}^ORDERBYsys_id",
+                                         limit=limit, display=display,
+                                         name=f"{APPROVAL_TABLE}-{batch:05d}",
+                                         extra={"approvals": True, "batch": batch}):
+                totals += [total] if total is not None else []
+                records_seen += len(records)
+            if totals and (len(set(totals)) > 1 or totals[0] != records_seen):
+                attempt.other_problems.append(
+                    f"approval batch {batch}: X-Total-Count {totals[0]}, {records_seen} "
+                    "records captured")
+            claimed += totals[0] if totals else 0
+            captured += records_seen
+        attempt.facts["approvals"] = {"claimed": claimed, "captured": captured}
+
+    def retrying(first: pages.Attempt) -> None:
+        log.warning("source %r: the table query is not whole (%s); running it once more",
+                    source.name, "; ".join(first.problems()))
+
+    with http.HttpClient(source.name, auth=http.auth_from(source),
+                         policy=http.RetryPolicy.from_source(source)) as client, \
+            tempfile.TemporaryDirectory(prefix="soxtrail-servicenow-") as held:
+        attempts = pages.run_search(Path(held), fetch, retrying)
+        pages.capture_held(source, ctx, attempts[-1], raw_table=RAW_TABLE,
+                           count_rows=count_rows)
+    completeness.record(source, ctx, pages.search_statement(
+        attempts, what=f"the ServiceNow query of {table}"))
 
 
 def _sys_id(record: Any) -> str:

@@ -10,11 +10,12 @@ The package, in the order `generate()` uses it:
 
 * `plan` builds the estate's plan (`model` holds its records, `inventory` the fixed clusters,
   people and role catalog); the planted cases live per control family in `plan_access`
-  (AC-01, AC-02, AC-03), `plan_changes` (CM-01) and `plan_backups` (BK-01);
+  (AC-01, AC-02, AC-03), `plan_changes` (CM-01), `plan_backups` (BK-01) and `plan_logging`
+  (LG-01);
 * `writers/` write every source family in its real format from the plan;
 * `oracle` writes `expected.json`; the verdicts live per control family in `oracle_access`,
-  `oracle_changes` and `oracle_backups`, an independent second implementation of the rules that
-  exists to check the SQL;
+  `oracle_changes`, `oracle_backups` and `oracle_logging`, an independent second implementation
+  of the rules that exists to check the SQL;
 * `estate.generate()` runs them in order.
 """
 

@@ -8,12 +8,15 @@ from pathlib import Path
 
 from extract.demo.oracle import ItemSink, write_expected
 from extract.demo.oracle_access import evaluate_access
+from extract.demo.oracle_logging import evaluate_logging, logging_completeness
 from extract.demo.plan import DemoScale, Plan
+from extract.demo.plan_completeness import completeness_clusters, completeness_findings
 from extract.demo.writers.backups import write_backups
 from extract.demo.writers.catalogs import write_catalogs, write_seeds
 from extract.demo.writers.config import config_text
 from extract.demo.writers.iam import write_cloudtrail, write_hr
 from extract.demo.writers.pgaudit import write_logs
+from extract.demo.writers.server_settings import write_server_settings
 from extract.demo.writers.tickets import write_jira
 from soxtrail.kernel.controls import CONTROLS
 from soxtrail.kernel.quarter import Quarter
@@ -56,10 +59,12 @@ def generate(out: Path, quarter: Quarter, *, clusters: int = 12, seed: int = 7,
                           in_scope_clusters=sum(c.in_scope for c in plan.clusters))
     summary.role_catalog_rows = write_seeds(plan, out / "seeds")
     write_catalogs(plan, out / "catalog")
+    write_server_settings(plan, out / "catalog")  # LG-01's known point
     write_hr(plan, out / "hr")
-    summary.tickets = write_jira(plan, out / "jira")
-    summary.cloudtrail_files, summary.cloudtrail_records = write_cloudtrail(plan,
-                                                                            out / "cloudtrail")
+    completeness: dict[str, list[str]] = {}  # source → finding codes (expected.json)
+    summary.tickets = write_jira(plan, out / "jira", completeness)
+    trail = write_cloudtrail(plan, out / "cloudtrail")
+    summary.cloudtrail_files, summary.cloudtrail_records = trail.files, trail.records
     cm01_tmp = out / ".expected-cm01.jsonl"
     with cm01_tmp.open("w", encoding="utf-8") as cm01:
         sink = ItemSink(cm01)
@@ -68,13 +73,20 @@ def generate(out: Path, quarter: Quarter, *, clusters: int = 12, seed: int = 7,
     with bk01_tmp.open("w", encoding="utf-8") as bk01:
         bk_sink = ItemSink(bk01)
         summary.backups = write_backups(plan, out / "backups", bk_sink)
+    completeness["pgbackrest"] = []  # every stanza lists backups from before the quarter
+    completeness.update(completeness_findings(plan))  # one catalog exported late
+    completeness.update(logging_completeness(plan))  # one log file missing (LG-01)
     controls = evaluate_access(plan)
+    controls["LG-01"] = evaluate_logging(plan, out / "backups" / "pgbackrest-info.json")
     counts = {c: (len(items), sum(1 for i in items if i[1] != "PASS"))
               for c, items in controls.items()}
     counts["CM-01"] = (sink.count, sink.exceptions)
     counts["BK-01"] = (bk_sink.count, bk_sink.exceptions)
     write_expected(out / "expected.json", quarter, controls, {"CM-01": cm01_tmp,
-                                                              "BK-01": bk01_tmp})
+                                                              "BK-01": bk01_tmp},
+                   completeness={**completeness,
+                                 "cloudtrail": sorted({code for code, _ in trail.planted})},
+                   completeness_clusters=completeness_clusters())
     cm01_tmp.unlink()
     bk01_tmp.unlink()
     (out / "soxtrail.yml").write_text(config_text(plan), encoding="utf-8")

@@ -81,8 +81,12 @@ def _item_json(item: Item) -> str:
 
 
 def write_expected(path: Path, quarter: Quarter, controls: dict[str, list[Item]],
-                   streamed: dict[str, Path]) -> None:
-    """`expected.json`: per control of `CONTROLS`, computed items or streamed ones."""
+                   streamed: dict[str, Path],
+                   completeness: dict[str, list[str]] | None = None,
+                   completeness_clusters: dict[str, list[str]] | None = None) -> None:
+    """`expected.json`: per control of `CONTROLS`, computed items or streamed ones; then
+    `completeness`: per source name, the sorted finding codes its statement must carry;
+    `completeness_clusters`: per cluster with a planted scope finding, its codes."""
     with path.open("w", encoding="utf-8") as out:
         out.write(f'{{"quarter": "{quarter.label}", "controls": {{\n')
         for n, control in enumerate(CONTROLS):
@@ -99,7 +103,10 @@ def write_expected(path: Path, quarter: Quarter, controls: dict[str, list[Item]]
                 out.write(line)
                 first = False
             out.write("\n]" + (",\n" if n < len(CONTROLS) - 1 else "\n"))
-        out.write("}}\n")
+        out.write("},\n")
+        out.write(f'"completeness": {json.dumps(completeness or {}, sort_keys=True)},\n')
+        out.write('"completeness_clusters": '
+                  f'{json.dumps(completeness_clusters or {}, sort_keys=True)}}}\n')
 
 
 def _stripped_lines(path: Path) -> Iterator[str]:

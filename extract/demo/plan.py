@@ -1,6 +1,7 @@
 """The demo estate's plan: every choice the writers and the oracle share, seeded and small.
 
-The planted cases live per control family (`plan_access`, `plan_changes`, `plan_backups`);
+The planted cases live per control family (`plan_access`, `plan_changes`, `plan_backups`,
+`plan_logging`);
 a new capability adds its own planter module and names it in `PLANTERS`.
 """
 
@@ -25,12 +26,13 @@ from extract.demo.model import Cluster, Hr, IamEvent, Session, Stmt, Ticket
 from extract.demo.plan_access import plant_access, plant_revocations
 from extract.demo.plan_backups import plant_backups
 from extract.demo.plan_changes import plant_changes, plant_maintenance_windows
+from extract.demo.plan_logging import ServerLine, plant_logging
 from soxtrail.kernel.errors import ConfigError
 from soxtrail.kernel.quarter import Quarter
 
 # in order: later planters may rely on the tickets and sessions of earlier ones
 PLANTERS = (plant_access, plant_revocations, plant_changes, plant_backups,
-            plant_maintenance_windows)
+            plant_maintenance_windows, plant_logging)
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,12 @@ class Plan:
         self.backup_errors: dict[str, set[date]] = {}
         self.backup_late: dict[str, set[date]] = {}
         self.weekly_skip: dict[str, set[date]] = {}
+        # LG-01 (plan_logging): server lines, windows without sessions, log rotation
+        self.server_lines: dict[str, list[ServerLine]] = {}
+        self.quiet_windows: dict[str, list[tuple[datetime, datetime]]] = {}
+        self.log_rotation_days: dict[str, int] = {}
+        self.missing_log_days: dict[str, set[date]] = {}
+        self.pgaudit_log = ""
 
     # -- time helpers -----------------------------------------------------
     def at(self, month: int, day: int, hms: str = "00:00:00.000") -> datetime:

@@ -207,6 +207,7 @@ class SnapshotContext(Protocol):
     quarter: Quarter
     executed_by: str
     clusters: tuple[str, ...] | None
+    policy: Mapping[str, Any]  # the config's `policy` values, as validated
 
     def capture(
         self,

@@ -107,7 +107,10 @@ def snapshot_and_load(tmp_path: Path, logs: Logs, fmt: str, pattern: str,
     pgaudit_log.snapshot(source, run)
     assert run.records, f"no {pattern} log file"
     rows: list[RawRow] = []
-    for record in run.records:
+    # the log files, then the source's completeness statement (pgaudit_files)
+    *log_records, statement = run.records
+    assert statement.query_name == "completeness"
+    for record in log_records:
         assert record.query_params["cluster"] == "pg-fin-01"
         stored = run.store.fetch(record.raw_output_s3_key, tmp_path)
         items = list(pgaudit_log.load(record.query_params, stored))
@@ -150,7 +153,10 @@ def test_csvlog(tmp_path: Path, logs: Logs) -> None:
     check(logs, [{"user": r["user_name"], "database": r["database_name"],
                   "time": r["log_time"], "message": r["message"],
                   "application_name": r["application_name"]} for r in rows])
-    assert all(r["backend_type"] == "client backend" for r in rows)
+    audit = [r for r in rows if str(r["message"]).startswith("AUDIT: ")]
+    assert audit and all(r["backend_type"] == "client backend" for r in audit)
+    # the server lines LG-01 reads are loaded too (the postmaster's)
+    assert {r["backend_type"] for r in rows if r not in audit} == {"postmaster", "startup"}
 
 
 def test_jsonlog(tmp_path: Path, logs: Logs) -> None:
@@ -167,7 +173,8 @@ def test_stderr(tmp_path: Path, logs: Logs) -> None:
     check(logs, [{"user": r["user_name"], "database": r["database_name"],
                   "time": r["log_time"], "message": r["message"],
                   "application_name": r["application_name"]} for r in rows])
-    assert all(r["session_id"] and r["process_id"] for r in rows)
+    assert all(r["session_id"] and r["process_id"] for r in rows
+               if str(r["message"]).startswith("AUDIT: "))
     multi = next(r for r in rows if "CREATE TABLE" in str(r["message"]))
     assert "\n\t    id int," in str(multi["raw_entry"])  # raw entry keeps the tab
 
@@ -190,7 +197,7 @@ def test_real_logs_copy_into_the_raw_tables(tmp_path: Path, logs: Logs, pg_datab
                                         "paths": [str(logs.folder / pattern)], **extra}), run)
     with pg_database.connect() as conn:
         running(conn, run.run_id)
-        for record in run.records:
+        for record in run.records[:-1]:  # the last: the completeness statement
             counts = copy_object(conn, run_id=run.run_id, evidence_id=record.id,
                                  params=record.query_params,
                                  path=run.store.fetch(record.raw_output_s3_key, tmp_path))

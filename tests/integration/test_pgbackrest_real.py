@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import time
@@ -98,7 +99,12 @@ def test_backups_come_out_of_pgbackrest_info(tmp_path: Path, repo: Repo,
                                         "--output=json"],
                             "stanza_cluster": {STANZA: "pg-fin-01"}})
     pgbackrest_info.snapshot(source, run)
-    (record,) = run.records
+    record, statement = run.records
+    assert statement.query_name == "completeness"
+    # the real listing is read for retention: backups made today are long after 2024Q3 began
+    doc = json.loads(run.store.fetch(statement.raw_output_s3_key, tmp_path).read_bytes())
+    assert [f["code"] for f in doc["findings"]] == ["RETENTION_SHORTER_THAN_QUARTER"]
+    assert doc["facts"]["stanzas"][STANZA]["backups"] == 2 == doc["captured"]
     assert record.result_row_count == 2
     assert record.query_text == f"{binary} --config={repo.config} info --output=json"
     stored = run.store.fetch(record.raw_output_s3_key, tmp_path)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import uuid
 import warnings
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
@@ -63,6 +65,8 @@ def snapshot_live(tmp_path: Path, dsn: str) -> tuple[SnapshotRun, dict[str, list
     postgres_catalog.snapshot(source, run)
     loaded: dict[str, list[RawRow]] = {}
     for record in run.records:
+        if record.query_name == "completeness":  # the statement: completeness.load's
+            continue
         stored = run.store.fetch(record.raw_output_s3_key, tmp_path)
         items = list(postgres_catalog.load(record.query_params, stored))
         assert all(isinstance(i, RawRow) for i in items)
@@ -101,7 +105,9 @@ def test_live_catalog_lists_real_roles_and_memberships(tmp_path: Path, pg_databa
                                                        roles: dict[str, str]) -> None:
     run, loaded = snapshot_live(tmp_path, pg_database.dsn)
     assert [r.query_name for r in run.records] == ["fin-catalog/catalog_memberships",
-                                                   "fin-catalog/catalog_roles"]
+                                                   "fin-catalog/catalog_roles",
+                                                   "fin-catalog/catalog_settings",
+                                                   "completeness"]
     assert run.records[0].query_text == postgres_catalog.query_sql("catalog_memberships")
     check_listing(loaded, roles)
     with pg_database.connect() as conn:
@@ -124,7 +130,7 @@ def test_capture_is_byte_identical_to_psql_csv(tmp_path: Path, pg_database: Data
     psql = shutil.which("psql")
     assert psql is not None, "psql (postgresql-client) is needed"
     run, _loaded = snapshot_live(tmp_path, pg_database.dsn)
-    for record in run.records:
+    for record in run.records[:-1]:  # the last: the completeness statement, no query file
         query_file = Path(postgres_catalog.__file__).parents[2] / record.query_params[
             "query_file"]
         env = {**os.environ, "PGOPTIONS": "-c timezone=UTC -c datestyle=ISO,YMD"}
@@ -132,11 +138,37 @@ def test_capture_is_byte_identical_to_psql_csv(tmp_path: Path, pg_database: Data
                                    str(query_file)], env=env, capture_output=True, check=True,
                                   text=True).stdout
         got = run.store.fetch(record.raw_output_s3_key, tmp_path).read_text()
+        if record.query_params["query"] == "catalog_settings":
+            # every line but its captured_at (the server's now(), a moment later for psql)
+            # (COPY's CSV quotes an empty string, psql --csv does not)
+            assert [line.split(",", 1)[1].replace(',"",', ",,") for line in got.splitlines()] \
+                == [line.split(",", 1)[1] for line in expected.splitlines()]
+            continue
         ours = [line for line in got.splitlines() if line.startswith(roles["dba"][:-4])]
         theirs = [line for line in expected.splitlines()
                   if line.startswith(roles["dba"][:-4])]
         assert got.splitlines()[0] == expected.splitlines()[0]
         assert ours == theirs and ours
+
+
+def test_the_statement_dates_a_live_catalog_by_the_servers_own_clock(
+        tmp_path: Path, pg_database: Database, roles: dict[str, str]) -> None:
+    with pg_database.connect() as conn:
+        before = conn.execute("select now()").fetchone()[0]  # type: ignore[index]
+    run, loaded = snapshot_live(tmp_path, pg_database.dsn)
+    with pg_database.connect() as conn:
+        after = conn.execute("select now()").fetchone()[0]  # type: ignore[index]
+    settings_time = {row.values[0] for row in loaded["raw.catalog_settings"]}
+    assert len(settings_time) == 1  # one now() for the whole capture
+    statement = json.loads(run.store.fetch(run.records[-1].raw_output_s3_key,
+                                           tmp_path).read_text())
+    taken = datetime.fromisoformat(statement["facts"]["captured_at"])
+    assert taken == datetime.fromisoformat(settings_time.pop())
+    assert before <= taken <= after and statement["facts"]["captured_at_from"] == "server"
+    # taken today, it describes no moment of 2024Q3's end
+    assert [f["code"] for f in statement["findings"]] == ["SNAPSHOT_NOT_AT_QUARTER_END"]
+    assert run.records[-1].query_params["completeness"]["findings"] == [
+        "SNAPSHOT_NOT_AT_QUARTER_END"]
 
 
 def test_dsn_password_never_reaches_the_evidence(tmp_path: Path, pg_database: Database,
@@ -149,6 +181,8 @@ def test_dsn_password_never_reaches_the_evidence(tmp_path: Path, pg_database: Da
     run, _loaded = snapshot_live(tmp_path, conninfo.make_conninfo(**params))
     for record in run.records:
         assert PASSWORD not in repr(record)
+        if record.query_name == "completeness":
+            continue
         assert record.query_params["database"].startswith(f"{roles['dba']}@")
 
 

@@ -153,7 +153,8 @@ def fault_runs(session: Session, live_config: Path, fake: FakeServices,
         fake.up()
         observed["snapshot"] = session("snapshot", "--run", run_id, "--quiet")
         observed["jira_pages"] = count(db, "select count(*) from soxtrail.sox_evidence where"
-                                       " run_id = %s and query_params->>'source' = 'jira-live'",
+                                       " run_id = %s and query_params->>'source' = 'jira-live'"
+                                       " and query_params->>'raw_table' = 'raw.tickets'",
                                        run_id)
         observed["bad_objects"] = _objects_match(db, session.home, run_id)
         out[fault] = observed

@@ -4,7 +4,8 @@ One real HTTP server (``ThreadingHTTPServer`` on 127.0.0.1, a free port) speaks:
 
 * Jira v2 ``GET /rest/api/2/search`` — ``startAt``/``maxResults``/``total``, ``fields``
   honoured (only the requested fields come back), ``expand=changelog``;
-* Jira v3 ``GET /rest/api/3/search/jql`` — ``nextPageToken``/``isLast``;
+* Jira v3 ``GET /rest/api/3/search/jql`` — ``nextPageToken``/``isLast``, and
+  ``POST /rest/api/3/search/approximate-count`` (``{"jql": …}`` → ``{"count": N}``);
 * ServiceNow Table API ``GET /api/now/table/<table>`` — ``sysparm_query`` (``=``, ``!=``,
   ``<``, ``<=``, ``>``, ``>=``, ``IN``, ``ORDERBY``/``ORDERBYDESC``, joined by ``^``),
   ``sysparm_limit``/``sysparm_offset``, ``X-Total-Count``, reference fields as
@@ -39,6 +40,14 @@ without query string, each fires `times` times once `after` matching requests pa
 ``reset``   closes the connection without a response
 ``down``    stops listening (connection refused from then on) until :meth:`up`
 =========== ==============================================================
+
+Completeness knobs: ``hidden_keys`` (Jira ``key`` / ServiceNow ``number`` values counted
+in ``total``, ``X-Total-Count`` and the approximate count but never returned: a page that
+silently drops an item, on every attempt); ``on_request(path_prefix, after, action)``
+(``action()`` runs once, just before the request that follows `after` matching ones is
+answered: e.g. an issue inserted between page requests, a search that shifts under paging);
+``server_time`` (the ``Date`` header every response carries, for sources whose coverage
+is read from the server's clock).
 
 ``requests`` is the log of every request received (method, path, query, headers,
 the fault applied). The headers include the Authorization header: it stays in the
@@ -94,6 +103,7 @@ class RecordedRequest:
     query: dict[str, list[str]]
     headers: dict[str, str]
     fault: str | None = None
+    body: bytes = b""
 
     def param(self, name: str) -> str | None:
         """The first value of a query parameter."""
@@ -146,6 +156,9 @@ class FakeServices:
         self.okta_events: list[dict[str, Any]] = []
         self.backup_jobs: list[dict[str, Any]] = []
         self.faults: list[Fault] = []
+        self.hidden_keys: set[str] = set()
+        self.server_time: datetime | None = None
+        self._actions: list[list[Any]] = []  # [path_prefix, after, action, seen]
         self._requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
         self._listen_lock = threading.Lock()
@@ -241,6 +254,23 @@ class FakeServices:
             self.faults.append(entry)
         return entry
 
+    def on_request(self, path_prefix: str, after: int, action: Any) -> None:
+        """Run `action()` once, before answering the request that follows `after` matching
+        ones (e.g. ``after=1``: between the first and the second page)."""
+        with self._lock:
+            self._actions.append([path_prefix, after, action, 0])
+
+    def _run_actions(self, path: str) -> None:
+        due = []
+        with self._lock:
+            for entry in self._actions:
+                if path.startswith(entry[0]):
+                    if entry[3] == entry[1]:
+                        due.append(entry[2])
+                    entry[3] += 1
+        for action in due:
+            action()
+
     def clear_faults(self) -> None:
         """Forget every injected fault."""
         with self._lock:
@@ -308,6 +338,8 @@ class FakeServices:
             return self._jira(query, v3=False)
         if path == "/rest/api/3/search/jql":
             return self._jira(query, v3=True)
+        if path == "/rest/api/3/search/approximate-count":
+            return _json(405, {"errorMessages": ["Method Not Allowed: use POST"]})
         if path.startswith("/api/now/table/"):
             return self._servicenow(path.rsplit("/", 1)[-1], query)
         if path == "/api/v1/logs":
@@ -321,7 +353,8 @@ class FakeServices:
         wanted = [f for f in first.get("fields", "*navigable").split(",") if f]
         expand = "changelog" in first.get("expand", "").split(",")
         page = [self._jira_issue(i, wanted, expand, v3)
-                for i in self.jira_issues[start:start + size]]
+                for i in self.jira_issues[start:start + size]
+                if i["key"] not in self.hidden_keys]
         if v3:
             body: dict[str, Any] = {"issues": page}
             if start + size < len(self.jira_issues):
@@ -359,7 +392,8 @@ class FakeServices:
         limit = max(1, min(int(first.get("sysparm_limit", "10000")), self.servicenow_max_limit))
         offset = int(first.get("sysparm_offset", "0"))
         display = first.get("sysparm_display_value", "false").lower()
-        page = [self._snow_render(r, display) for r in records[offset:offset + limit]]
+        page = [self._snow_render(r, display) for r in records[offset:offset + limit]
+                if r.get("number") not in self.hidden_keys]
         headers = {"X-Total-Count": str(len(records))} if self.servicenow_total_count else {}
         return _json(200, {"result": page}, headers)
 
@@ -432,6 +466,22 @@ class FakeServices:
         if start + size < len(jobs):
             body["NextToken"] = _token(start + size)
         return _json(200, body)
+
+
+    def route_post(self, path: str, body: bytes,
+                   headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        """Answer one POST: Jira Cloud's approximate count (the only one the sources send)."""
+        if not self._authorized(headers.get("Authorization", ""), ("basic", "bearer")):
+            return _json(401, {"errorMessages": ["You are not authenticated."], "errors": {}})
+        if path != "/rest/api/3/search/approximate-count":
+            return _json(404, {"error": f"no route POST {path}"})
+        try:
+            request = json.loads(body)
+        except ValueError:
+            return _json(400, {"errorMessages": ["Invalid request payload."]})
+        if not isinstance(request, dict) or not isinstance(request.get("jql"), str):
+            return _json(400, {"errorMessages": ["jql: required"]})
+        return _json(200, {"count": len(self.jira_issues)})
 
 
 def _json(status: int, body: Any,
@@ -508,14 +558,27 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The Date header: the fake's `server_time` when set, else now."""
+        when = self.server.services.server_time
+        if timestamp is None and when is not None:
+            return formatdate(when.timestamp(), usegmt=True)
+        return super().date_time_string(timestamp)
+
+    def do_POST(self) -> None:
+        self.do_GET()
+
     def do_GET(self) -> None:
         services = self.server.services
         parts = urlsplit(self.path)
         query = parse_qs(parts.query, keep_blank_values=True)
         headers = {k: v for k, v in self.headers.items()}
+        length = int(self.headers.get("Content-Length") or 0)
+        body_in = self.rfile.read(length) if length else b""
         fault = services._next_fault(parts.path)
-        services._record(RecordedRequest("GET", parts.path, query, headers,
-                                         fault.kind if fault else None))
+        services._record(RecordedRequest(self.command, parts.path, query, headers,
+                                         fault.kind if fault else None, body_in))
+        services._run_actions(parts.path)
         if fault is not None and fault.kind == "down":
             services.down()
             self.close_connection = True
@@ -528,7 +591,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if fault is not None and fault.kind == "hang":
             time.sleep(fault.seconds)
-        status, out_headers, body = services.route(parts.path, query, headers)
+        if self.command == "POST":
+            status, out_headers, body = services.route_post(parts.path, body_in, headers)
+        else:
+            status, out_headers, body = services.route(parts.path, query, headers)
         if fault is not None and fault.kind == "truncate":
             self._send(status, out_headers, body[: len(body) // 2], length=len(body))
             self.close_connection = True

@@ -9,6 +9,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,8 @@ REASONS = {
     "CM-01": {"NO_CHANGE_TICKET", "TICKET_CLUSTER_MISMATCH", "NOT_APPROVED",
               "OUTSIDE_CHANGE_WINDOW"},
     "BK-01": {"NO_BACKUP"},
+    # PGAUDIT_NOT_LOADED is left to the dbt unit tests: the demo's clusters all load pgaudit
+    "LG-01": {"AUDIT_DISABLED", "LOG_GAP", "NO_LOG_EVIDENCE", "SETTINGS_UNKNOWN"},
 }
 LOG_TIME = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} UTC$")
 STDERR_START = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} UTC) \[(\d+)\] ")
@@ -82,8 +85,8 @@ def test_another_seed_gives_another_estate(estate: tuple[Path, demo.DemoSummary]
 def test_expected_lists_every_control_with_well_formed_unique_items(
         expected: dict[str, Any]) -> None:
     assert expected["quarter"] == "2024Q3"
-    assert list(expected["controls"]) == ["AC-01", "AC-02", "AC-03", "CM-01", "BK-01"]
-    widths = {"AC-01": 4, "AC-02": 3, "AC-03": 3, "CM-01": 3, "BK-01": 2}
+    assert list(expected["controls"]) == ["AC-01", "AC-02", "AC-03", "CM-01", "BK-01", "LG-01"]
+    widths = {"AC-01": 4, "AC-02": 3, "AC-03": 3, "CM-01": 3, "BK-01": 2, "LG-01": 2}
     for control, rows in expected["controls"].items():
         keys = [tuple(r["key"]) for r in rows]
         assert len(keys) == len(set(keys)), control
@@ -332,7 +335,7 @@ def test_catalog_exports_are_psql_csv(estate: tuple[Path, demo.DemoSummary]) -> 
 
 def test_cloudtrail_files_decompress_to_records(estate: tuple[Path, demo.DemoSummary]) -> None:
     out, summary = estate
-    paths = sorted((out / "cloudtrail").rglob("*.json.gz"))
+    paths = sorted((out / "cloudtrail/AWSLogs/123456789012/CloudTrail").rglob("*.json.gz"))
     assert len(paths) == summary.cloudtrail_files
     names: Counter[str] = Counter()
     total = 0
@@ -352,15 +355,22 @@ def test_cloudtrail_files_decompress_to_records(estate: tuple[Path, demo.DemoSum
     assert names["CreateUser"] and names["AddUserToGroup"] and names["RemoveUserFromGroup"]
 
 
-def test_jira_pages_are_v2_search_responses(estate: tuple[Path, demo.DemoSummary]) -> None:
+def test_jira_pages_are_v2_search_responses(estate: tuple[Path, demo.DemoSummary],
+                                            expected: dict[str, Any]) -> None:
     out, summary = estate
     pages = sorted((out / "jira").glob("search-*.json"))
     issues = []
+    sequence = []
     for page in pages:
         doc = json.loads(page.read_text())
-        assert doc["startAt"] == len(issues) and doc["total"] == summary.tickets
+        assert doc["total"] == summary.tickets and doc["maxResults"] == 50
+        sequence.append((doc["startAt"], len(doc["issues"])))
         issues += doc["issues"]
-    assert len(issues) == summary.tickets and len(pages) > 1
+    # planted: the first page lost one issue (CHG-2010), the next still starts at 50
+    assert sequence == [(0, 49), (50, 50), (100, summary.tickets - 100)]
+    assert len(issues) == summary.tickets - 1
+    assert "CHG-2010" not in {i["key"] for i in issues}
+    assert expected["completeness"]["jira"] == ["MISSING_PAGE"]
     by_key = {i["key"]: i for i in issues}
     acc = by_key["ACC-101"]
     assert acc["fields"]["customfield_10401"]["name"] == "mkeller"
@@ -376,7 +386,7 @@ def test_jira_pages_are_v2_search_responses(estate: tuple[Path, demo.DemoSummary
 def test_backups_and_hr_files(estate: tuple[Path, demo.DemoSummary]) -> None:
     out, summary = estate
     stanzas = json.loads((out / "backups/pgbackrest-info.json").read_text())
-    assert len(stanzas) == 12
+    assert len(stanzas) == 12 + 1  # and the unscoped cluster's (plan_completeness)
     backups = [b for s in stanzas for b in s["backup"]]
     assert len(backups) == summary.backups
     for b in backups:
@@ -384,6 +394,38 @@ def test_backups_and_hr_files(estate: tuple[Path, demo.DemoSummary]) -> None:
         assert re.fullmatch(r"\d{8}-\d{6}F(_\d{8}-\d{6}I)?", b["label"])
     hr = list(csv.DictReader((out / "hr/terminations.csv").open()))
     assert all(re.search(r"(Z|[+-]\d\d:\d\d)$", r["terminated_at"]) for r in hr)
+
+
+def test_an_unscoped_cluster_has_backups_but_no_application(
+        estate: tuple[Path, demo.DemoSummary], expected: dict[str, Any]) -> None:
+    out, _summary = estate
+    stanzas = {s["name"]: s for s in json.loads(
+        (out / "backups/pgbackrest-info.json").read_text())}
+    listed = {r["cluster"] for r in csv.DictReader((out / "seeds/applications.csv").open())}
+    unscoped = sorted(set(stanzas) - listed)
+    assert unscoped == ["pg-legacy-01"]
+    assert expected["completeness_clusters"] == {"pg-legacy-01": ["UNSCOPED_CLUSTER"]}
+    # its retention reaches back before the quarter, so pgbackrest's own row stays clean
+    oldest = min(b["timestamp"]["start"] for b in stanzas["pg-legacy-01"]["backup"])
+    assert oldest < Q3.start_utc.timestamp() and expected["completeness"]["pgbackrest"] == []
+    # no control judges it
+    assert not any("pg-legacy-01" in i["key"] for control in expected["controls"].values()
+                   for i in control)
+
+
+def test_one_catalog_is_exported_weeks_after_quarter_end(
+        estate: tuple[Path, demo.DemoSummary], expected: dict[str, Any]) -> None:
+    from extract.connectors.registry import SPECS
+    from soxtrail.kernel.config import load_config
+    config = load_config(estate[0] / "soxtrail.yml", specs=SPECS)
+    taken = {s.name: datetime.fromisoformat(s.get("captured_at")) for s in config.sources
+             if s.connector == "postgres_catalog"}
+    late = {name for name, at in taken.items() if abs(at - Q3.end_utc) > timedelta(hours=72)}
+    assert late == {"catalog-pg-hr-02"}
+    assert taken["catalog-pg-hr-02"] - Q3.end_utc > timedelta(weeks=3)
+    catalogs = {k: v for k, v in expected["completeness"].items() if k.startswith("catalog-")}
+    assert catalogs == {name: ["SNAPSHOT_NOT_AT_QUARTER_END"] if name in late else []
+                        for name in taken}
 
 
 def test_shipped_seeds_equal_the_generated_ones(estate: tuple[Path, demo.DemoSummary]) -> None:

@@ -6,10 +6,11 @@ import json
 import random
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from extract.demo.oracle import ItemSink
 from extract.demo.oracle_backups import backup_reasons
+from extract.demo.plan_completeness import UNSCOPED_CLUSTER
 
 if TYPE_CHECKING:
     from extract.demo.plan import Plan
@@ -108,5 +109,43 @@ def write_backups(plan: Plan, folder: Path, sink: ItemSink) -> int:
                 done = set(completed)
                 for day in days:
                     sink.add([c.name, day.isoformat()], backup_reasons(c.policy, day, done))
+        total += _write_unscoped_stanza(plan, out, len(plan.clusters))
         out.write("]\n")
     return total
+
+
+def _write_unscoped_stanza(plan: Plan, out: TextIO, ci: int) -> int:
+    """The stanza of a cluster no application lists (plan_completeness.UNSCOPED_CLUSTER):
+    a weekly full backup, from the week before the quarter on (its retention is whole);
+    no control judges it. Returns its backups."""
+    backups = []
+    wal = 0x100 + ci * 0x40
+    day = plan.quarter.first_day - timedelta(days=7)
+    while day < plan.quarter.end_day:
+        if day.weekday() == 6:
+            begin = datetime.combine(day, time(2, 30), tzinfo=UTC)
+            end = begin + timedelta(minutes=41)
+            backups.append({
+                "archive": {"start": f"00000001{wal:016X}", "stop": f"00000001{wal + 1:016X}"},
+                "backrest": {"format": 5, "version": "2.51"},
+                "database": {"id": 1, "repo-key": 1}, "error": False,
+                "info": {"delta": 812_000_000, "repository": {
+                    "delta": 203_000_000, "size": 203_000_000}, "size": 812_000_000},
+                "label": begin.strftime("%Y%m%d-%H%M%S") + "F",
+                "lsn": {"start": f"{wal >> 8:X}/{(wal & 0xFF) << 24 | 0x28:X}",
+                        "stop": f"{wal >> 8:X}/{(wal & 0xFF) << 24 | 0x100:X}"},
+                "prior": None, "reference": None,
+                "timestamp": {"start": int(begin.timestamp()), "stop": int(end.timestamp())},
+                "type": "full",
+            })
+            wal += 2
+        day += timedelta(days=1)
+    out.write(',{"archive":[{"database":{"id":1,"repo-key":1},"id":"15-1",'
+              '"max":"0000000100000A2F000000C4","min":"000000010000000000000001"}],'
+              f'"backup":{json.dumps(backups, separators=(",", ":"))},'
+              '"cipher":"none","db":[{"id":1,"repo-key":1,'
+              f'"system-id":{7300000000000000000 + ci * 7919},"version":"15"}}],'
+              f'"name":{json.dumps(UNSCOPED_CLUSTER)},'
+              '"repo":[{"cipher":"none","key":1,"status":{"code":0,"message":"ok"}}],'
+              '"status":{"code":0,"lock":{"backup":{"held":false}},"message":"ok"}}')
+    return len(backups)

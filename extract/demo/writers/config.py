@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from extract.demo.model import APPROVED_STATUSES
+from extract.demo.plan_completeness import catalog_captured_at
 
 if TYPE_CHECKING:
     from extract.demo.plan import Plan
@@ -31,17 +32,28 @@ def config_text(plan: Plan) -> str:
         ext = {"csvlog": "csv", "jsonlog": "json", "stderr": "log"}[c.fmt]
         lines += [f"  - name: audit-{c.name}", "    system: db_audit",
                   "    connector: pgaudit_log", f"    cluster: {c.name}",
-                  f"    format: {c.fmt}", f"    paths: ['logs/{c.name}/*.{ext}']"]
+                  f"    format: {c.fmt}", f"    paths: ['logs/{c.name}/*.{ext}']",
+                  # the demo's logs rotate weekly (writers/pgaudit.py: one file a week),
+                  # one cluster's daily (plan_logging)
+                  f"    log_rotation_age: {plan.log_rotation_days.get(c.name, 7)}d"]
         if c.prefix:
             lines.append(f"    log_line_prefix: '{c.prefix}'")
     for c in plan.clusters:
         lines += [f"  - name: catalog-{c.name}", "    system: db_catalog",
                   "    connector: postgres_catalog", f"    cluster: {c.name}",
                   f"    path: catalog/{c.name}/memberships.csv",
-                  f"    roles_path: catalog/{c.name}/roles.csv"]
+                  f"    roles_path: catalog/{c.name}/roles.csv",
+                  # its settings capture: LG-01's known point (writers/server_settings.py)
+                  f"    settings_path: catalog/{c.name}/settings.csv",
+                  # when the exports were taken (plan_completeness: one of them late)
+                  "    captured_at: '"
+                  f"{catalog_captured_at(plan, c.name).strftime('%Y-%m-%dT%H:%M:%SZ')}'"]
     lines += [
         "  - name: cloudtrail", "    system: iam", "    connector: aws_cloudtrail",
         "    path: cloudtrail",
+        "    # the demo trail's digests are signed with a demo key; its public key, saved as",
+        "    # `aws cloudtrail list-public-keys` prints it, checks them offline",
+        "    public_keys: cloudtrail/public-keys.json",
         "  - name: hr-terminations", "    system: iam", "    connector: file",
         "    path: hr/terminations.csv", "    format: csv",
         "    columns: {identity: username, deactivated_at: terminated_at, event: reason}",

@@ -1,14 +1,21 @@
-"""The identity sources of the demo estate: the HR terminations export and CloudTrail files."""
+"""The identity sources of the demo estate: the HR terminations export and CloudTrail files
+(one trail, one region, with its hourly digest files signed by a demo key)."""
 
 from __future__ import annotations
 
+import base64
 import gzip
+import hashlib
 import json
 import random
 import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from extract.demo.inventory import PEOPLE
 from extract.demo.model import IamEvent
@@ -18,6 +25,13 @@ if TYPE_CHECKING:
     from extract.demo.plan import Plan
 
 ACCOUNT = "123456789012"
+REGION = "us-east-1"  # the demo's one trail logs one region
+TRAIL = "management-events"
+BUCKET = "acme-cloudtrail"
+# the demo key's size: AWS signs with 2048-bit keys; the demo signs ~2,200 digests a
+# quarter with a smaller one to keep the estate's generation fast (verification is the same)
+DEMO_KEY_BITS = 1024
+PUBLIC_KEYS_FILE = "public-keys.json"
 
 
 def write_hr(plan: Plan, folder: Path) -> None:
@@ -96,7 +110,7 @@ _SCIM = "okta-scim/1.0 aws-sdk-java/2.25.60"
 
 def _noise_record(rng: random.Random, when: datetime, n: int) -> dict[str, Any]:
     pick = n % 10
-    region = "eu-west-1" if pick < 6 else "us-east-1"
+    region = REGION
     if pick in (0, 1):
         return _trail_record(rng, when, "s3.amazonaws.com", "GetBucketLocation", region,
                              {"bucketName": "acme-evidence", "location": "",
@@ -155,8 +169,30 @@ def _iam_record(rng: random.Random, ev: IamEvent) -> dict[str, Any]:
                          response, read_only=False, who="scim", agent=_SCIM)
 
 
-def write_cloudtrail(plan: Plan, folder: Path) -> tuple[int, int]:
-    """CloudTrail files (gzip JSON, 8-hour blocks); returns files and records."""
+@dataclass
+class TrailWritten:
+    """What `write_cloudtrail` wrote, and the completeness findings it planted."""
+
+    files: int = 0
+    records: int = 0
+    digests: int = 0
+    # (code, log file name): one file altered after its digest, one listed but deleted
+    planted: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class _LogFile:
+    key: str  # AWSLogs/… as CloudTrail names it in a digest
+    delivered: datetime
+    body: bytes  # uncompressed
+    records: int
+    has_iam: bool
+
+
+def write_cloudtrail(plan: Plan, folder: Path) -> TrailWritten:
+    """CloudTrail files (gzip JSON, 8-hour blocks) and the trail's hourly digests, with one
+    log file altered after its digest was written and one deleted (both without IAM
+    events: the controls are unchanged, only the trail's completeness is not)."""
     rng = random.Random(plan.seed * 1_000_003 + 11)
     iam = list(plan.iam)
     # look-alikes that are not deactivations
@@ -172,7 +208,7 @@ def write_cloudtrail(plan: Plan, folder: Path) -> tuple[int, int]:
         by_day.setdefault(ev.at.date(), []).append(ev)
     days = plan.days
     noise_total = max(plan.scale.cloudtrail_records - len(iam), 0)
-    files = records = 0
+    logs: list[_LogFile] = []
     n = 0
     for index, day in enumerate(days):
         quota = noise_total * (index + 1) // len(days) - noise_total * index // len(days)
@@ -189,15 +225,172 @@ def write_cloudtrail(plan: Plan, folder: Path) -> tuple[int, int]:
         for (region, block), recs in sorted(blocks.items()):
             recs.sort(key=lambda r: (r["eventTime"], r["eventID"]))
             delivered = base + timedelta(hours=block * 8 + 7, minutes=rng.randrange(5, 55))
-            sub = folder / "AWSLogs" / ACCOUNT / "CloudTrail" / region / day.strftime("%Y/%m/%d")
-            sub.mkdir(parents=True, exist_ok=True)
             ident = "".join(rng.choice(_ALNUM) for _ in range(16))
             name = (f"{ACCOUNT}_CloudTrail_{region}_{delivered.strftime('%Y%m%dT%H%MZ')}"
                     f"_{ident}.json.gz")
             body = json.dumps({"Records": recs}, separators=(",", ":")).encode()
-            with (sub / name).open("wb") as raw, gzip.GzipFile(filename="", mode="wb",
-                                                               fileobj=raw, mtime=0) as gz:
-                gz.write(body)
-            files += 1
-            records += len(recs)
-    return files, records
+            key = f"AWSLogs/{ACCOUNT}/CloudTrail/{region}/{day:%Y/%m/%d}/{name}"
+            logs.append(_LogFile(key, delivered, body, len(recs), any(
+                r["eventSource"] == "iam.amazonaws.com" for r in recs)))
+    written = TrailWritten()
+    altered, deleted = _planted(plan, logs)
+    written.digests = _write_digests(plan, folder, logs)
+    for log in logs:
+        if log is deleted:
+            written.planted.append(("MISSING_LOG_FILE", log.key.rsplit("/", 1)[-1]))
+            continue
+        body = log.body
+        if log is altered:  # edited after CloudTrail hashed it: one source IP changed
+            body = body.replace(b'"sourceIPAddress":"', b'"sourceIPAddress":"198.51.100.7,', 1)
+            written.planted.append(("DIGEST_MISMATCH", log.key.rsplit("/", 1)[-1]))
+        path = folder / log.key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw,
+                                                   mtime=0) as gz:
+            gz.write(body)
+        written.files += 1
+        written.records += log.records
+    return written
+
+
+def _planted(plan: Plan, logs: list[_LogFile]) -> tuple[_LogFile, _LogFile]:
+    """The log file to alter: the first from day 10 of the quarter's second month that
+    carries no IAM event (at scales where every file carries one, an extra file of a few
+    noise records delivered that day); the one to delete: an extra file of a few noise
+    records delivered on day 10 of its third month. Extra files are added to `logs`; the
+    other files, and the records the scale asks for, stay as they are."""
+    since = plan.at(2, 10)
+    rng = random.Random(plan.seed * 1_000_003 + 31)
+    altered = next((log for log in logs if log.delivered >= since and not log.has_iam), None)
+    if altered is None:
+        altered = _noise_file(rng, plan.at(2, 10, "12:20:00.000"))
+        logs.append(altered)
+    deleted = _noise_file(rng, plan.at(3, 10, "12:20:00.000"))
+    logs.append(deleted)
+    return altered, deleted
+
+
+def _noise_file(rng: random.Random, delivered: datetime) -> _LogFile:
+    """A log file of three noise records (no IAM event) delivered at `delivered`."""
+    recs = [_noise_record(rng, delivered - timedelta(minutes=15 - i), i) for i in range(3)]
+    ident = "".join(rng.choice(_ALNUM) for _ in range(16))
+    name = f"{ACCOUNT}_CloudTrail_{REGION}_{delivered:%Y%m%dT%H%M}Z_{ident}.json.gz"
+    return _LogFile(f"AWSLogs/{ACCOUNT}/CloudTrail/{REGION}/{delivered:%Y/%m/%d}/{name}",
+                    delivered, json.dumps({"Records": recs}, separators=(",", ":")).encode(),
+                    len(recs), False)
+
+
+def _write_digests(plan: Plan, folder: Path, logs: list[_LogFile]) -> int:
+    """One digest an hour from the quarter's start to the end of the day after it (the
+    late-delivery day), each listing the log files delivered in its hour, chained and
+    signed as CloudTrail does; the signature in a `.metadata.json` sidecar (what a copy
+    keeps of the S3 metadata); the demo key's public key in `public-keys.json`."""
+    key = demo_key(plan.seed)
+    der = key.public_key().public_bytes(serialization.Encoding.DER,
+                                        serialization.PublicFormat.PKCS1)
+    fingerprint = hashlib.md5(der, usedforsecurity=False).hexdigest()
+    (folder / PUBLIC_KEYS_FILE).parent.mkdir(parents=True, exist_ok=True)
+    (folder / PUBLIC_KEYS_FILE).write_text(json.dumps({"PublicKeyList": [{
+        "Value": base64.b64encode(der).decode("ascii"),
+        "ValidityStartTime": plan.quarter.start_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "ValidityEndTime": (plan.quarter.end_utc + timedelta(days=30)).strftime(
+            "%Y-%m-%dT%H:%M:%SZ"),
+        "Fingerprint": fingerprint}]}, indent=2) + "\n", encoding="utf-8")
+    offset = timedelta(minutes=31, seconds=12)  # CloudTrail's hours are the trail's own
+    start = plan.quarter.start_utc - timedelta(hours=1) + offset
+    stop = datetime.combine((plan.quarter.end_utc - timedelta(microseconds=1)).date()
+                            + timedelta(days=2), time(0), tzinfo=UTC)
+    ordered = sorted(logs, key=lambda log: log.delivered)
+    at = 0
+    previous: tuple[str, str, str] | None = None  # object, sha256, signature
+    count = 0
+    while start + timedelta(hours=1) <= stop:
+        end = start + timedelta(hours=1)
+        listed = []
+        while at < len(ordered) and ordered[at].delivered < end:
+            if ordered[at].delivered >= start:
+                listed.append(ordered[at])
+            at += 1
+        name = (f"{ACCOUNT}_CloudTrail-Digest_{REGION}_{TRAIL}_{REGION}_"
+                f"{end:%Y%m%dT%H%M%S}Z.json.gz")
+        obj = f"AWSLogs/{ACCOUNT}/CloudTrail-Digest/{REGION}/{end:%Y/%m/%d}/{name}"
+        doc = {
+            "awsAccountId": ACCOUNT, "digestStartTime": _z(start), "digestEndTime": _z(end),
+            "digestS3Bucket": BUCKET, "digestS3Object": obj,
+            "digestPublicKeyFingerprint": fingerprint,
+            "digestSignatureAlgorithm": "SHA256withRSA",
+            "newestEventTime": None, "oldestEventTime": None,
+            "previousDigestS3Bucket": BUCKET if previous else None,
+            "previousDigestS3Object": previous[0] if previous else None,
+            "previousDigestHashValue": previous[1] if previous else None,
+            "previousDigestHashAlgorithm": "SHA-256" if previous else None,
+            "previousDigestSignature": previous[2] if previous else None,
+            "logFiles": [{"s3Bucket": BUCKET, "s3Object": log.key,
+                          "hashValue": hashlib.sha256(log.body).hexdigest(),
+                          "hashAlgorithm": "SHA-256",
+                          "newestEventTime": _z(log.delivered - timedelta(minutes=5)),
+                          "oldestEventTime": _z(log.delivered - timedelta(hours=7))}
+                         for log in listed]}
+        content = json.dumps(doc, separators=(",", ":")).encode()
+        sha = hashlib.sha256(content).hexdigest()
+        signed = (f"{_z(end)}\n{BUCKET}/{obj}\n{sha}\n"
+                  f"{previous[2] if previous else 'null'}").encode()
+        signature = key.sign(signed, padding.PKCS1v15(), hashes.SHA256()).hex()
+        path = folder / obj
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(gzip.compress(content, mtime=0))
+        path.with_name(name + ".metadata.json").write_text(json.dumps(
+            {"signature": signature, "signature-algorithm": "SHA256withRSA"}) + "\n",
+            encoding="utf-8")
+        previous = (obj, sha, signature)
+        start = end
+        count += 1
+    return count
+
+
+def _z(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_SMALL_PRIMES = [p for p in range(3, 2000) if all(p % d for d in range(2, int(p ** 0.5) + 1))]
+
+
+def _probably_prime(n: int, rng: random.Random, rounds: int = 24) -> bool:
+    """Miller-Rabin with `rounds` random bases."""
+    d, r = n - 1, 0
+    while d % 2 == 0:
+        d, r = d // 2, r + 1
+    for _ in range(rounds):
+        x = pow(rng.randrange(2, n - 2), d, n)
+        if x in (1, n - 1):
+            continue
+        for _ in range(r - 1):
+            x = pow(x, 2, n)
+            if x == n - 1:
+                break
+        else:
+            return False
+    return True
+
+
+def demo_key(seed: int, bits: int = DEMO_KEY_BITS) -> rsa.RSAPrivateKey:
+    """The demo trail's signing key, derived from the seed (the same estate bytes every
+    time): a test key, published with the demo; never a real trail's."""
+    rng = random.Random(seed * 1_000_003 + 29)
+    e = 65537
+
+    def prime() -> int:
+        while True:
+            candidate = rng.getrandbits(bits // 2) | (3 << (bits // 2 - 2)) | 1
+            if candidate % e == 1 or any(candidate % p == 0 for p in _SMALL_PRIMES):
+                continue
+            if _probably_prime(candidate, rng):
+                return candidate
+
+    p = prime()
+    q = prime()
+    while q == p:
+        q = prime()
+    d = pow(e, -1, (p - 1) * (q - 1))
+    return rsa.RSAPrivateNumbers(p, q, d, d % (p - 1), d % (q - 1), pow(q, -1, p),
+                                 rsa.RSAPublicNumbers(e, p * q)).private_key()

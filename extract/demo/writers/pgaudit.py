@@ -93,6 +93,8 @@ class _ClusterLog:
         self.windows = plan.windows.get(cluster.name, [])
         self.mig_n = 0
         self.ckpt: Ctx | None = None
+        self.postmaster: Ctx | None = None
+        self.shut_down_at: int | None = None
         self.random = self.rng.random
         self.fast_pool = self._fast_pool()
 
@@ -266,6 +268,39 @@ class _ClusterLog:
                        f"sync=0.004 s, total=269.2 s; sync files=41, longest=0.002 s, "
                        f"average=0.001 s; distance=15234 kB, estimate=16012 kB")
 
+    def _server(self, at: int, kind: str, value: str | None) -> int:
+        """Planted server lines (LG-01) as PostgreSQL 15 writes them: a configuration reload
+        that changes pgaudit.log, a fast shutdown, or a startup after one."""
+        if self.postmaster is None or kind == "startup":
+            pid = 900 + self.plan.clusters.index(self.c) + (50 if kind == "startup" else 0)
+            self.postmaster = Ctx(pid, f"{at // 1000:x}.{pid:x}", self.w.clock.start(at), None,
+                                  None, None, None, None, backend="postmaster")
+        pm = self.postmaster
+        log = self.w.general
+        if kind == "reload":
+            log(pm, at, None, "LOG", "00000", "received SIGHUP, reloading configuration files")
+            log(pm, at + 2, None, "LOG", "00000", f'parameter "pgaudit.log" changed to "{value}"')
+            return at + 2
+        if kind == "shutdown":
+            log(pm, at, None, "LOG", "00000", "received fast shutdown request")
+            log(pm, at + 3, None, "LOG", "00000", "aborting any active transactions")
+            log(pm, at + 9, None, "LOG", "00000", "shutting down")
+            log(pm, at + 240, None, "LOG", "00000", "database system is shut down")
+            self.shut_down_at = at + 240
+            return at + 240
+        # startup: the startup process names the last shutdown (to the second, in UTC)
+        log(pm, at, None, "LOG", "00000", "starting PostgreSQL 15.8 (Debian 15.8-1.pgdg120+1) "
+            "on x86_64-pc-linux-gnu, compiled by gcc (Debian 12.2.0-14) 12.2.0, 64-bit")
+        log(pm, at + 1, None, "LOG", "00000", 'listening on IPv4 address "0.0.0.0", port 5432')
+        pid = pm.pid + 1
+        startup = Ctx(pid, f"{(at + 5) // 1000:x}.{pid:x}", self.w.clock.start(at + 5), None,
+                      None, None, None, None, backend="startup")
+        named = (EPOCH + timedelta(milliseconds=self.shut_down_at or at)).strftime(
+            "%Y-%m-%d %H:%M:%S UTC")
+        log(startup, at + 5, None, "LOG", "00000", f"database system was shut down at {named}")
+        log(pm, at + 30, None, "LOG", "00000", "database system is ready to accept connections")
+        return at + 30
+
     def _migration(self, start: int, key: str, index: int, count: int) -> int:
         mode = index % 3
         app = f"flyway-{key}" if mode == 0 else "flyway"
@@ -304,6 +339,8 @@ class _ClusterLog:
         scheduled: list[tuple[int, str, Any]] = [
             (epoch_ms(s.stmts[0].at) - 60_000, "planted", s)
             for s in plan.sessions if s.cluster == self.c.name]
+        for when, kind, value in plan.server_lines.get(self.c.name, []):
+            scheduled.append((epoch_ms(when), "server", (epoch_ms(when), kind, value)))
         per_window = 1 + int(self.per_day // 300)
         for i, (start, _end, key) in enumerate(self.windows):
             scheduled.append((epoch_ms(start) + 300_000 + self.rng.randrange(600_000), "migration",
@@ -313,21 +350,29 @@ class _ClusterLog:
         first = min([q_start, *(x[0] for x in scheduled)])
         last = max([q_end - 1, *(x[0] for x in scheduled)])
         day0 = (EPOCH + timedelta(milliseconds=first)).date()
-        week = datetime.combine(day0 - timedelta(days=day0.weekday()), time(0), tzinfo=UTC)
+        # one file a week (Mondays), or one a day for a cluster that rotates daily (LG-01)
+        rotation = timedelta(days=plan.log_rotation_days.get(self.c.name, 7))
+        if rotation.days == 7:
+            day0 -= timedelta(days=day0.weekday())
+        week = datetime.combine(day0, time(0), tzinfo=UTC)
+        missing = plan.missing_log_days.get(self.c.name, set())
+        quiet = [(epoch_ms(a), epoch_ms(b)) for a, b in plan.quiet_windows.get(self.c.name, [])]
         ext = {"csvlog": "csv", "jsonlog": "json", "stderr": "log"}[self.c.fmt]
         session_gap = 86_400_000 * 8.0 / max(self.per_day * 0.9, 1e-9)
         next_ckpt = q_start + self.rng.randrange(3_600_000)
         ckpt_every = max(300_000, int(2 * 86_400_000 / max(self.per_day * 0.1, 1e-9)))
         files = si = 0
         while epoch_ms(week) <= last:
-            week_start, week_end = epoch_ms(week), epoch_ms(week + timedelta(days=7))
+            week_start, week_end = epoch_ms(week), epoch_ms(week + rotation)
             noise_from, noise_to = max(week_start, q_start), min(week_end, q_end)
             has_noise = noise_from < noise_to
             has_scheduled = si < len(scheduled) and scheduled[si][0] < week_end
             if not has_noise and not has_scheduled:
-                week += timedelta(days=7)
+                week += rotation
                 continue
-            self.w.open(folder / f"postgresql-{week.strftime('%Y-%m-%d')}_000000.{ext}")
+            path = folder / f"postgresql-{week.strftime('%Y-%m-%d')}_000000.{ext}"
+            self.w.open(path)
+            lines_before = self.w.lines
             files += 1
             t = noise_from if has_noise else scheduled[si][0]
             if has_scheduled:
@@ -340,6 +385,8 @@ class _ClusterLog:
                     si += 1
                     if kind == "planted":
                         t = max(t, self._planted(payload) + 1000)
+                    elif kind == "server":
+                        t = max(t, self._server(*payload) + 1000)
                     else:
                         t = max(t, self._migration(max(t, nxt), *payload) + 1000)
                     continue
@@ -348,13 +395,20 @@ class _ClusterLog:
                         break
                     t = nxt if t >= noise_to or nxt < noise_from else noise_from
                     continue
+                calm = next((b for a, b in quiet if a <= t < b), None)
+                if calm is not None:  # down, or pgaudit off: no sessions (plan_logging)
+                    t = calm if nxt is None or nxt > calm else nxt
+                    continue
                 if next_ckpt <= t:
                     self._checkpoint(t)
                     next_ckpt = t + ckpt_every
                     t += 1000
                     continue
                 target = t + int(self.rng.expovariate(1.0) * session_gap) + 1
-                if nxt is not None and nxt <= target + 60_000:
+                calm = next((a for a, b in quiet if t < a <= target + 60_000), None)
+                if calm is not None and (nxt is None or calm < nxt):
+                    t = calm
+                elif nxt is not None and nxt <= target + 60_000:
                     t = nxt
                 elif target >= noise_to:
                     t = noise_to
@@ -363,7 +417,11 @@ class _ClusterLog:
                 else:
                     t = self._noise_session(target)
             self.w.close()
-            week += timedelta(days=7)
+            if week.date() in missing:  # the planted missing log day (plan_logging)
+                path.unlink()
+                files -= 1
+                self.w.lines = lines_before
+            week += rotation
         return files
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from extract.demo.inventory import DBAS, PEOPLE
 from extract.demo.model import Ticket
+from extract.demo.plan_changes import JIRA_LOST_ISSUE
 
 if TYPE_CHECKING:
     from extract.demo.plan import Plan
@@ -87,14 +88,25 @@ def _jira_issue(t: Ticket, number: int) -> dict[str, Any]:
                           "histories": histories}}
 
 
-def write_jira(plan: Plan, folder: Path, page_size: int = 50) -> int:
-    """Jira search pages of `page_size` issues; returns the number of issues."""
+def write_jira(plan: Plan, folder: Path, completeness: dict[str, list[str]],
+               page_size: int = 50) -> int:
+    """Jira search pages of `page_size` issues; returns the number of issues the search
+    counts (its `total`).
+
+    Planted: the page holding `JIRA_LOST_ISSUE` lost it (the export dropped it, the
+    `startAt`/`total` of every page are the search's): the next page starts one position
+    after the last one it holds, so the `jira` source's completeness is a MISSING_PAGE,
+    recorded in `completeness` (source name → finding codes, for expected.json).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     tickets = sorted(plan.tickets.values(), key=lambda t: (t.key.split("-")[0],
                                                            int(t.key.split("-")[1])))
     total = len(tickets)
+    lost = {JIRA_LOST_ISSUE} & {t.key for t in tickets}
+    completeness["jira"] = ["MISSING_PAGE"] if lost else []
     for page, start in enumerate(range(0, total, page_size), start=1):
-        issues = [_jira_issue(t, start + i) for i, t in enumerate(tickets[start:start + page_size])]
+        issues = [_jira_issue(t, start + i) for i, t in enumerate(tickets[start:start + page_size])
+                  if t.key not in lost]
         doc = {"expand": "names,schema", "startAt": start, "maxResults": page_size,
                "total": total, "issues": issues}
         (folder / f"search-{page:03d}.json").write_text(

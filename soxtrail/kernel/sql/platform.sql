@@ -174,9 +174,26 @@ create table if not exists raw.catalog_roles (
     rolvaliduntil text
 );
 
+-- The logging and pgaudit settings of a cluster as pg_settings gave them, with
+-- the server's now() (extract/connectors/queries/catalog_settings.sql).
+create table if not exists raw.catalog_settings (
+    run_id uuid not null, evidence_id uuid not null, source_name text not null,
+    cluster text not null, locator text not null,
+    captured_at text, name text, setting text, unit text, source text,
+    pending_restart text
+);
+
 -- JSON documents as received: CloudTrail records, Okta events, file rows
 -- (keyed by the file's own column names).
 create table if not exists raw.iam_events (
+    run_id uuid not null, evidence_id uuid not null, source_name text not null,
+    connector text not null, locator text not null,
+    doc jsonb not null
+);
+
+-- CloudTrail digest files (extract/connectors/cloudtrail_digest.py): one row per digest,
+-- with its signature metadata and the SHA-256 of its uncompressed content.
+create table if not exists raw.cloudtrail_digests (
     run_id uuid not null, evidence_id uuid not null, source_name text not null,
     connector text not null, locator text not null,
     doc jsonb not null
@@ -310,7 +327,9 @@ language sql immutable as $$
         'raw.pgaudit_csvlog', 'raw.pgaudit_jsonlog', 'raw.pgaudit_stderr',
         'raw.catalog_memberships', 'raw.catalog_roles', 'raw.iam_events',
         'raw.tickets', 'raw.backups', 'raw.role_catalog', 'raw.applications',
-        'raw.identity_map', 'raw.source_settings', 'raw.source_completeness'
+        'raw.identity_map', 'raw.source_settings', 'raw.source_completeness',
+        'raw.catalog_settings',
+        'raw.cloudtrail_digests'
     ]
 $$;
 

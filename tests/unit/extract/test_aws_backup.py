@@ -19,9 +19,9 @@ from extract.snapshot import SnapshotRun
 from soxtrail.kernel.config import parse_config
 from soxtrail.kernel.errors import SourceError
 from soxtrail.kernel.quarter import Quarter
-from soxtrail.kernel.sources import RawRow, Reject, Source
+from soxtrail.kernel.sources import COMPLETENESS_QUERY, RawRow, Reject, Source
 from soxtrail.kernel.store import LocalStore
-from tests.support.fake_services import FakeServices
+from tests.support.fake_services import FakeServices, utc
 from tests.support.rows import doc as raw_doc
 
 CANARY = "canaryAwsSecret0123456789abcdef"
@@ -70,9 +70,29 @@ def source(tmp_path: Path, services: FakeServices | None, **extra: Any) -> Sourc
     return parse_config({"sources": [entry]}, path=None, base_dir=tmp_path, specs=SPECS).sources[0]
 
 
+def pages_of(run: SnapshotRun) -> list[Any]:
+    """The page captures (every record but the completeness statement, which comes last)."""
+    assert run.records[-1].query_name == COMPLETENESS_QUERY
+    return [r for r in run.records if r.query_name != COMPLETENESS_QUERY]
+
+
+def statement(run: SnapshotRun, local_store: LocalStore) -> dict[str, Any]:
+    """The source's completeness statement as stored."""
+    [record] = [r for r in run.records if r.query_name == COMPLETENESS_QUERY]
+    assert record.query_params["raw_table"] == "raw.source_completeness"
+    stored = json.loads(local_store.fetch(record.raw_output_s3_key, Path("unused")).read_bytes())
+    assert record.query_params["completeness"]["findings"] == sorted(
+        {f["code"] for f in stored["findings"]})
+    return stored
+
+
+def codes(doc: dict[str, Any]) -> list[str]:
+    return sorted(f["code"] for f in doc["findings"])
+
+
 def loaded(run: SnapshotRun, local_store: LocalStore) -> list[Any]:
     items: list[Any] = []
-    for record in run.records:
+    for record in pages_of(run):
         path = local_store.fetch(record.raw_output_s3_key, Path("unused"))
         rows = list(aws_backup.load(record.query_params, path))
         assert aws_backup.count_rows(record.query_params, path) == record.result_row_count
@@ -95,18 +115,18 @@ def test_jobs_of_the_quarter_are_paged_by_next_token(tmp_path: Path, services: F
     items = loaded(run, local_store)
     assert [raw_doc(i)["BackupJobId"] for i in items] == [f"job-{n:04d}" for n in range(1, 6)]
     assert items[0].locator == "aws-backup-jobs-00000.json#0"
-    record = run.records[0]
+    record = pages_of(run)[0]
     assert record.source_system == "backups" and record.query_params["raw_table"] == "raw.backups"
     assert record.query_params["created_after"] == "2024-07-01T00:00:00+00:00"
     assert record.query_text.startswith("backup.ListBackupJobs region=eu-central-1 at http://")
-    assert '"NextToken"' not in record.query_text and '"NextToken"' in run.records[1].query_text
+    assert '"NextToken"' not in record.query_text and '"NextToken"' in pages_of(run)[1].query_text
 
 
 def test_pages_are_stored_as_canonical_json_of_the_sdk_response(
         tmp_path: Path, services: FakeServices, run: SnapshotRun,
         local_store: LocalStore) -> None:
     aws_backup.snapshot(source(tmp_path, services), run)
-    raw = local_store.fetch(run.records[0].raw_output_s3_key, Path("unused")).read_bytes()
+    raw = local_store.fetch(pages_of(run)[0].raw_output_s3_key, Path("unused")).read_bytes()
     document = json.loads(raw)
     assert raw == json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
     assert "ResponseMetadata" not in document and document["NextToken"]
@@ -121,7 +141,7 @@ def test_the_endpoint_can_come_from_the_environment(tmp_path: Path, services: Fa
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SOXTRAIL_AWS_ENDPOINT_URL", services.url)
     aws_backup.snapshot(source(tmp_path, None, vault=None), run)
-    assert sum(r.result_row_count for r in run.records) == 6  # other vault included
+    assert sum(r.result_row_count for r in pages_of(run)) == 6  # other vault included
     assert services.requests_to(JOBS)[0].param("backupVaultName") is None
 
 
@@ -173,3 +193,62 @@ def test_load_rejects_a_page_without_backup_jobs(tmp_path: Path) -> None:
     assert isinstance(items[0], RawRow) and isinstance(items[1], Reject)
     page.write_text('{"message": "nope"}')
     assert [type(i) for i in aws_backup.load({}, page)] == [Reject]
+
+
+# ---------------------------------------------------------------------------
+# completeness: no total, a job list that forgets after about 30 days, retention
+
+OTHER_ARN = "arn:aws:rds:eu-central-1:123456789012:cluster:pg-hr-01"
+
+
+def test_the_job_list_states_no_total_and_the_part_of_the_quarter_it_covers(
+        tmp_path: Path, services: FakeServices, run: SnapshotRun,
+        local_store: LocalStore) -> None:
+    services.server_time = utc("2024-10-02T00:00:00Z")
+    aws_backup.snapshot(source(tmp_path, services), run)
+    doc = statement(run, local_store)
+    assert (doc["basis"], doc["claimed"], doc["captured"]) == ("no_total", None, 5)
+    assert doc["findings"][0] == {"code": "NO_TOTAL_AVAILABLE", "exception": False,
+                                  "detail": "AWS Backup states no total: the 5 records "
+                                            "captured cannot be compared with what it holds"}
+    # the oldest job returned (2024-07-01 02:00) is older than 30 days before the capture
+    assert doc["covered"] == [{"from": "2024-07-01T02:00:00Z", "to": "2024-10-01T00:00:00Z"}]
+    assert [f["detail"] for f in doc["findings"] if f["code"] == "COVERAGE_GAP"] == [
+        "2024-07-01T00:00:00Z to 2024-07-01T02:00:00Z: not covered by the capture of "
+        "2024-10-02T00:00:00Z (AWS Backup keeps about 30 days)"]
+    assert "RETENTION_SHORTER_THAN_QUARTER" not in codes(doc)
+    assert doc["facts"]["oldest_job_by_resource"] == {ARN: "2024-07-01T02:00:00Z"}
+
+
+def test_a_mid_quarter_capture_covers_up_to_its_time(
+        tmp_path: Path, services: FakeServices, run: SnapshotRun,
+        local_store: LocalStore) -> None:
+    services.server_time = utc("2024-07-20T06:00:00Z")
+    aws_backup.snapshot(source(tmp_path, services), run)
+    doc = statement(run, local_store)
+    assert doc["covered"] == [{"from": "2024-07-01T00:00:00Z", "to": "2024-07-20T06:00:00Z"}]
+    assert [f["detail"] for f in doc["findings"] if f["code"] == "COVERAGE_GAP"] == [
+        "2024-07-20T06:00:00Z to 2024-10-01T00:00:00Z: after the capture of "
+        "2024-07-20T06:00:00Z"]
+
+
+def test_a_resource_whose_oldest_job_is_after_the_first_day_has_short_retention(
+        tmp_path: Path, run: SnapshotRun, local_store: LocalStore,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", CANARY)
+    with FakeServices() as services:
+        services.server_time = utc("2024-10-01T06:00:00Z")
+        services.add_backup_jobs([job(n, f"2024-09-{n:02d}T02:00:00Z") for n in range(2, 5)])
+        aws_backup.snapshot(source(tmp_path, services, resource_cluster={
+            ARN: "pg-fin-01", OTHER_ARN: "pg-hr-01"}), run)
+    doc = statement(run, local_store)
+    retention = [f["detail"] for f in doc["findings"]
+                 if f["code"] == "RETENTION_SHORTER_THAN_QUARTER"]
+    assert retention == [
+        f"{ARN} (cluster pg-fin-01): the oldest job listed was created 2024-09-02T02:00:00Z, "
+        "after the quarter's first day: backups before it cannot be proven (the job list "
+        "keeps about 30 days)",
+        f"{OTHER_ARN} (cluster pg-hr-01): no backup job of the quarter is listed: none of its "
+        "backups can be proven"]
+    assert doc["covered"] == [{"from": "2024-09-01T06:00:00Z", "to": "2024-10-01T00:00:00Z"}]

@@ -6,6 +6,7 @@ import gzip
 import json
 import uuid
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -50,6 +51,12 @@ def make_run(tmp_path: Path) -> SnapshotRun:
                        spool_dir=tmp_path / "spool")
 
 
+def log_records(run: SnapshotRun) -> list[Any]:
+    """The evidence rows of the log files (not the digest bundle or the completeness
+    statement that follow them)."""
+    return [r for r in run.records if r.query_params["raw_table"] == "raw.iam_events"]
+
+
 def trail_source(base: Path, **values: object) -> Source:
     return Source(name="aws-iam", system="iam", connector="aws_cloudtrail",
                   values={"path": "trail", **values}, base_dir=base)
@@ -77,9 +84,15 @@ def test_snapshot_takes_the_quarter_days_plus_the_late_delivery_day(tmp_path: Pa
     })
     run = make_run(tmp_path)
     aws_cloudtrail.snapshot(trail_source(tmp_path), run)
-    days = [(r.query_params["region"], r.query_params["day"]) for r in run.records]
+    days = [(r.query_params["region"], r.query_params["day"]) for r in log_records(run)]
     assert days == [("eu-west-1", "2024-08-15"), ("us-east-1", "2024-07-01"),
                     ("us-east-1", "2024-09-30"), ("us-east-1", "2024-10-01")]
+    # then the one digest bundle (its one unreadable digest) and the completeness statement
+    assert [r.query_params["raw_table"] for r in run.records[4:]] == [
+        "raw.cloudtrail_digests", "raw.source_completeness"]
+    assert run.records[4].result_row_count == 1
+    assert run.records[5].query_params["completeness"]["findings"] == [
+        "DIGEST_MISMATCH", "MISSING_DIGEST", "UNVERIFIED"]
     first = run.records[0]
     assert first.query_params["account"] == ACCOUNT
     assert first.query_params["raw_table"] == "raw.iam_events"
@@ -97,8 +110,8 @@ def test_region_and_account_filters(tmp_path: Path) -> None:
     })
     run = make_run(tmp_path)
     aws_cloudtrail.snapshot(trail_source(tmp_path, region="us-east-1", account=ACCOUNT), run)
-    assert [(r.query_params["account"], r.query_params["region"]) for r in run.records] == [
-        (ACCOUNT, "us-east-1")]
+    assert [(r.query_params["account"], r.query_params["region"])
+            for r in log_records(run)] == [(ACCOUNT, "us-east-1")]
 
 
 def test_load_keeps_every_iam_event_and_skips_other_services(tmp_path: Path) -> None:
@@ -149,9 +162,10 @@ def test_snapshot_walks_an_s3_prefix(tmp_path: Path, s3_endpoint: str,
     run = make_run(tmp_path)
     aws_cloudtrail.snapshot(Source(name="aws-iam", system="iam", connector="aws_cloudtrail",
                                    values={"path": f"s3://{bucket}/org"}), run)
-    assert [r.query_params["day"] for r in run.records] == ["2024-07-02", "2024-07-02",
-                                                            "2024-08-01"]
-    assert [r.query_params["file"] for r in run.records][:2] == [
+    assert [r.query_params["day"] for r in log_records(run)] == ["2024-07-02", "2024-07-02",
+                                                                 "2024-08-01"]
+    assert run.records[-1].query_params["completeness"]["findings"] == ["UNVERIFIED"]
+    assert [r.query_params["file"] for r in log_records(run)][:2] == [
         file_name("2024/07/02", "0000"), file_name("2024/07/02", "0100")]
     stored = run.store.fetch(run.records[2].raw_output_s3_key, tmp_path)
     assert stored.read_bytes() == MIXED

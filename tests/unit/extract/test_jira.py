@@ -15,7 +15,7 @@ from extract.snapshot import SnapshotRun
 from soxtrail.kernel.config import parse_config
 from soxtrail.kernel.errors import SourceError
 from soxtrail.kernel.quarter import Quarter
-from soxtrail.kernel.sources import RawRow, Reject, Source
+from soxtrail.kernel.sources import COMPLETENESS_QUERY, RawRow, Reject, Source
 from soxtrail.kernel.store import LocalStore
 from tests.support.fake_services import FakeServices
 from tests.support.rows import doc as raw_doc
@@ -87,9 +87,29 @@ def online(tmp_path: Path, services: FakeServices, **extra: Any) -> Source:
     return make_source(tmp_path, **entry)
 
 
+def pages_of(run: SnapshotRun) -> list[Any]:
+    """The page captures (every record but the completeness statement, which comes last)."""
+    assert run.records[-1].query_name == COMPLETENESS_QUERY
+    return [r for r in run.records if r.query_name != COMPLETENESS_QUERY]
+
+
+def statement(run: SnapshotRun, local_store: LocalStore) -> dict[str, Any]:
+    """The source's completeness statement as stored."""
+    [record] = [r for r in run.records if r.query_name == COMPLETENESS_QUERY]
+    assert record.query_params["raw_table"] == "raw.source_completeness"
+    stored = json.loads(local_store.fetch(record.raw_output_s3_key, Path("unused")).read_bytes())
+    assert record.query_params["completeness"]["findings"] == sorted(
+        {f["code"] for f in stored["findings"]})
+    return stored
+
+
+def codes(doc: dict[str, Any]) -> list[str]:
+    return sorted(f["code"] for f in doc["findings"])
+
+
 def loaded(run: SnapshotRun, local_store: LocalStore) -> list[RawRow | Reject]:
     items: list[Any] = []
-    for record in run.records:
+    for record in pages_of(run):
         path = local_store.fetch(record.raw_output_s3_key, Path("unused"))
         rows = list(jira.load(record.query_params, path))
         assert jira.count_rows(record.query_params, path) == record.result_row_count == len(rows)
@@ -113,14 +133,14 @@ def test_v2_pages_by_start_at_one_capture_per_page(tmp_path: Path, services: Fak
     requests = services.requests_to(V2)
     assert [r.param("startAt") for r in requests] == ["0", "2", "4"]
     assert [r.param("maxResults") for r in requests] == ["2", "2", "2"]
-    assert [r.result_row_count for r in run.records] == [2, 2, 1]
-    first = run.records[0]
+    assert [r.result_row_count for r in pages_of(run)] == [2, 2, 1]
+    first = pages_of(run)[0]
     assert first.source_system == "tickets"
     assert first.query_text.startswith(f"GET {services.url}{V2}?jql=project+%3D+DBA")
     assert "startAt=0&maxResults=2" in first.query_text
     assert first.query_params == {
         "api": "v2", "jql": 'project = DBA AND updated >= "2024-07-01" AND created < "2024-10-01"',
-        "page": 0, "start_at": 0, "source": "jira-prod", "connector": "jira",
+        "page": 0, "start_at": 0, "attempt": 1, "source": "jira-prod", "connector": "jira",
         "raw_table": "raw.tickets"}
     assert first.raw_output_s3_key.endswith("/raw/tickets/jira-prod/jira-search-00000.json")
     rows = loaded(run, local_store)
@@ -136,7 +156,7 @@ def test_the_stored_page_is_the_response_byte_for_byte(tmp_path: Path, services:
                                                        run: SnapshotRun,
                                                        local_store: LocalStore) -> None:
     jira.snapshot(online(tmp_path, services), run)
-    stored = local_store.fetch(run.records[0].raw_output_s3_key, Path("unused")).read_bytes()
+    stored = local_store.fetch(pages_of(run)[0].raw_output_s3_key, Path("unused")).read_bytes()
     document = json.loads(stored)
     assert stored == json.dumps(document).encode()  # the fake's exact serialisation
     assert document["startAt"] == 0 and document["total"] == 5
@@ -148,7 +168,7 @@ def test_v2_follows_the_servers_page_size_when_it_caps_max_results(
         services.add_jira_issues([issue(n) for n in range(1, 6)])
         jira.snapshot(online(tmp_path, services, page_size=100), run)
         assert [r.param("startAt") for r in services.requests_to(V2)] == ["0", "2", "4"]
-    assert sum(r.result_row_count for r in run.records) == 5
+    assert sum(r.result_row_count for r in pages_of(run)) == 5
 
 
 def test_v3_pages_by_next_page_token_until_is_last(tmp_path: Path, services: FakeServices,
@@ -160,7 +180,7 @@ def test_v3_pages_by_next_page_token_until_is_last(tmp_path: Path, services: Fak
     assert requests[0].param("nextPageToken") is None
     assert requests[1].param("nextPageToken") and requests[2].param("nextPageToken")
     assert requests[1].param("nextPageToken") != requests[2].param("nextPageToken")
-    assert [r.query_params["api"] for r in run.records] == ["v3"] * 3
+    assert [r.query_params["api"] for r in pages_of(run)] == ["v3"] * 3
     rows = loaded(run, local_store)
     assert len(rows) == 5 and all(isinstance(r, RawRow) for r in rows)
 
@@ -221,7 +241,7 @@ def test_a_transient_fault_then_success_captures_every_issue_once(
     assert keys == [f"DBA-{n}" for n in range(1, 6)]
 
 
-def test_a_source_that_goes_down_fails_naming_it_and_captures_nothing_after(
+def test_a_source_that_goes_down_fails_naming_it_and_captures_nothing(
         tmp_path: Path, services: FakeServices, run: SnapshotRun,
         local_store: LocalStore) -> None:
     services.inject(V2, "down", after=1)
@@ -230,8 +250,8 @@ def test_a_source_that_goes_down_fails_naming_it_and_captures_nothing_after(
     message = str(failure.value)
     assert message.startswith("source 'jira-prod': GET ") and "startAt=2" in message
     assert "connection failed" in message and CANARY not in message
-    assert [r.query_params["page"] for r in run.records] == [0]
-    assert [k.rsplit("/", 1)[-1] for k in local_store.list("")] == ["jira-search-00000.json"]
+    # the search is held until it is whole: a search cut short leaves no page behind
+    assert run.records == [] and list(local_store.list("")) == []
     assert_no_canary(run, local_store)
 
 
@@ -268,9 +288,9 @@ def test_saved_pages_are_captured_as_is_and_loaded(tmp_path: Path, run: Snapshot
     (pages / "page-2.json").write_bytes(json.dumps({"issues": [issue(3)], "isLast": True}).encode())
     (pages / "page-3.json").write_bytes(b'{"issues": [')
     jira.snapshot(make_source(tmp_path, path="exports/page-*.json"), run)
-    assert [r.query_params["api"] for r in run.records] == ["file"] * 3
-    assert run.records[0].query_text == f"read {pages / 'page-1.json'}"
-    stored = local_store.fetch(run.records[0].raw_output_s3_key, Path("unused"))
+    assert [r.query_params["api"] for r in pages_of(run)] == ["file"] * 3
+    assert pages_of(run)[0].query_text == f"read {pages / 'page-1.json'}"
+    stored = local_store.fetch(pages_of(run)[0].raw_output_s3_key, Path("unused"))
     assert stored.read_bytes() == first
     items = loaded(run, local_store)
     assert [raw_doc(i)["key"] for i in items if isinstance(i, RawRow)] == ["DBA-1", "DBA-2",
@@ -288,3 +308,139 @@ def test_load_rejects_records_that_are_not_issues(tmp_path: Path) -> None:
     assert isinstance(items[1], Reject) and items[1].locator == "odd.json#1"
     page.write_text(json.dumps({"errorMessages": ["bad jql"]}))
     assert [type(i) for i in jira.load({}, page)] == [Reject]
+
+
+# ---------------------------------------------------------------------------
+# completeness
+
+
+def test_a_whole_search_states_the_servers_total_and_no_finding(
+        tmp_path: Path, services: FakeServices, run: SnapshotRun,
+        local_store: LocalStore) -> None:
+    jira.snapshot(online(tmp_path, services), run)
+    assert len(services.requests_to(V2)) == 3  # no retry
+    doc = statement(run, local_store)
+    assert (doc["basis"], doc["claimed"], doc["captured"], doc["approximate"]) == (
+        "server_total", 5, 5, False)
+    assert doc["findings"] == [] and doc["facts"]["retried"] is False
+    assert doc["facts"]["attempts"][0]["totals_seen"] == [5]
+
+
+def test_a_page_that_drops_an_issue_is_a_count_mismatch_after_one_retry(
+        tmp_path: Path, services: FakeServices, run: SnapshotRun,
+        local_store: LocalStore) -> None:
+    services.hidden_keys.add("DBA-3")  # counted in `total`, never returned
+    jira.snapshot(online(tmp_path, services), run)
+    starts = [r.param("startAt") for r in services.requests_to(V2)]
+    assert starts == ["0", "2", "3", "0", "2", "3"]  # the whole search ran twice
+    assert {r.query_params["attempt"] for r in pages_of(run)} == {2}
+    doc = statement(run, local_store)
+    assert codes(doc) == ["COUNT_MISMATCH"]
+    [finding] = doc["findings"]
+    assert finding["exception"] is True
+    assert "after one retry" in finding["detail"] and "its total is 5" in finding["detail"]
+    assert "DBA-4" in finding["detail"]  # the key the shifted offsets fetched twice
+    assert doc["facts"]["population_attempt"] == 2
+    assert [a["distinct"] for a in doc["facts"]["attempts"]] == [4, 4]
+    keys = [raw_doc(r)["key"] for r in loaded(run, local_store) if isinstance(r, RawRow)]
+    assert "DBA-3" not in keys
+
+
+def test_a_search_that_shifts_under_paging_and_settles_on_retry_has_no_finding(
+        tmp_path: Path, services: FakeServices, run: SnapshotRun,
+        local_store: LocalStore) -> None:
+    # an issue is created between the first and the second page request
+    services.on_request(V2, 1, lambda: services.jira_issues.insert(0, issue(0)))
+    jira.snapshot(online(tmp_path, services), run)
+    assert len(services.requests_to(V2)) == 3 + 3
+    doc = statement(run, local_store)
+    assert doc["findings"] == [] and (doc["claimed"], doc["captured"]) == (6, 6)
+    first, second = doc["facts"]["attempts"]
+    assert first["totals_seen"] == [5, 6] and first["duplicates"] == ["DBA-2"]
+    assert second["totals_seen"] == [6] and second["duplicates"] == []
+    assert doc["facts"]["keys_only_in_retry"] == ["DBA-0"]
+    keys = [raw_doc(r)["key"] for r in loaded(run, local_store) if isinstance(r, RawRow)]
+    assert sorted(keys) == sorted(f"DBA-{n}" for n in range(6))
+
+
+def test_v3_compares_with_the_approximate_count_and_says_it_is_approximate(
+        tmp_path: Path, services: FakeServices, run: SnapshotRun,
+        local_store: LocalStore) -> None:
+    jira.snapshot(online(tmp_path, services, api="v3"), run)
+    [count] = services.requests_to("/rest/api/3/search/approximate-count")
+    assert count.method == "POST" and json.loads(count.body)["jql"].startswith("project = DBA")
+    assert count.headers["Authorization"].startswith("Basic ")
+    doc = statement(run, local_store)
+    assert (doc["basis"], doc["approximate"], doc["claimed"], doc["captured"]) == (
+        "approximate_total", True, 5, 5)
+    assert doc["findings"] == []
+    assert pages_of(run)[0].query_params["approximate_count"] == 5
+
+
+def test_v3_short_of_the_approximate_count_after_a_retry_is_a_count_mismatch(
+        tmp_path: Path, services: FakeServices, run: SnapshotRun,
+        local_store: LocalStore) -> None:
+    services.hidden_keys.add("DBA-3")
+    jira.snapshot(online(tmp_path, services, api="v3"), run)
+    assert len(services.requests_to("/rest/api/3/search/approximate-count")) == 2
+    doc = statement(run, local_store)
+    assert codes(doc) == ["COUNT_MISMATCH"] and doc["approximate"] is True
+    assert "approximate count is 5, 4 items were captured" in doc["findings"][0]["detail"]
+
+
+def _saved(folder: Path, name: str, start: int, total: int, keys: list[int]) -> None:
+    folder.mkdir(exist_ok=True)
+    (folder / name).write_text(json.dumps({"startAt": start, "maxResults": 2, "total": total,
+                                           "issues": [issue(n) for n in keys]}))
+
+
+def test_whole_saved_pages_have_a_whole_sequence(tmp_path: Path, run: SnapshotRun,
+                                                 local_store: LocalStore) -> None:
+    folder = tmp_path / "exports"
+    _saved(folder, "p1.json", 0, 5, [1, 2])
+    _saved(folder, "p2.json", 2, 5, [3, 4])
+    _saved(folder, "p3.json", 4, 5, [5])
+    jira.snapshot(make_source(tmp_path, path="exports/p*.json"), run)
+    doc = statement(run, local_store)
+    assert (doc["basis"], doc["claimed"], doc["captured"], doc["findings"]) == (
+        "page_sequence", 5, 5, [])
+
+
+def test_saved_pages_with_a_gap_are_a_missing_page_naming_it(
+        tmp_path: Path, run: SnapshotRun, local_store: LocalStore) -> None:
+    folder = tmp_path / "exports"
+    _saved(folder, "p1.json", 0, 7, [1, 2])
+    _saved(folder, "p2.json", 2, 7, [3])      # lost one issue: the next page starts at 4
+    _saved(folder, "p4.json", 6, 7, [7])      # p3 (startAt 4) is missing altogether
+    jira.snapshot(make_source(tmp_path, path="exports/p*.json"), run)
+    doc = statement(run, local_store)
+    assert codes(doc) == ["MISSING_PAGE"]
+    [gap] = [f["detail"] for f in doc["findings"]]
+    assert gap == ("search positions 3-5 (3 issues) in no saved page: p2.json (startAt 2) "
+                   "holds 1, p4.json starts at 6")
+    assert (doc["claimed"], doc["captured"]) == (7, 4)
+
+
+def test_saved_pages_that_stop_short_of_the_total_are_a_missing_page(
+        tmp_path: Path, run: SnapshotRun, local_store: LocalStore) -> None:
+    folder = tmp_path / "exports"
+    _saved(folder, "p1.json", 0, 5, [1, 2])
+    _saved(folder, "p2.json", 2, 5, [3, 4])
+    jira.snapshot(make_source(tmp_path, path="exports/p*.json"), run)
+    doc = statement(run, local_store)
+    assert [f["detail"] for f in doc["findings"]] == [
+        "search position 4 (1 issue) in no saved page: the pages hold positions up to 3 of "
+        "a total of 5 (the last, p2.json, starts at 2 and holds 2)"]
+
+
+def test_saved_v3_pages_state_no_total_and_need_a_last_page(
+        tmp_path: Path, run: SnapshotRun, local_store: LocalStore) -> None:
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    (folder / "p1.json").write_text(json.dumps({"issues": [issue(1)], "nextPageToken": "x",
+                                                "isLast": False}))
+    jira.snapshot(make_source(tmp_path, path="exports/p*.json"), run)
+    doc = statement(run, local_store)
+    assert codes(doc) == ["MISSING_PAGE", "NO_TOTAL_AVAILABLE"]
+    assert [f["exception"] for f in doc["findings"]] == [False, True]
+    assert doc["basis"] == "no_total" and doc["claimed"] is None

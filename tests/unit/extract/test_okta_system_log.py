@@ -15,9 +15,9 @@ from extract.snapshot import SnapshotRun
 from soxtrail.kernel.config import parse_config
 from soxtrail.kernel.errors import SourceError
 from soxtrail.kernel.quarter import Quarter
-from soxtrail.kernel.sources import RawRow, Source
+from soxtrail.kernel.sources import COMPLETENESS_QUERY, RawRow, Source
 from soxtrail.kernel.store import LocalStore
-from tests.support.fake_services import FakeServices
+from tests.support.fake_services import FakeServices, utc
 from tests.support.rows import doc as raw_doc
 
 CANARY = "canary-okta-00c0ffee"
@@ -69,9 +69,29 @@ def source(tmp_path: Path, services: FakeServices, **extra: Any) -> Source:
     return parse_config({"sources": [entry]}, path=None, base_dir=tmp_path, specs=SPECS).sources[0]
 
 
+def pages_of(run: SnapshotRun) -> list[Any]:
+    """The page captures (every record but the completeness statement, which comes last)."""
+    assert run.records[-1].query_name == COMPLETENESS_QUERY
+    return [r for r in run.records if r.query_name != COMPLETENESS_QUERY]
+
+
+def statement(run: SnapshotRun, local_store: LocalStore) -> dict[str, Any]:
+    """The source's completeness statement as stored."""
+    [record] = [r for r in run.records if r.query_name == COMPLETENESS_QUERY]
+    assert record.query_params["raw_table"] == "raw.source_completeness"
+    stored = json.loads(local_store.fetch(record.raw_output_s3_key, Path("unused")).read_bytes())
+    assert record.query_params["completeness"]["findings"] == sorted(
+        {f["code"] for f in stored["findings"]})
+    return stored
+
+
+def codes(doc: dict[str, Any]) -> list[str]:
+    return sorted(f["code"] for f in doc["findings"])
+
+
 def loaded(run: SnapshotRun, local_store: LocalStore) -> list[Any]:
     items: list[Any] = []
-    for record in run.records:
+    for record in pages_of(run):
         path = local_store.fetch(record.raw_output_s3_key, Path("unused"))
         rows = list(okta_system_log.load(record.query_params, path))
         assert okta_system_log.count_rows(record.query_params, path) == record.result_row_count
@@ -102,11 +122,11 @@ def test_pages_follow_the_link_header_for_the_quarter(tmp_path: Path, services: 
     assert all(isinstance(i, RawRow) for i in items)
     assert [raw_doc(i)["uuid"] for i in items] == [f"evt-{n:04d}" for n in range(1, 6)]
     assert items[0].locator == "okta-logs-00000.json#0"
-    assert [r.result_row_count for r in run.records] == [2, 2, 1]
-    assert run.records[0].source_system == "iam"
-    assert run.records[0].query_params["raw_table"] == "raw.iam_events"
-    assert run.records[1].query_text.startswith(f"GET {services.url}{LOGS}?")
-    assert "after=" in run.records[1].query_text
+    assert [r.result_row_count for r in pages_of(run)] == [2, 2, 1]
+    assert pages_of(run)[0].source_system == "iam"
+    assert pages_of(run)[0].query_params["raw_table"] == "raw.iam_events"
+    assert pages_of(run)[1].query_text.startswith(f"GET {services.url}{LOGS}?")
+    assert "after=" in pages_of(run)[1].query_text
     assert_no_canary(run, local_store)
 
 
@@ -116,7 +136,7 @@ def test_default_event_types_become_an_eventtype_filter(tmp_path: Path, services
     sent = services.requests_to(LOGS)[0].param("filter") or ""
     assert 'eventType eq "user.lifecycle.deactivate"' in sent
     assert 'eventType eq "group.user_membership.remove"' in sent and " or " in sent
-    assert run.records[0].query_params["filter"] == sent
+    assert pages_of(run)[0].query_params["filter"] == sent
 
 
 def test_an_empty_event_type_list_asks_for_every_event(tmp_path: Path, services: FakeServices,
@@ -183,3 +203,66 @@ def test_the_next_link_is_read_from_several_link_headers() -> None:
     assert okta_system_log.next_link(headers) == "https://x.okta.com/api/v1/logs?limit=2&after=abc"
     assert okta_system_log.next_link({"Link": '<https://x>; rel="self"'}) is None
     assert okta_system_log.next_link({}) is None
+
+
+# ---------------------------------------------------------------------------
+# completeness: no total, and a log that forgets after about 90 days
+
+
+def test_the_system_log_states_no_total_which_is_not_an_exception(
+        tmp_path: Path, services: FakeServices, run: SnapshotRun,
+        local_store: LocalStore) -> None:
+    services.server_time = utc("2024-10-02T00:00:00Z")
+    okta_system_log.snapshot(source(tmp_path, services), run)
+    doc = statement(run, local_store)
+    assert (doc["basis"], doc["claimed"], doc["captured"]) == ("no_total", None, 5)
+    assert ("NO_TOTAL_AVAILABLE", False) in [(f["code"], f["exception"])
+                                             for f in doc["findings"]]
+
+
+def test_a_capture_90_days_after_the_quarter_start_misses_its_first_days(
+        tmp_path: Path, services: FakeServices, run: SnapshotRun,
+        local_store: LocalStore) -> None:
+    services.server_time = utc("2024-10-05T00:00:00Z")  # the log reaches back to 2024-07-07
+    okta_system_log.snapshot(source(tmp_path, services), run)
+    doc = statement(run, local_store)
+    assert doc["covered"] == [{"from": "2024-07-07T00:00:00Z", "to": "2024-10-01T00:00:00Z"}]
+    gaps = [f for f in doc["findings"] if f["code"] == "COVERAGE_GAP"]
+    assert len(gaps) == 1 and gaps[0]["exception"] is True
+    assert gaps[0]["detail"].startswith("2024-07-01T00:00:00Z to 2024-07-07T00:00:00Z: not "
+                                        "covered by the capture of 2024-10-05T00:00:00Z")
+    assert doc["facts"]["taken_at"] == "2024-10-05T00:00:00Z"
+
+
+def test_a_mid_quarter_capture_covers_the_quarter_up_to_its_time(
+        tmp_path: Path, services: FakeServices, run: SnapshotRun,
+        local_store: LocalStore) -> None:
+    services.server_time = utc("2024-08-15T12:00:00Z")
+    okta_system_log.snapshot(source(tmp_path, services), run)
+    doc = statement(run, local_store)
+    assert doc["covered"] == [{"from": "2024-07-01T00:00:00Z", "to": "2024-08-15T12:00:00Z"}]
+    assert [f["detail"] for f in doc["findings"] if f["code"] == "COVERAGE_GAP"] == [
+        "2024-08-15T12:00:00Z to 2024-10-01T00:00:00Z: after the capture of "
+        "2024-08-15T12:00:00Z"]
+
+
+def test_an_event_older_than_the_documented_window_extends_the_coverage(
+        tmp_path: Path, services: FakeServices, run: SnapshotRun,
+        local_store: LocalStore) -> None:
+    services.add_okta_events([event(93, published="2024-07-01T00:00:00.000Z")])
+    services.server_time = utc("2024-10-05T00:00:00Z")
+    okta_system_log.snapshot(source(tmp_path, services), run)
+    doc = statement(run, local_store)
+    assert doc["covered"] == [{"from": "2024-07-01T00:00:00Z", "to": "2024-10-01T00:00:00Z"}]
+    assert codes(doc) == ["NO_TOTAL_AVAILABLE"]
+
+
+def test_a_capture_long_after_the_quarter_covers_none_of_it(
+        tmp_path: Path, services: FakeServices, run: SnapshotRun,
+        local_store: LocalStore) -> None:
+    services.okta_events.clear()
+    services.server_time = utc("2025-03-01T00:00:00Z")
+    okta_system_log.snapshot(source(tmp_path, services), run)
+    doc = statement(run, local_store)
+    assert doc["covered"] == [] and doc["captured"] == 0
+    assert codes(doc) == ["COVERAGE_GAP", "NO_TOTAL_AVAILABLE"]

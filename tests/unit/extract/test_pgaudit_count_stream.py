@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -22,6 +23,15 @@ FORMATS = ("csvlog", "jsonlog", "stderr")
 PIECES = [b"\n", b"\r\n", b"\r", b"\t", b'"', b'""', b"a", b"AUDIT: x", b"{}", b",", b" ",
           b'"q\nq"', b"\n\n", b"\n\t", b"\xff"]
 
+
+
+def log_records(run: SnapshotRun) -> list[Any]:
+    """The log files' evidence records of a pgaudit_log snapshot; the source's completeness
+    statement comes after them (pgaudit_files)."""
+    *logs, statement = run.records
+    assert statement.query_name == "completeness"
+    assert statement.query_params["raw_table"] == "raw.source_completeness"
+    return logs
 
 def streamed(fmt: str, data: bytes, cuts: list[int], *, python: bool = False) -> int | None:
     """count_stream's total with `data` fed in pieces cut at `cuts` (with `python`, the
@@ -124,7 +134,7 @@ def test_snapshot_counts_while_streaming(tmp_path: Path, gz: bool) -> None:
     source = Source(name="pg1", system="db_audit", connector="pgaudit_log",
                     values={"cluster": "pg1", "format": "csvlog", "paths": [str(logs / "*")]})
     pgaudit_log.snapshot(source, run)
-    (record,) = run.records
+    (record,) = log_records(run)
     stored = store.fetch(record.raw_output_s3_key, Path("unused"))
     assert record.result_row_count == 4 == pgaudit_log.count_rows(record.query_params, stored)
     # the object is the very bytes that were hashed, and the spool holds no copy

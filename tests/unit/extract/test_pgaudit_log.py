@@ -9,6 +9,7 @@ import json
 import tempfile
 import uuid
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -30,6 +31,15 @@ MULTILINE = ('AUDIT: SESSION,2,1,DDL,CREATE TABLE,TABLE,public.t1,'
 STDERR_MULTILINE = ('AUDIT: SESSION,2,1,DDL,CREATE TABLE,TABLE,public.t1,'
                     '"/* CHG-2001 */ CREATE TABLE t1 (\n\t  id int,\n\t)",<not logged>')
 
+
+
+def log_records(run: SnapshotRun) -> list[Any]:
+    """The log files' evidence records of a pgaudit_log snapshot; the source's completeness
+    statement comes after them (pgaudit_files)."""
+    *logs, statement = run.records
+    assert statement.query_name == "completeness"
+    assert statement.query_params["raw_table"] == "raw.source_completeness"
+    return logs
 
 def csvlog(message: str, *, time: str = "2024-07-05 10:00:00.123 UTC", user: str = "alice",
            width: int = 26, app: str = "psql") -> bytes:
@@ -78,13 +88,17 @@ def rejects(items: list[RawRow | Reject | Skipped]) -> list[Reject]:
 # --------------------------------------------------------------------------- csvlog
 
 
-def test_csvlog_loads_audit_records_with_locators_and_skips_the_rest(tmp_path: Path) -> None:
+def test_csvlog_loads_audit_records_and_server_events_and_skips_the_rest(
+        tmp_path: Path) -> None:
     data = (csvlog("database system is ready to accept connections", user="")
             + csvlog(GRANT) + csvlog(MULTILINE) + csvlog("checkpoint starting: time")
             + csvlog(GRANT, user="bob"))
     path = write(tmp_path, "postgresql.csv", data)
     items = items_of("csvlog", path)
-    loaded = rows(items)
+    server, *loaded = rows(items)
+    assert server.locator == "postgresql.csv:1"  # a server event LG-01 reads: kept
+    assert dict(zip(CSVLOG_COLUMNS, server.values, strict=True))["message"] == \
+        "database system is ready to accept connections"
     assert [r.locator for r in loaded] == ["postgresql.csv:2", "postgresql.csv:3",
                                            "postgresql.csv:8"]
     assert all(len(r.values) == len(RAW_TABLES["raw.pgaudit_csvlog"].payload) for r in loaded)
@@ -96,7 +110,7 @@ def test_csvlog_loads_audit_records_with_locators_and_skips_the_rest(tmp_path: P
     assert first["detail"] is None  # empty csv field → null, as COPY CSV would load it
     assert dict(zip(CSVLOG_COLUMNS, loaded[1].values, strict=True))["message"] == MULTILINE
     assert dict(zip(CSVLOG_COLUMNS, loaded[2].values, strict=True))["user_name"] == "bob"
-    assert sum(i.count for i in items if isinstance(i, Skipped)) == 2
+    assert sum(i.count for i in items if isinstance(i, Skipped)) == 1  # the checkpoint
     assert pgaudit_log.count_rows({"format": "csvlog"}, path) == 5 == record_count(items)
 
 
@@ -384,11 +398,11 @@ def test_snapshot_captures_each_matched_file_byte_for_byte(tmp_path: Path) -> No
     run = make_run(tmp_path)
     pgaudit_log.snapshot(pg_source(tmp_path, format="csvlog",
                                    paths=["logs/a/*.csv*", "logs/b/*.csv"]), run)
-    assert [r.query_params["file"] for r in run.records] == [
+    assert [r.query_params["file"] for r in log_records(run)] == [
         "postgresql-0.csv.gz", "postgresql-1.csv", "postgresql-2.csv", "postgresql-2.csv"]
-    assert len({r.raw_output_s3_key for r in run.records}) == 4
-    assert run.records[0].raw_output_s3_key.endswith("/postgresql-0.csv.gz")
-    for record in run.records:
+    assert len({r.raw_output_s3_key for r in log_records(run)}) == 4
+    assert log_records(run)[0].raw_output_s3_key.endswith("/postgresql-0.csv.gz")
+    for record in log_records(run):
         params = record.query_params
         assert params["cluster"] == "pg-fin-01" and params["format"] == "csvlog"
         assert params["raw_table"] == "raw.pgaudit_csvlog"
@@ -399,14 +413,14 @@ def test_snapshot_captures_each_matched_file_byte_for_byte(tmp_path: Path) -> No
         original = next(p for p in files if record.query_text.endswith(str(p)))
         assert stored.read_bytes() == files[original]
         assert record.result_row_count == pgaudit_log.count_rows(params, stored)
-    assert [r.result_row_count for r in run.records] == [1, 1, 1, 2]
+    assert [r.result_row_count for r in log_records(run)] == [1, 1, 1, 2]
 
 
 def test_snapshot_stderr_records_the_prefix_for_load(tmp_path: Path) -> None:
     (tmp_path / "x.log").write_bytes(STDERR)
     run = make_run(tmp_path)
     pgaudit_log.snapshot(pg_source(tmp_path, format="stderr", paths="x.log"), run)
-    (record,) = run.records
+    (record,) = log_records(run)
     assert record.query_params["log_line_prefix"] == pgaudit_log.DEFAULT_PREFIX
     assert record.query_params["raw_table"] == "raw.pgaudit_stderr"
     stored = run.store.fetch(record.raw_output_s3_key, tmp_path)
@@ -438,12 +452,12 @@ def test_snapshot_lists_an_s3_prefix(tmp_path: Path, s3_endpoint: str,
     run = make_run(tmp_path)
     pgaudit_log.snapshot(pg_source(tmp_path, format="jsonlog",
                                    paths=f"s3://{bucket}/pg-fin-01/*.json"), run)
-    assert [r.query_params["file"] for r in run.records] == ["postgresql-1.json",
+    assert [r.query_params["file"] for r in log_records(run)] == ["postgresql-1.json",
                                                              "postgresql-2.json"]
-    assert run.records[1].query_text.endswith(f"s3://{bucket}/pg-fin-01/postgresql-2.json")
-    stored = run.store.fetch(run.records[1].raw_output_s3_key, tmp_path)
+    assert log_records(run)[1].query_text.endswith(f"s3://{bucket}/pg-fin-01/postgresql-2.json")
+    stored = run.store.fetch(log_records(run)[1].raw_output_s3_key, tmp_path)
     assert stored.read_bytes() == jsonlog(GRANT)
-    assert [r.result_row_count for r in run.records] == [1, 1]
+    assert [r.result_row_count for r in log_records(run)] == [1, 1]
 
 
 # --------------------------------------------------------------------------- properties

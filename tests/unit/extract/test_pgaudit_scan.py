@@ -151,6 +151,21 @@ MESSAGES = st.one_of(
     st.builds(lambda cls, stmt: f"AUDIT: SESSION,1,1,{cls},GRANT,,,{stmt},<not logged>",
               st.sampled_from(["ROLE", "DDL", "READ"]), mostly(CLEAN_TEXT, EDGY_TEXT)),
     st.sampled_from(["", "connection received", " AUDIT: x", "AUDIT:", "AUDIT: "]),
+    # server events LG-01 reads (loaded), and near misses (skipped) around the byte hint
+    st.sampled_from([
+        "database system is ready to accept connections", "database system is shut down",
+        "database system was shut down at 2024-07-05 09:00:00 UTC",
+        "database system was interrupted; last known up at 2024-07-05 09:00:00 UTC",
+        "received fast shutdown request", "received SIGHUP, reloading configuration files",
+        "received immediate shutdown request", "received smart shutdown", "received fas",
+        "terminating any other active server processes", "terminating any other",
+        'parameter "pgaudit.log" changed to "none"', "parameter x", "parameter ",
+        'parameter "log_line_prefix" removed from configuration file, reset to default',
+        "statement: ALTER SYSTEM SET pgaudit.log = 'none'", "statement: set PGAUDIT.LOG to ddl",
+        "statement: SET pgaudit.log_level = log", "pgaudit.lo", "pgaudit\x0elog",
+        "x database system y", "connection received: host=10.0.0.1 port=5432",
+        "database\\u0020system is ready", "Database system is ready",
+    ]),
 )
 
 

@@ -50,7 +50,8 @@ def test_file_is_captured_as_is_and_loads_one_row_per_backup(tmp_path: Path) -> 
     (tmp_path / "info.json").write_bytes(INFO_BYTES)
     run = make_run(tmp_path)
     pgbackrest_info.snapshot(source(tmp_path, path="info.json"), run)
-    (record,) = run.records
+    record, statement = run.records
+    assert statement.query_name == "completeness"
     assert record.result_row_count == 3
     assert record.query_params["raw_table"] == "raw.backups"
     stored = run.store.fetch(record.raw_output_s3_key, tmp_path)
@@ -67,7 +68,8 @@ def test_command_output_is_captured_exactly(tmp_path: Path) -> None:
     argv = [sys.executable, str(script), "--output=json"]
     run = make_run(tmp_path)
     pgbackrest_info.snapshot(source(tmp_path, command=argv), run)
-    (record,) = run.records
+    record, statement = run.records
+    assert statement.query_name == "completeness"
     assert record.query_text.endswith("fake_info.py --output=json")
     assert record.query_params["command"] == argv
     assert run.store.fetch(record.raw_output_s3_key, tmp_path).read_bytes() == INFO_BYTES
@@ -120,3 +122,44 @@ def test_settings_map_stanzas_to_clusters(tmp_path: Path) -> None:
                                                   ("stanza_cluster", "hr", "pg-hr-02")]
     with pytest.raises(ConfigError, match="stanza_cluster"):
         list(pgbackrest_info.settings(source(tmp_path, path="x", stanza_cluster=["fin"])))
+
+
+# ---------------------------------------------------------------------------
+# completeness: retention against the quarter start
+
+
+def _statement(run: SnapshotRun) -> dict[str, object]:
+    [record] = [r for r in run.records if r.query_name == "completeness"]
+    assert record.query_params["raw_table"] == "raw.source_completeness"
+    return json.loads(run.store.fetch(record.raw_output_s3_key, Path("unused")).read_bytes())
+
+
+def test_stanzas_whose_oldest_backup_is_after_the_first_day_have_short_retention(
+        tmp_path: Path) -> None:
+    (tmp_path / "info.json").write_bytes(INFO_BYTES)
+    run = make_run(tmp_path)
+    pgbackrest_info.snapshot(source(tmp_path, path="info.json"), run)
+    doc = _statement(run)
+    assert doc["basis"] == "capture_time" and doc["captured"] == 3
+    assert doc["findings"] == [  # fin's oldest backup ran on the quarter's first day: fine
+        {"code": "RETENTION_SHORTER_THAN_QUARTER", "exception": True,
+         "detail": "stanza hr lists no backup: none of the quarter's backups can be proven"},
+        {"code": "RETENTION_SHORTER_THAN_QUARTER", "exception": True,
+         "detail": "stanza ops: the oldest backup still listed started 2024-07-03T02:00:00Z, "
+                   "after the quarter's first day (2024-07-01T00:00:00Z): backups that "
+                   "expired before it cannot be proven"}]
+    assert doc["facts"]["stanzas"]["fin"] == {"backups": 2,  # type: ignore[index]
+                                              "oldest_start": "2024-07-01T02:00:00Z",
+                                              "newest_stop": "2024-07-02T02:01:00Z"}
+
+
+def test_a_listing_reaching_back_before_the_quarter_has_no_finding(tmp_path: Path) -> None:
+    listing = [{"name": "fin", "backup": [backup("20240620-020000F", "full", 1718848800),
+                                          backup("20240930-020000F", "full", 1727661600)]}]
+    script = tmp_path / "fake_info.py"
+    script.write_text(f"import sys; sys.stdout.buffer.write({json.dumps(listing).encode()!r})")
+    run = make_run(tmp_path)
+    pgbackrest_info.snapshot(source(tmp_path, command=[sys.executable, str(script)]), run)
+    doc = _statement(run)
+    assert doc["findings"] == []
+    assert doc["covered"] == [{"from": "2024-07-01T00:00:00Z", "to": "2024-09-30T02:01:00Z"}]

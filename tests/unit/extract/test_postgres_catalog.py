@@ -45,7 +45,9 @@ def offline_source(tmp_path: Path) -> Source:
 def test_query_files_select_the_raw_table_columns_in_order() -> None:
     for query, (table, _key) in postgres_catalog.QUERIES.items():
         sql = postgres_catalog.query_sql(query)
-        assert "order by" in sql.lower() and "pg\\_%" in sql
+        assert "order by" in sql.lower()
+        if table != "raw.catalog_settings":  # the role listings leave built-in roles out
+            assert "pg\\_%" in sql
         payload = postgres_catalog.SPEC.raw_tables[table].payload
         positions = [sql.index(f"as {c}" if f"as {c}" in sql else f".{c}") for c in payload]
         assert positions == sorted(positions), query
@@ -55,7 +57,9 @@ def test_offline_exports_are_captured_byte_for_byte_as_two_evidence_rows(
         tmp_path: Path) -> None:
     run = make_run(tmp_path)
     postgres_catalog.snapshot(offline_source(tmp_path), run)
-    memberships, roles = run.records
+    # the two exports, then the completeness statement
+    memberships, roles, statement = run.records
+    assert statement.query_name == "completeness"
     assert memberships.query_params["raw_table"] == "raw.catalog_memberships"
     assert roles.query_params["raw_table"] == "raw.catalog_roles"
     assert memberships.query_params["cluster"] == "pg-fin-01"
@@ -67,6 +71,42 @@ def test_offline_exports_are_captured_byte_for_byte_as_two_evidence_rows(
                                                 "members.csv:4"]
     assert items[0] == RawRow("members.csv:2", ("alice", "app_admin", "f", "f", "t", "f", None))
     assert isinstance(items[2], RawRow) and items[2].values[0] == "odd, name"
+
+
+SETTINGS = (
+    "captured_at,name,setting,unit,source,pending_restart\n"
+    "2024-09-30 23:30:00.123456+00,log_filename,postgresql-%Y-%m-%d_%H%M%S.log,,default,f\n"
+    "2024-09-30 23:30:00.123456+00,pgaudit.log,\"role,ddl\",,configuration file,f\n"
+    "2024-09-30 23:30:00.123456+00,pgaudit.log_level,,,,\n"
+    ",shared_preload_libraries,pgaudit,,configuration file,f\n"
+)
+
+
+def test_the_settings_export_is_a_third_evidence_row_when_given(tmp_path: Path) -> None:
+    source = offline_source(tmp_path)
+    (tmp_path / "exports" / "settings.csv").write_text(SETTINGS)
+    source.values["settings_path"] = "exports/settings.csv"
+    run = make_run(tmp_path)
+    postgres_catalog.snapshot(source, run)
+    _memberships, _roles, settings, _statement = run.records
+    assert settings.query_params["raw_table"] == "raw.catalog_settings"
+    assert settings.query_params["query_file"] == "extract/connectors/queries/catalog_settings.sql"
+    assert settings.result_row_count == 4
+    items = list(postgres_catalog.load(settings.query_params,
+                                       run.store.fetch(settings.raw_output_s3_key, tmp_path)))
+    assert items[1] == RawRow("settings.csv:3", ("2024-09-30 23:30:00.123456+00", "pgaudit.log",
+                                                 "role,ddl", None, "configuration file", "f"))
+    assert items[2] == RawRow("settings.csv:4", ("2024-09-30 23:30:00.123456+00",
+                                                 "pgaudit.log_level", None, None, None, None))
+    # a settings row says what held at its moment: without captured_at it is rejected
+    assert isinstance(items[3], Reject) and items[3].reason == "empty captured_at"
+
+
+def test_without_a_settings_export_no_settings_are_captured(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    postgres_catalog.snapshot(offline_source(tmp_path), run)
+    assert [r.query_params["raw_table"] for r in run.records] == [
+        "raw.catalog_memberships", "raw.catalog_roles", "raw.source_completeness"]
 
 
 def test_missing_export_fails_naming_the_source_and_file(tmp_path: Path) -> None:

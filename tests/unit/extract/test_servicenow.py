@@ -15,7 +15,7 @@ from extract.snapshot import SnapshotRun
 from soxtrail.kernel.config import parse_config
 from soxtrail.kernel.errors import SourceError
 from soxtrail.kernel.quarter import Quarter
-from soxtrail.kernel.sources import RawRow, Reject, Source
+from soxtrail.kernel.sources import COMPLETENESS_QUERY, RawRow, Reject, Source
 from soxtrail.kernel.store import LocalStore
 from tests.support.fake_services import FakeServices
 
@@ -76,9 +76,29 @@ def source(tmp_path: Path, services: FakeServices, **extra: Any) -> Source:
     return parse_config({"sources": [entry]}, path=None, base_dir=tmp_path, specs=SPECS).sources[0]
 
 
+def pages_of(run: SnapshotRun) -> list[Any]:
+    """The page captures (every record but the completeness statement, which comes last)."""
+    assert run.records[-1].query_name == COMPLETENESS_QUERY
+    return [r for r in run.records if r.query_name != COMPLETENESS_QUERY]
+
+
+def statement(run: SnapshotRun, local_store: LocalStore) -> dict[str, Any]:
+    """The source's completeness statement as stored."""
+    [record] = [r for r in run.records if r.query_name == COMPLETENESS_QUERY]
+    assert record.query_params["raw_table"] == "raw.source_completeness"
+    stored = json.loads(local_store.fetch(record.raw_output_s3_key, Path("unused")).read_bytes())
+    assert record.query_params["completeness"]["findings"] == sorted(
+        {f["code"] for f in stored["findings"]})
+    return stored
+
+
+def codes(doc: dict[str, Any]) -> list[str]:
+    return sorted(f["code"] for f in doc["findings"])
+
+
 def loaded(run: SnapshotRun, local_store: LocalStore) -> list[Any]:
     items: list[Any] = []
-    for record in run.records:
+    for record in pages_of(run):
         path = local_store.fetch(record.raw_output_s3_key, Path("unused"))
         rows = list(servicenow.load(record.query_params, path))
         assert servicenow.count_rows(record.query_params, path) == record.result_row_count
@@ -108,10 +128,11 @@ def test_offset_paging_until_the_total_count(tmp_path: Path, services: FakeServi
     assert query == "sys_created_on>=2024-07-01^sys_created_on<2024-10-01^ORDERBYsys_id"
     assert [d["number"] for d in docs(run, local_store)] == [
         f"CHG00300{n:02d}" for n in range(1, 6)]
-    record = run.records[0]
+    record = pages_of(run)[0]
     assert record.query_text.startswith(f"GET {services.url}{TABLE}?sysparm_query=")
     assert record.query_params == {"table": "change_request", "query": query, "page": 0,
-                                   "offset": 0, "source": "snow-prod",
+                                   "offset": 0, "x_total_count": 5, "attempt": 1,
+                                   "source": "snow-prod",
                                    "connector": "servicenow", "raw_table": "raw.tickets"}
     assert_no_canary(run, local_store)
 
@@ -123,7 +144,7 @@ def test_without_a_total_count_paging_stops_at_a_short_page(tmp_path: Path,
         servicenow.snapshot(source(tmp_path, services), run)
         offsets = [r.param("sysparm_offset") for r in services.requests_to(TABLE)]
     assert offsets == ["0", "2", "4"]  # the last page is empty: 4 records, limit 2
-    assert [r.result_row_count for r in run.records] == [2, 2, 0]
+    assert [r.result_row_count for r in pages_of(run)] == [2, 2, 0]
 
 
 def test_an_instance_cap_below_the_page_size_does_not_end_paging(tmp_path: Path,
@@ -131,7 +152,7 @@ def test_an_instance_cap_below_the_page_size_does_not_end_paging(tmp_path: Path,
     with FakeServices(user=USER, token=CANARY, servicenow_max_limit=2) as services:
         services.add_servicenow_records("change_request", [change(n) for n in range(1, 6)])
         servicenow.snapshot(source(tmp_path, services, page_size=100), run)
-    assert [r.result_row_count for r in run.records] == [2, 2, 1]
+    assert [r.result_row_count for r in pages_of(run)] == [2, 2, 1]
 
 
 def test_records_keep_reference_fields_as_received(tmp_path: Path, services: FakeServices,
@@ -161,7 +182,7 @@ def test_approvals_of_the_captured_tickets_are_fetched_and_marked(
         approval(4, "chg0099"),  # a ticket outside the quarter: not captured
     ])
     servicenow.snapshot(source(tmp_path, services, approvals=True), run)
-    approval_records = [r for r in run.records if r.query_params.get("approvals")]
+    approval_records = [r for r in pages_of(run) if r.query_params.get("approvals")]
     assert approval_records and all(r.query_params["table"] == "sysapproval_approver"
                                     for r in approval_records)
     query = services.requests_to(APPROVALS)[0].param("sysparm_query")
@@ -185,7 +206,7 @@ def test_approvals_are_fetched_in_batches_of_ticket_ids(tmp_path: Path,
         batches = [r.param("sysparm_query") for r in services.requests_to(APPROVALS)]
     assert len(batches) == 2
     assert batches[0] is not None and batches[0].count(",") == 99
-    approvals = [r for r in run.records if r.query_params.get("approvals")]
+    approvals = [r for r in pages_of(run) if r.query_params.get("approvals")]
     assert [r.query_params["batch"] for r in approvals] == [0, 1]
     assert sum(r.result_row_count for r in approvals) == 150
 
@@ -223,9 +244,8 @@ def test_a_source_that_stays_down_fails_naming_it(tmp_path: Path, services: Fake
     message = str(failure.value)
     assert message.startswith("source 'snow-prod': GET ") and "sysparm_offset=4" in message
     assert CANARY not in message
-    assert [r.query_params["offset"] for r in run.records] == [0, 2]
-    assert not any(r.query_params.get("approvals") for r in run.records)
-    assert len(list(local_store.list(""))) == 2
+    # the query is held until it is whole: a fetch cut short leaves no page behind
+    assert run.records == [] and list(local_store.list("")) == []
     assert_no_canary(run, local_store)
 
 
@@ -252,3 +272,75 @@ def test_load_rejects_a_page_that_is_not_a_table_api_result(tmp_path: Path) -> N
     items = list(servicenow.load({}, page))
     assert len(items) == 1 and isinstance(items[0], Reject)
     assert servicenow.count_rows({}, page) == 1
+
+
+# ---------------------------------------------------------------------------
+# completeness
+
+
+def test_the_total_count_header_is_captured_with_each_page_and_matches(
+        tmp_path: Path, services: FakeServices, run: SnapshotRun,
+        local_store: LocalStore) -> None:
+    servicenow.snapshot(source(tmp_path, services), run)
+    assert [r.query_params["x_total_count"] for r in pages_of(run)] == [5, 5, 5]
+    doc = statement(run, local_store)
+    assert (doc["basis"], doc["claimed"], doc["captured"], doc["findings"]) == (
+        "server_total", 5, 5, [])
+    assert len(services.requests_to(TABLE)) == 3
+
+
+def test_a_page_that_drops_a_record_is_a_count_mismatch_after_one_retry(
+        tmp_path: Path, services: FakeServices, run: SnapshotRun,
+        local_store: LocalStore) -> None:
+    services.hidden_keys.add("CHG0030003")  # in X-Total-Count, never returned
+    servicenow.snapshot(source(tmp_path, services), run)
+    offsets = [r.param("sysparm_offset") for r in services.requests_to(TABLE)]
+    assert offsets == ["0", "2", "3", "0", "2", "3"]
+    doc = statement(run, local_store)
+    assert codes(doc) == ["COUNT_MISMATCH"]
+    assert "after one retry" in doc["findings"][0]["detail"]
+    assert "its total is 5, 5 items were captured" in doc["findings"][0]["detail"]
+    assert doc["claimed"] == 5 and doc["facts"]["population_attempt"] == 2
+    assert {r.query_params["attempt"] for r in pages_of(run)} == {2}
+
+
+def test_a_query_that_shifts_under_paging_and_settles_on_retry_has_no_finding(
+        tmp_path: Path, services: FakeServices, run: SnapshotRun,
+        local_store: LocalStore) -> None:
+    services.on_request(TABLE, 1, lambda: services.servicenow_records["change_request"].append(
+        change(0)))  # sys_id chg0000 sorts first: the offsets shift by one
+    servicenow.snapshot(source(tmp_path, services), run)
+    doc = statement(run, local_store)
+    assert doc["findings"] == [] and (doc["claimed"], doc["captured"]) == (6, 6)
+    assert doc["facts"]["retried"] is True
+    assert doc["facts"]["attempts"][0]["duplicates"] == ["chg0002"]
+    assert len(docs(run, local_store)) == 6
+
+
+def test_an_approval_batch_short_of_its_count_is_a_count_mismatch(
+        tmp_path: Path, services: FakeServices, run: SnapshotRun,
+        local_store: LocalStore) -> None:
+    services.add_servicenow_records("sysapproval_approver", [
+        {**approval(1, "chg0001"), "number": "APV1"}, {**approval(2, "chg0002"), "number": "APV2"}])
+    services.hidden_keys.add("APV2")
+    servicenow.snapshot(source(tmp_path, services, approvals=True), run)
+    # per attempt: a page of 1 of 2, then an empty one at offset 1
+    assert [r.param("sysparm_offset") for r in services.requests_to(APPROVALS)] == [
+        "0", "1", "0", "1"]
+    doc = statement(run, local_store)
+    assert codes(doc) == ["COUNT_MISMATCH"]
+    assert "approval batch 0: X-Total-Count 2, 1 records captured" in doc["findings"][0]["detail"]
+    assert doc["facts"]["attempts"][1]["approvals"] == {"claimed": 2, "captured": 1}
+
+
+def test_without_the_total_count_header_no_total_is_available(tmp_path: Path,
+                                                               run: SnapshotRun,
+                                                               local_store: LocalStore) -> None:
+    with FakeServices(user=USER, token=CANARY, servicenow_total_count=False) as services:
+        services.add_servicenow_records("change_request", [change(n) for n in range(1, 5)])
+        servicenow.snapshot(source(tmp_path, services), run)
+    doc = statement(run, local_store)
+    assert doc["basis"] == "no_total" and doc["claimed"] is None and doc["captured"] == 4
+    assert [(f["code"], f["exception"]) for f in doc["findings"]] == [
+        ("NO_TOTAL_AVAILABLE", False)]
+    assert "x_total_count" not in pages_of(run)[0].query_params

@@ -1,0 +1,38 @@
+-- The sources the run snapshotted, from its evidence rows: what each one is,
+-- the cluster it describes (audit logs and catalogs name one) and how much was
+-- captured. A source whose connector made no completeness statement still
+-- appears here.
+
+with
+
+snapshot_evidence as (
+
+    select * from {{ source('soxtrail', 'sox_evidence') }} as evidence
+    where
+        {{ this_run('evidence') }}
+        and evidence.source_system <> 'reconcile'
+
+),
+
+final as (
+
+    select
+        snapshot_evidence.query_params ->> 'source' as source_name,
+        min(snapshot_evidence.source_system) as source_system,
+        min(snapshot_evidence.query_params ->> 'connector') as connector,
+        min(snapshot_evidence.query_params ->> 'cluster') as cluster,
+        count(*) filter (
+            where snapshot_evidence.query_params ->> 'raw_table'
+            <> 'raw.source_completeness'
+        ) as captured_objects,
+        coalesce(sum(snapshot_evidence.result_row_count) filter (
+            where snapshot_evidence.query_params ->> 'raw_table'
+            <> 'raw.source_completeness'
+        ), 0) as captured_rows
+    from snapshot_evidence
+    where snapshot_evidence.query_params ? 'source'
+    group by snapshot_evidence.query_params ->> 'source'
+
+)
+
+select * from final
