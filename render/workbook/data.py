@@ -11,7 +11,7 @@ import psycopg
 from psycopg import sql
 
 from soxtrail.kernel import evidence
-from soxtrail.kernel.controls import CONTROLS, MARTS_SCHEMA, SUMMARY_MODEL
+from soxtrail.kernel.controls import COMPLETENESS, CONTROLS, MARTS_SCHEMA, SUMMARY_MODEL
 from soxtrail.kernel.errors import PipelineError
 
 SUMMARY_TABLE = SUMMARY_MODEL
@@ -30,13 +30,15 @@ class RenderError(PipelineError):
 
 
 def control_marts() -> dict[str, str]:
-    """Control id -> mart table of every registered control, in control-id (sheet) order."""
-    return dict(sorted(CONTROLS.items()))
+    """Control id -> mart table of every registered control, in control-id (sheet) order, then
+    the completeness marts (their sheets follow the controls')."""
+    return {**dict(sorted(CONTROLS.items())), **COMPLETENESS}
 
 
 def control_id_of(table: str) -> str | None:
     """`fct_control_ac01__privileged_access_approved` -> `AC-01`; None for other tables."""
-    return next((control for control, model in CONTROLS.items() if model == table), None)
+    return next((control for control, model in {**CONTROLS, **COMPLETENESS}.items()
+                 if model == table), None)
 
 
 def _columns_of(conn: psycopg.Connection[Any], schema: str, table: str) -> dict[str, str]:

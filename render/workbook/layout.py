@@ -16,6 +16,7 @@ import yaml
 
 from render.workbook.values import display
 from soxtrail.kernel.config import quarter_of
+from soxtrail.kernel.controls import registry
 from soxtrail.kernel.errors import ConfigError
 from soxtrail.kernel.quarter import MONTH_NAMES
 
@@ -401,8 +402,11 @@ def template_context(data: RunData) -> dict[str, Any]:
     controls = []
     for control, table in data.marts.items():
         row = data.summary[control]
+        declared = next((c for c in registry() if c.id == control), None)
         controls.append({
             "control_id": control,
+            "kind": declared.kind if declared else "control",
+            "sheet": declared.sheet if declared else control,
             "model": table,
             "name": row.get("control_name") or control,
             "description": row.get("description") or "",

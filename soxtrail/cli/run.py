@@ -59,14 +59,20 @@ def parse_clusters(value: str | None) -> tuple[str, ...] | None:
     return clusters or None
 
 
+def completeness_exceptions(outcome: pipeline.Outcome) -> int:
+    """Completeness exceptions of the run (0 before reconcile)."""
+    return sum(int(c["exceptions"]) for c in outcome.controls if c.get("kind") == "completeness")
+
+
 def print_result(outcome: pipeline.Outcome, *, as_json: bool) -> None:
     """The closing lines: run id, report and bundle paths, per-control counts."""
     run = outcome.run
+    incomplete = completeness_exceptions(outcome)
     if as_json:
         print(json.dumps({
             "run_id": run.id, "quarter": run.quarter, "status": run.status,
             "report": outcome.report, "bundle": outcome.bundle, "controls": outcome.controls,
-            "phases": outcome.phases,
+            "completeness_exceptions": incomplete, "phases": outcome.phases,
         }, default=str, sort_keys=True))
         return
     if outcome.controls:
@@ -74,11 +80,20 @@ def print_result(outcome: pipeline.Outcome, *, as_json: bool) -> None:
         table.add_column("control")
         table.add_column("population", justify="right")
         table.add_column("exceptions", justify="right")
+        table.add_column("result")
         for row in outcome.controls:
-            table.add_row(row["control_id"], str(row["population"]), str(row["exceptions"]))
+            result = str(row.get("result") or "")
+            if row.get("qualified_by"):
+                result += f" (qualified: {len(row['qualified_by'])} completeness exceptions)"
+            table.add_row(row["control_id"], str(row["population"]), str(row["exceptions"]),
+                          result)
         err.print(table)
     out.print(f"run id: {run.id}")
-    out.print(f"status: {run.status}")
+    if incomplete:
+        out.print(f"status: {run.status} — {incomplete} completeness exception"
+                  f"{'s' if incomplete != 1 else ''} (see the Completeness sheet)")
+    else:
+        out.print(f"status: {run.status}")
     if outcome.report:
         out.print(f"report: {outcome.report}")
     if outcome.bundle:
@@ -98,6 +113,10 @@ def run(
     log_format: LogFormatOpt = "text",
     fail_on_exceptions: Annotated[bool, typer.Option(
         "--fail-on-exceptions", help="Exit 1 when any control has exceptions (CI gates).")] = False,
+    fail_on_incomplete: Annotated[bool, typer.Option(
+        "--fail-on-incomplete",
+        help="Exit 1 when the Completeness sheet has an exception (a population may not be "
+             "whole); without it the run completes and reports them.")] = False,
     wait: Annotated[bool, typer.Option(
         "--wait", help="Wait for another run of the same quarter instead of refusing.")] = False,
 ) -> None:
@@ -118,7 +137,10 @@ def run(
                                          wait=wait, template=template, on_run=announce,
                                          echo=echo_events(quiet or as_json, log_format))
         print_result(outcome, as_json=as_json)
-        if fail_on_exceptions and any(c["exceptions"] for c in outcome.controls):
+        if fail_on_exceptions and any(c["exceptions"] for c in outcome.controls
+                                      if c.get("kind", "control") == "control"):
+            raise typer.Exit(EXIT_EXCEPTIONS_FOUND)
+        if fail_on_incomplete and completeness_exceptions(outcome):
             raise typer.Exit(EXIT_EXCEPTIONS_FOUND)
 
 

@@ -30,7 +30,8 @@ TOP_LEVEL_KEYS = frozenset({"version", "store", "sources", "catalogs", "policy",
 CATALOG_KEYS = ("role_catalog", "applications", "identity_map")
 POLICY_KEYS = frozenset({
     "revocation_sla_hours", "approval_validity_days", "approved_statuses",
-    "default_backup_policy", "ticket_key_pattern",
+    "default_backup_policy", "ticket_key_pattern", "catalog_capture_tolerance_hours",
+    "lg01_restart_resets_settings", "lg01_silence_limit_hours",
 })
 BACKUP_POLICIES = ("daily", "weekly")  # what BK-01 (fct_control_bk01) knows
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -266,10 +267,18 @@ def parse_config(data: Any, *, path: Path | None, base_dir: Path,
 
 
 def _check_policy(key: str, value: Any, where: str) -> None:
-    """A policy value of the right type (each reaches the controls' SQL as a dbt var)."""
+    """A policy value of the right type (each reaches the controls' SQL as a dbt var, and
+    the connectors as the snapshot context's `policy`)."""
     number = isinstance(value, int | float) and not isinstance(value, bool)
-    if key == "revocation_sla_hours" and not (number and math.isfinite(value) and value > 0):
+    if key in ("revocation_sla_hours", "catalog_capture_tolerance_hours") and not (
+            number and math.isfinite(value) and value > 0):
         raise ConfigError(f"{where}: expected a number of hours > 0, got {value!r}")
+    if key == "lg01_silence_limit_hours" and not (
+            value is None or (number and math.isfinite(value) and value > 0)):
+        raise ConfigError(f"{where}: expected a number of hours > 0 (or null: off), "
+                          f"got {value!r}")
+    if key == "lg01_restart_resets_settings" and not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
     if key == "approval_validity_days" and not (number and isinstance(value, int) and value > 0):
         raise ConfigError(f"{where}: expected a whole number of days > 0, got {value!r}")
     if key == "approved_statuses" and not (

@@ -41,12 +41,15 @@ class Control:
     sheet: str
     kind: str
     identity: Mapping[str, Any]
+    # the source systems the control reads (`sources.SYSTEMS`): a completeness exception of
+    # a source of one of them qualifies the control's result
+    systems: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """The declaration as dbt receives it (JSON-able, keys sorted by the caller)."""
         return {"id": self.id, "model": self.model, "order": self.order, "title": self.title,
                 "question": self.question, "sheet": self.sheet, "kind": self.kind,
-                "identity": dict(self.identity)}
+                "identity": dict(self.identity), "systems": list(self.systems)}
 
 
 def _control(model: str, meta: Any, where: str) -> Control:
@@ -58,7 +61,8 @@ def _control(model: str, meta: Any, where: str) -> Control:
     return Control(id=str(meta["id"]), model=model, order=int(meta["order"]),
                    title=str(meta["title"]), question=str(meta["question"]),
                    sheet=str(meta.get("sheet") or meta["id"]), kind=str(meta["kind"]),
-                   identity=dict(meta.get("identity") or {}))
+                   identity=dict(meta.get("identity") or {}),
+                   systems=tuple(str(s) for s in meta.get("systems") or ()))
 
 
 def _ordered(controls: list[Control], where: str) -> tuple[Control, ...]:
@@ -104,12 +108,16 @@ def by_kind(kind: str = "control") -> tuple[Control, ...]:
 
 # control id -> mart model, in control order (derived from the registry)
 CONTROLS: dict[str, str] = {c.id: c.model for c in by_kind("control")}
+# the completeness marts (kind `completeness`): evidenced and verified like a control, shown
+# on their own sheet, never counted as a control result
+COMPLETENESS: dict[str, str] = {c.id: c.model for c in by_kind("completeness")}
 SUMMARY_MODEL = "fct_control_summary"
 # The summary mart is not a control, but it has its own reconcile evidence row like one
 # (query_params control_id = SUMMARY_ID) and verify re-runs it the same way.
 SUMMARY_ID = "SUMMARY"
-# every mart with a reconcile evidence row: id -> model, the controls first, then the summary
-EVIDENCED_MARTS: dict[str, str] = {**CONTROLS, SUMMARY_ID: SUMMARY_MODEL}
+# every mart with a reconcile evidence row: id -> model, the controls first, then the
+# completeness marts, then the summary
+EVIDENCED_MARTS: dict[str, str] = {**CONTROLS, **COMPLETENESS, SUMMARY_ID: SUMMARY_MODEL}
 MARTS_SCHEMA = "marts"
 
 

@@ -56,7 +56,8 @@ def phase_snapshot(p: Pipeline) -> dict[str, Any]:
         started = time.monotonic()
         snap = SnapshotRun(run_id=p.run.id, quarter=p.quarter, executed_by=p.run.triggered_by,
                            store=p.store, spool_dir=spool_root / source.name,
-                           clusters=p.run.clusters, counting=counting)
+                           clusters=p.run.clusters, counting=counting,
+                           policy=p.config.policy)
         try:
             connector_module(source.connector).snapshot(source, snap)
         except StoreError as exc:  # the store, not the source, is down: say so
@@ -221,12 +222,14 @@ def phase_reconcile(p: Pipeline) -> dict[str, Any]:
         raise PipelineError("dbt build failed: " + ("; ".join(failed[:5]) or "see dbt log"))
     nodes = {getattr(r.node, "name", ""): r.node for r in result.results if hasattr(r, "node")}
     written = 0
-    for control_id, model in controls.CONTROLS.items():
+    # the controls, then the completeness marts: evidenced (and re-run) alike
+    marts = {**controls.CONTROLS, **controls.COMPLETENESS}
+    for n, (control_id, model) in enumerate(marts.items(), start=1):
         node = nodes.get(model)
         if node is None:
             raise PipelineError(f"dbt build did not build control model {model}")
         written += write_control_evidence(p, control_id, model, node, variables)
-        p.checkpoint("reconcile", f"control{list(controls.CONTROLS).index(control_id) + 1}")
+        p.checkpoint("reconcile", f"control{n}")
     # the summary mart the workbook's Summary sheet shows: evidenced (and re-run) like a control
     summary = nodes.get(controls.SUMMARY_MODEL)
     if summary is None:
@@ -360,14 +363,23 @@ PHASE_FUNCTIONS: dict[str, Callable[[Pipeline], dict[str, Any]]] = {
 
 
 def control_summary(conn: psycopg.Connection[Any], run_id: str) -> list[dict[str, Any]]:
-    """Per control: population and exceptions, from the summary mart."""
+    """Per control, then per completeness mart: `kind` (control | completeness), population,
+    exceptions, result and, for a control, the completeness items that qualify it, from the
+    summary mart."""
     with conn.cursor() as cur:
-        cur.execute(f"select control_id, population, exceptions from "
-                    f"{controls.MARTS_SCHEMA}.{controls.SUMMARY_MODEL} where run_id = %s"
-                    " order by control_id", (run_id,))
-        rows = [{"control_id": c, "population": int(pop), "exceptions": int(exc)}
-                for c, pop, exc in cur.fetchall()]
+        cur.execute(f"select * from {controls.MARTS_SCHEMA}.{controls.SUMMARY_MODEL}"
+                    " where run_id = %s order by control_id", (run_id,))
+        names = [d.name for d in cur.description or ()]
+        found = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
     conn.commit()
+    rows = []
+    for row in found:
+        kind = "completeness" if row["control_id"] in controls.COMPLETENESS else "control"
+        rows.append({"control_id": row["control_id"], "kind": kind,
+                     "population": int(row["population"]), "exceptions": int(row["exceptions"]),
+                     "result": row.get("result"),
+                     "qualified_by": list(row.get("qualified_by") or [])})
+    rows.sort(key=lambda r: (r["kind"] != "control", r["control_id"]))
     return rows
 
 

@@ -1,7 +1,7 @@
 -- Reason codes are sorted and unique, so equal findings hash equal in the
 -- canonical result.
 
-{%- set controls = control_models() %}
+{%- set controls = control_models() + control_models('completeness') %}
 
 with
 

@@ -1,7 +1,7 @@
 -- Every EXCEPTION names at least one reason and every PASS none: the result
 -- is derived from the reasons, never set on its own.
 
-{%- set controls = control_models() %}
+{%- set controls = control_models() + control_models('completeness') %}
 
 with
 

@@ -1,6 +1,7 @@
--- The summary's counts are the control marts' counts for the same run.
+-- The summary's counts are the control marts' (and the completeness marts')
+-- counts for the same run.
 
-{%- set controls = control_models() %}
+{%- set controls = control_models() + control_models('completeness') %}
 
 with
 

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from extract.demo import generate
-from soxtrail.kernel.controls import CONTROLS, EVIDENCED_MARTS
+from soxtrail.kernel.controls import COMPLETENESS, CONTROLS, EVIDENCED_MARTS
 from soxtrail.kernel.database import Database
 from soxtrail.kernel.quarter import Quarter
 from soxtrail.kernel.store import LocalStore
@@ -51,7 +51,27 @@ def test_the_run_completes_and_names_its_report_and_bundle(completed_run: dict[s
     assert Path(completed_run["report"]).is_file()
     assert completed_run["report"].endswith(".xlsx")
     assert Path(completed_run["bundle"]).is_dir()
-    assert {c["control_id"] for c in completed_run["controls"]} == set(CONTROLS)
+    kinds = {c["control_id"]: c["kind"] for c in completed_run["controls"]}
+    assert {c for c, kind in kinds.items() if kind == "control"} == set(CONTROLS)
+    assert {c for c, kind in kinds.items() if kind == "completeness"} == set(COMPLETENESS)
+
+
+def test_the_completeness_sheet_reproduces_the_planted_findings(
+        completed_run: dict[str, Any], pg_database: Database, demo_estate: Path) -> None:
+    """Each planted completeness finding of expected.json, on its source's or cluster's
+    row, and no exception anywhere else."""
+    truth = json.loads((demo_estate / "expected.json").read_text())
+    expected = truth.get("completeness", {})
+    clusters = truth.get("completeness_clusters", {})
+    assert expected and clusters, "the demo plants completeness findings"
+    with pg_database.connect() as conn:
+        got = {key: sorted(reasons) for key, reasons in conn.execute(
+            "select item_key, exception_reasons from marts.fct_completeness__sources"
+            " where run_id = %s", (completed_run["run_id"],)).fetchall()}
+    want = {f"source|{name}": sorted(codes) for name, codes in expected.items()}
+    want.update({f"cluster|{name}": sorted(codes) for name, codes in clusters.items()})
+    assert {k: got.get(k) for k in want} == want
+    assert {k: v for k, v in got.items() if v and k not in want} == {}
 
 
 @pytest.mark.parametrize("control_id", sorted(CONTROLS))
@@ -81,8 +101,9 @@ def test_every_evidence_row_hashes_the_object_it_names(
     systems = {r[0] for r in rows}
     assert {"db_audit", "db_catalog", "iam", "tickets", "backups", "role_catalog",
             "reconcile"} <= systems
-    # one reconcile row per control, and one for the summary mart
-    assert sum(1 for r in rows if r[0] == "reconcile") == len(EVIDENCED_MARTS) == len(CONTROLS) + 1
+    # one reconcile row per control and completeness mart, and one for the summary mart
+    assert sum(1 for r in rows if r[0] == "reconcile") == len(EVIDENCED_MARTS) \
+        == len(CONTROLS) + len(COMPLETENESS) + 1
     for _, digest, key in rows:
         with store.open(key) as handle:
             assert hashlib.sha256(handle.read()).hexdigest() == digest, key

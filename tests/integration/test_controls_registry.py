@@ -12,19 +12,32 @@ import pytest
 from soxtrail.kernel import controls
 from soxtrail.kernel.database import Database
 from soxtrail.kernel.errors import ConfigError
+from soxtrail.kernel.sources import SYSTEMS
 from soxtrail.reconcile import dbt
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_the_registry_lists_the_five_controls_in_control_order() -> None:
-    registry = controls.registry()
-    assert [c.id for c in registry] == ["AC-01", "AC-02", "AC-03", "CM-01", "BK-01"]
-    assert all(c.kind == "control" and c.model.startswith("fct_control_") for c in registry)
+def test_the_registry_lists_the_six_controls_in_control_order() -> None:
+    registry = controls.by_kind("control")
+    assert [c.id for c in registry] == ["AC-01", "AC-02", "AC-03", "CM-01", "BK-01", "LG-01"]
+    assert all(c.model.startswith("fct_control_") for c in registry)
     assert controls.CONTROLS == {c.id: c.model for c in registry}
+    # each control names the source systems it reads (what a completeness exception qualifies)
+    assert all(c.systems and set(c.systems) <= SYSTEMS for c in registry)
     assert all(c.title and c.question and c.identity.get("key") == "item_key" for c in registry)
     stable = {c.id for c in registry if c.identity.get("stable_across") == "quarters"}
     assert stable == {"AC-02", "AC-03"}
+
+
+def test_completeness_is_registered_after_the_controls_and_never_counted_as_one() -> None:
+    [completeness] = controls.by_kind("completeness")
+    assert (completeness.id, completeness.sheet) == ("COMPLETENESS", "Completeness")
+    assert completeness.order > max(c.order for c in controls.by_kind("control"))
+    assert controls.COMPLETENESS == {"COMPLETENESS": "fct_completeness__sources"}
+    assert "COMPLETENESS" not in controls.CONTROLS
+    assert list(controls.EVIDENCED_MARTS) == [*controls.CONTROLS, "COMPLETENESS",
+                                              controls.SUMMARY_ID]
 
 
 def test_dbt_manifest_carries_the_same_registry(pg_database: Database, tmp_path: Path) -> None:

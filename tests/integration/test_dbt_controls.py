@@ -453,10 +453,42 @@ def test_summary_counts_every_control(built: Any, pg_database: Database) -> None
         "AC-03": (7, 3, "EXCEPTIONS"),
         "CM-01": (4, 2, "EXCEPTIONS"),
         "BK-01": (184, 9, "EXCEPTIONS"),
+        # no settings capture and no reload line: every running day's settings are unknown
+        "LG-01": (184, 184, "EXCEPTIONS"),
+        "COMPLETENESS": (2, 2, "INCOMPLETE"),
     }
+    # the hand-made run records no source with a cluster: both in-scope clusters lack their
+    # audit-log and catalog sources, which qualifies every control reading those systems
+    completeness = _rows(pg_database, "fct_completeness__sources")
+    missing = ("EXCEPTION", ["MISSING_SOURCE"],
+               "MISSING_SOURCE: in scope, no db_audit, db_catalog source")
+    assert {key: (row["result"], row["exception_reasons"], row["finding_details"])
+            for key, row in completeness.items()} == {
+        "cluster|pg-fin-01": missing, "cluster|pg-hr-02": missing}
+    assert {key: row["qualified_by"] for key, row in rows.items()} == {
+        **{c: ["cluster|pg-fin-01", "cluster|pg-hr-02"]
+           for c in ("AC-01", "AC-02", "AC-03", "CM-01", "LG-01")},
+        "BK-01": [], "COMPLETENESS": []}
     expected_id = uuid.UUID(bytes=__import__("hashlib").md5(
         f"soxtrail:{RUN_ID}:fct_control_ac01__privileged_access_approved".encode()).digest())
     assert rows["AC-01"]["control_evidence_id"] == expected_id
+
+
+def test_audit_logging_days_without_a_known_setting_are_settings_unknown(
+        built: Any, pg_database: Database) -> None:
+    """LG-01 on an estate with audit lines but no settings capture or pgaudit.log line: the
+    clusters count as running every day, with settings nobody can show; and with no log file
+    statement, a day a backup completed proves a run no captured log covers (docs/controls.md)."""
+    rows = _rows(pg_database, "fct_control_lg01__audit_logging_complete")
+    assert len(rows) == 184
+    assert all("SETTINGS_UNKNOWN" in row["exception_reasons"] for row in rows.values())
+    unlogged = {key for key, row in rows.items() if "NO_LOG_EVIDENCE" in row["exception_reasons"]}
+    assert unlogged and unlogged == {key for key, row in rows.items()
+                                     if row["running_evidence"] is not None}
+    day = rows["pg-fin-01|2024-07-05"]
+    assert day["running_periods"] == "2024-07-05T00:00:00Z/2024-07-06T00:00:00Z"
+    assert day["audit_off_periods"] == "unknown 2024-07-05T00:00:00Z/2024-07-06T00:00:00Z"
+    assert day["settings_basis"] == "unknown: no capture or change line"
 
 
 @pytest.mark.parametrize("model", [

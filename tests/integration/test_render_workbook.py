@@ -26,6 +26,8 @@ from tests.support.render_run import (
     seed_run,
 )
 
+# the sheet of a registry entry whose sheet name is not its id
+SHEETS = {"COMPLETENESS": "Completeness"}
 pytestmark = pytest.mark.integration
 
 
@@ -76,18 +78,19 @@ def _link_target(cell: Any) -> str | None:
 
 def test_workbook_has_the_default_sheets_in_order(rendered: Any) -> None:
     book = openpyxl.load_workbook(rendered.xlsx)
-    assert book.sheetnames == ["Summary", "AC-01", "AC-02", "AC-03", "BK-01", "CM-01",
-                               "Evidence", "Queries", "How to verify"]
+    assert book.sheetnames == ["Summary", "AC-01", "AC-02", "AC-03", "BK-01", "CM-01", "LG-01",
+                               "Completeness", "Evidence", "Queries", "How to verify"]
 
 
 def test_control_sheets_hold_exactly_the_runs_rows_in_item_key_order(
         rendered: Any, seeded: SeededRun) -> None:
     book = openpyxl.load_workbook(rendered.xlsx)
     for control, rows in seeded.rows.items():
-        headers, values = _table(book[control])
+        headers, values = _table(book[SHEETS.get(control, control)])
         assert headers[0] == "Item"
         assert [r[0] for r in values] == [r["item_key"] for r in rows], control
-        assert rendered.row_counts[control] == len(rows) == rendered.control_rows[control]
+        assert rendered.row_counts[SHEETS.get(control, control)] == len(rows) \
+            == rendered.control_rows[control]
         assert "Run ID" not in headers and "Control ID" not in headers
 
 
@@ -118,7 +121,7 @@ def test_values_are_typed_yes_no_and_utc_datetimes(rendered: Any, seeded: Seeded
 def test_exception_rows_are_filled_and_pass_rows_are_not(rendered: Any) -> None:
     book = openpyxl.load_workbook(rendered.xlsx)
     for control in ("AC-01", "CM-01"):
-        sheet = book[control]
+        sheet = book[SHEETS.get(control, control)]
         head = _header_row(sheet)
         headers, values = _table(sheet)
         result_col = headers.index("Result") + 1
@@ -139,7 +142,7 @@ def test_every_evidence_link_resolves_to_its_evidence_row(rendered: Any, seeded:
     assert sorted(str(r[0]) for r in ev_rows) == sorted(seeded.evidence_ids)
     links = 0
     for name in ["Summary", *seeded.rows, "Queries"]:
-        sheet = book[name]
+        sheet = book[SHEETS.get(name, name)]
         for row in sheet.iter_rows(min_row=_header_row(sheet) + 1):
             for cell in row:
                 target = _link_target(cell)
@@ -220,7 +223,7 @@ def test_csvs_equal_the_control_sheets(rendered: Any) -> None:
         assert raw.count(b"\r\n") >= 1 and not raw.startswith(b"\xef\xbb\xbf")
         with path.open(encoding="utf-8", newline="") as handle:
             rows = list(csv.reader(handle))
-        headers, values = _table(book[control])
+        headers, values = _table(book[SHEETS.get(control, control)])
         assert rows[0] == headers
         assert len(rows) - 1 == len(values)
         for csv_row, sheet_row in zip(rows[1:], values, strict=True):
@@ -256,7 +259,8 @@ def test_compact_template_changes_the_layout_not_the_data(
                              out=tmp_path / "compact.xlsx")
     book = openpyxl.load_workbook(result.xlsx)
     assert book.sheetnames == ["Overview", "T-AC-01", "T-AC-02", "T-AC-03", "T-BK-01", "T-CM-01",
-                               "Sources", "SQL", "Verify"]
+                               "T-LG-01",
+                               "T-COMPLETENESS", "Sources", "SQL", "Verify"]
     headers, values = _table(book["T-AC-01"])
     assert headers == ["Key", "Result", "Why", "Evidence"]
     assert [r[0] for r in values] == [r["item_key"] for r in seeded.rows["AC-01"]]

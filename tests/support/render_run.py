@@ -50,9 +50,20 @@ create table marts.fct_control_bk01__backups_performed (
     backup_policy text, last_backup_at timestamptz, has_backup boolean, result text,
     exception_reasons text[], evidence_id uuid, evidence_locator text,
     supporting_evidence_ids uuid[], control_evidence_id uuid);
+create table marts.fct_control_lg01__audit_logging_complete (
+    run_id uuid, control_id text, item_key text collate "und-x-icu", cluster text, log_day date,
+    running_periods text, audit_off_periods text, log_files text, settings_basis text,
+    result text, exception_reasons text[], evidence_id uuid, evidence_locator text,
+    supporting_evidence_ids uuid[], control_evidence_id uuid);
+create table marts.fct_completeness__sources (
+    run_id uuid, control_id text, item_key text collate "und-x-icu", subject text,
+    source_name text, basis text, claimed bigint, captured bigint, result text,
+    exception_reasons text[], evidence_id uuid, evidence_locator text,
+    supporting_evidence_ids uuid[], control_evidence_id uuid);
 create table marts.fct_control_summary (
     run_id uuid, control_id text, control_name text, description text, population integer,
-    exceptions integer, pass_rate numeric(5, 4), result text, control_evidence_id uuid);
+    exceptions integer, pass_rate numeric(5, 4), result text, qualified_by text[],
+    control_evidence_id uuid);
 """
 
 CONTROLS = {
@@ -66,6 +77,10 @@ CONTROLS = {
               "Every in-scope cluster is backed up per its policy."),
     "CM-01": ("fct_control_cm01__changes_authorized", "Changes authorized",
               "Every DDL statement is covered by an approved change ticket."),
+    "LG-01": ("fct_control_lg01__audit_logging_complete", "Audit logging complete and enabled",
+              "Every running moment of an in-scope cluster was audited, and its log is held."),
+    "COMPLETENESS": ("fct_completeness__sources", "Completeness of the populations",
+                     "Every source was captured whole."),
 }
 
 
@@ -129,6 +144,19 @@ def _mart_row(control: str, run_id: str, i: int, snapshot: list[str]) -> dict[st
                  "/* CHG-2001 */ -- \"quoted\", with comma", "ticket_key": "CHG-2001",
                  "has_change_ticket": True, "is_approved": not exception,
                  "is_within_window": True}
+    elif control == "LG-01":
+        day = date(2024, 7, 1) + timedelta(days=i // 3)
+        base |= {"item_key": f"{cluster}|{day.isoformat()}", "cluster": cluster, "log_day": day,
+                 "running_periods": f"{day}T00:00:00Z/{day + timedelta(1)}T00:00:00Z",
+                 "audit_off_periods": f"off {day}T20:00:00Z/{day + timedelta(1)}T00:00:00Z"
+                 if exception else None, "log_files": f"audit-{cluster}/postgresql-{day}.csv",
+                 "settings_basis": "carried back from the capture of 2024-09-30T23:30:00Z"}
+        reasons = ["AUDIT_DISABLED"] if exception else []
+    elif control == "COMPLETENESS":
+        base |= {"item_key": f"source|source-{i:02d}", "subject": "source",
+                 "source_name": f"source-{i:02d}", "basis": "server_total", "claimed": 10 + i,
+                 "captured": 10 + i - (1 if exception else 0)}
+        reasons = ["COUNT_MISMATCH"] if exception else []
     else:
         day = date(2024, 7, 1) + timedelta(days=i // 3)
         base |= {"item_key": f"{cluster}|{day.isoformat()}", "cluster": cluster,
@@ -189,15 +217,22 @@ def seed_run(conn: psycopg.Connection[Any], counts: dict[str, int], *,
                  "checksum": "abc", "git_commit": "0123456789abcdef"},
                 len(items), f"{quarter}/{run_id}/reconcile/{model}.jsonl",
                 evidence_id=control_evidence_id(run_id, model))
+            if control == "COMPLETENESS":
+                result, qualified = ("INCOMPLETE" if exceptions else "COMPLETE"), []
+            else:
+                result = "EXCEPTIONS" if exceptions else "EFFECTIVE"
+                qualified = ["source|source-01"] if control == "AC-01" else []
             cur.execute(
-                "insert into marts.fct_control_summary values (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                "insert into marts.fct_control_summary values"
+                " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (run_id, control, name, description, len(items), exceptions,
                  round(1 - exceptions / len(items), 4) if items else 1,
-                 "EXCEPTIONS" if exceptions else "EFFECTIVE", evidence_id))
+                 result, qualified, evidence_id))
         cur.execute("select id from soxtrail.sox_evidence where run_id = %s", (run_id,))
         evidence_ids = [str(r[0]) for r in cur.fetchall()]
     conn.commit()
     return SeededRun(run_id, rows, evidence_ids, snapshot)
 
 
-COUNTS = {"AC-01": 7, "AC-02": 4, "AC-03": 9, "BK-01": 12, "CM-01": 5}
+COUNTS = {"AC-01": 7, "AC-02": 4, "AC-03": 9, "BK-01": 12, "CM-01": 5, "LG-01": 6,
+          "COMPLETENESS": 3}

@@ -1,8 +1,12 @@
 -- The summary sheet: per control, the population, the exceptions and the
 -- verdict. A control with no exceptions is EFFECTIVE; one exception makes it
--- EXCEPTIONS (the auditor judges severity from the control's own sheet).
+-- EXCEPTIONS (the auditor judges severity from the control's own sheet). A
+-- control that reads a source with a completeness exception is qualified by it
+-- (`qualified_by`): its population may not be whole. The completeness marts get
+-- a line of their own, COMPLETE or INCOMPLETE, never counted as a control.
 
 {%- set controls = control_models() %}
+{%- set completeness = control_models('completeness') %}
 
 with
 
@@ -45,6 +49,52 @@ tallies as (
 
 ),
 
+completeness_rows as (
+
+    {%- for control_id, model_name, control_name, description in completeness %}
+        select
+            '{{ control_id }}' as control_id,
+            '{{ control_name }}' as control_name,
+            '{{ description | replace("'", "''") }}' as description,
+            completeness_rows.item_key,
+            completeness_rows.result,
+            completeness_rows.qualified_controls,
+            {{ control_evidence_id(model_name) }} as control_evidence_id
+        from {{ ref(model_name) }} as completeness_rows
+        where {{ this_run('completeness_rows') }}
+        {{ "union all" if not loop.last }}
+    {%- endfor %}
+
+),
+
+qualifications as (
+
+    select
+        qualified.control_id,
+        array_agg(
+            distinct completeness_rows.item_key order by completeness_rows.item_key
+        ) as qualified_by
+    from completeness_rows
+    cross join lateral unnest(completeness_rows.qualified_controls) as qualified (control_id)
+    where completeness_rows.result = 'EXCEPTION'
+    group by qualified.control_id
+
+),
+
+completeness_tallies as (
+
+    select
+        completeness_rows.control_id,
+        min(completeness_rows.control_name) as control_name,
+        min(completeness_rows.description) as description,
+        count(*) as population,
+        count(*) filter (where completeness_rows.result = 'EXCEPTION') as exceptions,
+        min(completeness_rows.control_evidence_id::text)::uuid as control_evidence_id
+    from completeness_rows
+    group by completeness_rows.control_id
+
+),
+
 final as (
 
     select
@@ -59,10 +109,32 @@ final as (
             (tallies.population - tallies.exceptions)::numeric / nullif(tallies.population, 0), 4
         ) as pass_rate,
         case when tallies.exceptions = 0 then 'EFFECTIVE' else 'EXCEPTIONS' end as result,
+        coalesce(qualifications.qualified_by, array[]::text[]) as qualified_by,
         controls.control_evidence_id
     from controls
     inner join tallies
         on controls.control_id = tallies.control_id
+    left join qualifications
+        on controls.control_id = qualifications.control_id
+    union all
+    select
+        {{ run_id() }} as run_id,
+        completeness_tallies.control_id,
+        completeness_tallies.control_id as item_key,
+        completeness_tallies.control_name,
+        completeness_tallies.description,
+        completeness_tallies.population,
+        completeness_tallies.exceptions,
+        round(
+            (completeness_tallies.population - completeness_tallies.exceptions)::numeric
+            / nullif(completeness_tallies.population, 0), 4
+        ) as pass_rate,
+        case
+            when completeness_tallies.exceptions = 0 then 'COMPLETE' else 'INCOMPLETE'
+        end as result,
+        array[]::text[] as qualified_by,
+        completeness_tallies.control_evidence_id
+    from completeness_tallies
 
 )
 

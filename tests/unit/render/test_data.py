@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from render.workbook import control_id_of, control_marts
-from soxtrail.kernel.controls import CONTROLS
+from soxtrail.kernel.controls import COMPLETENESS, CONTROLS
 
 
 def test_control_ids_come_from_mart_names() -> None:
@@ -24,5 +24,6 @@ def test_a_mart_that_only_looks_like_a_control_is_not_one() -> None:
 
 def test_the_workbook_shows_every_registered_control_in_id_order() -> None:
     marts = control_marts()
-    assert marts == CONTROLS
-    assert list(marts) == sorted(CONTROLS)
+    # the controls in id order, then the completeness marts (their sheets come after)
+    assert marts == {**CONTROLS, **COMPLETENESS}
+    assert list(marts) == [*sorted(CONTROLS), *COMPLETENESS]

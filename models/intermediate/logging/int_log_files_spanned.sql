@@ -1,0 +1,122 @@
+-- What the captured log files of each cluster cover (LG-01), from the
+-- pgaudit_log sources' completeness statements: one row per file with the
+-- stretch it covers, and one per file of the rotation sequence that is
+-- missing (the statement's `missing_files`, its LOG_GAP finding). A file
+-- covers its rotation period (its name's time, `named_at`, to one
+-- `log_rotation_age` later: the syslogger opens a file for every period in
+-- which the server ran, even an empty one) and any record it holds outside
+-- it. File names are in `log_timezone`; they are read as UTC here.
+
+with
+
+statements as (
+
+    select * from {{ ref('stg_completeness__statements') }}
+
+),
+
+run_sources as (
+
+    select * from {{ ref('stg_soxtrail__run_sources') }}
+
+),
+
+audit_statements as (
+
+    select
+        run_sources.cluster,
+        statements.source_name,
+        statements.facts,
+        cast(statements.facts ->> 'log_rotation_age_seconds' as integer) as age_seconds,
+        statements.evidence_id,
+        statements.evidence_locator
+    from statements
+    inner join run_sources
+        on statements.source_name = run_sources.source_name
+    where
+        statements.connector = 'pgaudit_log'
+        and run_sources.cluster is not null
+
+),
+
+files as (
+
+    select
+        audit_statements.cluster,
+        audit_statements.source_name,
+        'file' as span_kind,
+        log_file.doc ->> 'file' as file_name,
+        log_file.doc ->> 'object' as object_name,
+        {{ to_utc_timestamp("log_file.doc ->> 'named_at'") }} as named_at,
+        {{ to_utc_timestamp("log_file.doc ->> 'first_record_at'") }} as first_record_at,
+        {{ to_utc_timestamp("log_file.doc ->> 'last_record_at'") }} as last_record_at,
+        audit_statements.age_seconds,
+        audit_statements.evidence_id,
+        audit_statements.evidence_locator
+    from audit_statements
+    cross join lateral jsonb_array_elements(
+        {{ jsonb_array_or_empty("audit_statements.facts -> 'files'") }}
+    ) as log_file (doc)
+
+),
+
+missing as (
+
+    select
+        audit_statements.cluster,
+        audit_statements.source_name,
+        'missing' as span_kind,
+        missing_file.doc ->> 'file' as file_name,
+        cast(null as text) as object_name,
+        {{ to_utc_timestamp("missing_file.doc ->> 'rotation_at'") }} as named_at,
+        cast(null as timestamptz) as first_record_at,
+        cast(null as timestamptz) as last_record_at,
+        audit_statements.age_seconds,
+        audit_statements.evidence_id,
+        audit_statements.evidence_locator
+    from audit_statements
+    cross join lateral jsonb_array_elements(
+        {{ jsonb_array_or_empty("audit_statements.facts -> 'missing_files'") }}
+    ) as missing_file (doc)
+
+),
+
+spans as (
+
+    select * from files
+    union all
+    select * from missing
+
+),
+
+final as (
+
+    select
+        spans.cluster,
+        spans.source_name,
+        spans.span_kind,
+        spans.file_name,
+        spans.object_name,
+        spans.first_record_at,
+        spans.last_record_at,
+        case
+            when spans.named_at is null then spans.first_record_at
+            when spans.first_record_at is null then spans.named_at
+            else least(spans.named_at, spans.first_record_at)
+        end as span_from,
+        case
+            when spans.named_at is null or spans.age_seconds is null then spans.last_record_at
+            when spans.last_record_at is null
+                then spans.named_at + spans.age_seconds * interval '1 second'
+            else greatest(
+                spans.named_at + spans.age_seconds * interval '1 second',
+                spans.last_record_at
+            )
+        end as span_to,
+        spans.evidence_id,
+        spans.evidence_locator
+    from spans
+
+)
+
+select * from final
