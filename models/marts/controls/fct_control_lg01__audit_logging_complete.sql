@@ -55,12 +55,7 @@ silences as (
 
 quarter_days as (
 
-    select quarter_day::date as log_day
-    from generate_series(
-        {{ local_date(quarter_start_at()) }},
-        {{ local_date(quarter_end_at()) }} - 1,
-        interval '1 day'
-    ) as quarter_days (quarter_day)
+    {{ quarter_days('log_day') }}
 
 ),
 
