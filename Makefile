@@ -9,6 +9,7 @@ STAMP  := $(VENV)/.installed
 Q      ?=
 CLUSTERS ?=
 CONFIG ?=
+SOURCES ?=
 SIZE   ?= small
 # pytest-xdist workers for `make test` (test files are kept whole on one worker: their
 # module fixtures each own a database and a run); 0 runs the suite in this process
@@ -16,7 +17,7 @@ TEST_WORKERS ?= auto
 # Debian packages the test suite drives as real software
 TEST_DEBS := postgresql-15-pgaudit pgbackrest faketime
 
-.PHONY: help quarter test test-fast lint docs docs-serve bench demo clean system-deps
+.PHONY: help quarter capture test test-fast lint docs docs-serve bench demo clean system-deps
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -31,6 +32,11 @@ $(STAMP): pyproject.toml setup.py extract/connectors/_pgaudit_scan.pyx
 quarter: $(STAMP) ## Run a quarter: make quarter Q=2024Q3 [CLUSTERS=a,b] [CONFIG=soxtrail.yml]
 	@[[ "$(Q)" =~ ^[0-9]{4}Q[1-4]$$ ]] || { echo "error: Q='$(Q)' is not a quarter; expected YYYYQn, e.g. make quarter Q=2024Q3" >&2; exit 2; }
 	$(BIN)/soxtrail run --quarter $(Q) $(if $(CLUSTERS),--clusters $(CLUSTERS)) $(if $(CONFIG),--config $(CONFIG))
+
+capture: $(STAMP) ## Capture sources that forget, mid-quarter: make capture Q=2024Q3|current CONFIG=soxtrail.yml [SOURCES=a,b]
+	@[[ "$(Q)" =~ ^([0-9]{4}Q[1-4]|current)$$ ]] || { echo "error: Q='$(Q)' is not a quarter; expected YYYYQn or current" >&2; exit 2; }
+	@test -n "$(CONFIG)" || { echo "error: make capture needs CONFIG=soxtrail.yml" >&2; exit 2; }
+	$(BIN)/soxtrail capture --quarter $(Q) --config $(CONFIG) $(if $(SOURCES),--sources $(SOURCES))
 
 system-deps: ## Install the Debian packages the tests drive (pgaudit, pgBackRest, faketime) when missing
 	@missing=""; for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

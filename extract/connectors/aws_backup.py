@@ -79,6 +79,7 @@ SPEC = ConnectorSpec(
     required=frozenset({"region", "resource_cluster"}),
     optional=frozenset({"vault", "endpoint_url", "page_size", "retry"}),
     raw_tables={"raw.backups": DOC_TABLE},
+    forgets_after_days=JOB_HISTORY_DAYS,
 )
 
 

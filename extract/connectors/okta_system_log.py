@@ -63,6 +63,7 @@ SPEC = ConnectorSpec(
     optional=frozenset({"event_types", "page_size", "retry"}),
     secret=frozenset({"token"}),
     raw_tables={"raw.iam_events": DOC_TABLE},
+    forgets_after_days=RETENTION_DAYS,
 )
 
 

@@ -64,6 +64,9 @@ QUERIES = {
     "catalog_roles": ("raw.catalog_roles", "roles_path"),
     "catalog_settings": ("raw.catalog_settings", "settings_path"),
 }
+# the settings capture's table: LG-01's known points, which later runs include
+# (kernel/evidence.py included_rows)
+SETTINGS_TABLE = QUERIES["catalog_settings"][0]
 # exports a path-mode source may leave out (its settings then come from no capture)
 OPTIONAL_EXPORTS = frozenset({"settings_path"})
 BOOLEAN_COLUMNS = frozenset({"admin_option", "rolsuper", "rolcanlogin", "rolcreaterole",

@@ -12,6 +12,7 @@ from extract.connectors import (
     catalog_file,
     completeness,
     file,
+    inclusion,
     jira,
     okta_system_log,
     pgaudit_log,
@@ -20,7 +21,7 @@ from extract.connectors import (
     servicenow,
 )
 from soxtrail.kernel.errors import ConfigError
-from soxtrail.kernel.sources import COMPLETENESS_TABLE, ConnectorSpec, RawTable
+from soxtrail.kernel.sources import COMPLETENESS_TABLE, INCLUDED_TABLE, ConnectorSpec, RawTable
 
 CONNECTORS: dict[str, ModuleType] = {
     "pgaudit_log": pgaudit_log,
@@ -48,14 +49,17 @@ def connector_module(name: str, where: str = "") -> ModuleType:
 
 def object_module(params: Mapping[str, Any]) -> ModuleType:
     """The module that counts and loads one captured object (its evidence row's params): a
-    completeness statement's, whatever its connector, else its connector's."""
+    completeness statement's or an inclusion list's, whatever its connector, else its
+    connector's."""
     if params.get("raw_table") == COMPLETENESS_TABLE:
         return completeness
+    if params.get("raw_table") == INCLUDED_TABLE:
+        return inclusion
     return connector_module(str(params.get("connector")))
 
 
 def _raw_tables() -> dict[str, RawTable]:
-    tables: dict[str, RawTable] = dict(completeness.RAW_TABLES)
+    tables: dict[str, RawTable] = {**completeness.RAW_TABLES, **inclusion.RAW_TABLES}
     for name, spec in SPECS.items():
         for table, shape in spec.raw_tables.items():
             if tables.setdefault(table, shape) != shape:

@@ -124,7 +124,8 @@ def diff_control(control_id: str, items_a: dict[str, Item],
 
 def diff_runs(conn: psycopg.Connection[Any], run_a: str, run_b: str) -> RunDiff:
     """Compare the control marts of two runs."""
-    first, second = runs.get_run(conn, run_a), runs.get_run(conn, run_b)
+    first = runs.get_quarter_run(conn, run_a, "compare")
+    second = runs.get_quarter_run(conn, run_b, "compare")
     result = []
     for control_id, model in controls.CONTROLS.items():
         result.append(diff_control(control_id, _items(conn, model, first.id),

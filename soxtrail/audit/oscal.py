@@ -67,7 +67,7 @@ def _related_evidence(conn: psycopg.Connection[Any], model: str, run_id: str) ->
 
 def assessment_results(conn: psycopg.Connection[Any], run_id: str) -> dict[str, Any]:
     """The run's OSCAL assessment-results document (a JSON-ready dict)."""
-    run = runs.get_run(conn, run_id)
+    run = runs.get_quarter_run(conn, run_id, "export")
     if run.phase_reached not in ("reconcile", "render", "bundle"):
         raise PipelineError(f"run {run.id} has not been reconciled (phase reached: "
                             f"{run.phase_reached or 'none'}); there are no findings to export")

@@ -3,9 +3,7 @@ against the signed anchor, control results, the report, the bundle, mart links."
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
-import uuid
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,14 +14,19 @@ from psycopg import sql
 
 from soxtrail.audit.verdict import FAILING as FAILING  # re-exported
 from soxtrail.audit.verdict import Verdict as Verdict  # re-exported
+from soxtrail.audit.verify_rows import check_chain as check_chain  # re-exported
+from soxtrail.audit.verify_rows import check_object as check_object  # re-exported
+from soxtrail.audit.verify_rows import count_lines as count_lines  # re-exported
 from soxtrail.kernel import canonical, controls, evidence, runs
 from soxtrail.kernel.database import Database, home
 from soxtrail.kernel.errors import SoxtrailError
-from soxtrail.kernel.store import CHUNK, LocalStore, Store, open_store
+from soxtrail.kernel.store import LocalStore, Store, open_store
 
 GENESIS = evidence.GENESIS
-# The groups of checks; "control" also compares the stored mart rows ("mart" lines).
-KINDS = ("object", "raw", "chain", "control", "bundle", "links")
+# The groups of checks; "control" also compares the stored mart rows ("mart" lines);
+# "included", the earlier rows the run includes (verify_included: their link, and with
+# "object" and "raw" their objects and raw rows).
+KINDS = ("object", "raw", "chain", "included", "control", "bundle", "links")
 
 
 @dataclass
@@ -75,94 +78,11 @@ def run_store(run: runs.Run) -> Store:
     return open_store(run.config.get("_store"), home() / "store")
 
 
-def _sha256_stream(handle: Any) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    while chunk := handle.read(CHUNK):
-        digest.update(chunk)
-        size += len(chunk)
-    return digest.hexdigest(), size
-
-
-def count_lines(path: Path) -> int:
-    """Rows of a canonical result: lines joined by `\\n` without a trailing newline."""
-    newlines = 0
-    size = 0
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK):
-            newlines += chunk.count(b"\n")
-            size += len(chunk)
-    return newlines + 1 if size else 0
-
-
-def _count_rows(row: dict[str, Any], path: Path) -> int:
-    if row["source_system"] == "reconcile":
-        return count_lines(path)
-    from extract.connectors.registry import object_module
-
-    params = row["query_params"] or {}
-    module = object_module(params)
-    return int(module.count_rows(params, path))
-
-
-
 def evidence_rows(conn: psycopg.Connection[Any], run_id: str) -> list[dict[str, Any]]:
     """The run's evidence rows with their chain link and recomputed row text, in chain order."""
     rows = evidence.rows_with_links(conn, run_id)
     conn.commit()
     return rows
-
-
-def _subject(row: dict[str, Any]) -> str:
-    return f"{row['id']} {row['raw_output_s3_key']}"
-
-
-def check_object(store: Store, row: dict[str, Any], scratch: Path) -> Verdict:
-    """Fetch the evidence row's raw object; compare its SHA-256 and row count."""
-    key = row["raw_output_s3_key"]
-    subject = _subject(row)
-    try:
-        if not store.exists(key):
-            return Verdict("MISSING", "object", subject, f"not in the store: {store.location(key)}")
-        path = store.fetch(key, scratch / uuid.uuid4().hex)
-    except SoxtrailError as exc:
-        return Verdict("MISSING", "object", subject, str(exc))
-    try:
-        with path.open("rb") as handle:
-            digest, size = _sha256_stream(handle)
-        if digest != row["result_hash"]:
-            return Verdict("MISMATCH", "object", subject,
-                           f"sha256 recorded {row['result_hash']}, object {digest}")
-        try:
-            rows = _count_rows(row, path)
-        except Exception as exc:  # a connector that cannot read its own object is a finding
-            return Verdict("FAIL", "object", subject,
-                           f"cannot count rows: {exc.__class__.__name__}: {exc}")
-        if rows != row["result_row_count"]:
-            return Verdict("MISMATCH", "object", subject,
-                           f"rows recorded {row['result_row_count']}, object {rows}")
-        return Verdict("OK", "object", subject, f"sha256 {digest[:16]}… {rows} rows {size} bytes")
-    finally:
-        if not isinstance(store, LocalStore):
-            path.unlink(missing_ok=True)
-
-
-def check_chain(row: dict[str, Any]) -> Verdict:
-    """Recompute the row's chain link from the row as it stands and the previous link."""
-    subject = str(row["id"])
-    if row["seq"] is None:
-        return Verdict("MISSING", "chain", subject, "no link in soxtrail.sox_evidence_chain")
-    expected_prev = row["previous_link"] or GENESIS
-    if row["prev_hash"] != expected_prev:
-        return Verdict("MISMATCH", "chain", subject,
-                       f"link {row['seq']}: prev_hash {row['prev_hash'][:16]}… but the previous "
-                       f"link is {expected_prev[:16]}… (a link was changed or removed)")
-    recomputed = evidence.chain_link(row["prev_hash"], row["row_text"])
-    if recomputed != row["chain_hash"]:
-        return Verdict("MISMATCH", "chain", subject,
-                       f"link {row['seq']}: chain_hash {row['chain_hash'][:16]}…, the row as it "
-                       f"stands hashes to {recomputed[:16]}… (the evidence row was changed)")
-    return Verdict("OK", "chain", subject, f"link {row['seq']} {recomputed[:16]}…")
 
 
 def _control_of(row: dict[str, Any]) -> tuple[str, str]:
@@ -348,6 +268,8 @@ def verify_run(conn: psycopg.Connection[Any], run_id: str, *, bundle: str | None
 
     run = runs.get_run(conn, run_id)
     conn.commit()
+    if run.kind == runs.CAPTURE:
+        return _verify_capture(conn, run, store=store, kinds=kinds, progress=progress)
     # the run row's store only says where to find the bundle; objects are read from
     # --store or the store the signed bundle records (verify_anchor.choose_store)
     given, store = store, store or run_store(run)
@@ -387,6 +309,10 @@ def verify_run(conn: psycopg.Connection[Any], run_id: str, *, bundle: str | None
         for row in rows:
             add(anchored.row(check_chain(row), row))
         add(anchored.run(conn, rows))
+    if "included" in kinds:
+        from soxtrail.audit import verify_included
+
+        add(verify_included.check_included(conn, run, objects, kinds=kinds))
     if "control" in kinds:
         reconcile = [r for r in rows if r["source_system"] == "reconcile"]
         seen = {_control_of(r)[0] for r in reconcile}
@@ -402,6 +328,43 @@ def verify_run(conn: psycopg.Connection[Any], run_id: str, *, bundle: str | None
         add(_report_verdicts(conn, run, store, bundle, public_key, report, kinds))
     if "links" in kinds:
         add(check_links(conn, run.id))
+    return report
+
+
+def _verify_capture(conn: psycopg.Connection[Any], run: runs.Run, *, store: Store | None,
+                    kinds: Collection[str],
+                    progress: Callable[[Verdict], None] | None) -> VerifyReport:
+    """A capture (`soxtrail capture`): its objects, raw rows and chain links. It has no
+    controls, report or bundle: the quarter run that includes its rows pins each one's
+    link in its own evidence, which that run's bundle anchors (its `included` checks)."""
+    report = VerifyReport(run_id=run.id, quarter=run.quarter)
+    objects = store or run_store(run)
+
+    def add(verdicts: list[Verdict]) -> None:
+        for verdict in verdicts:
+            report.verdicts.append(verdict)
+            if progress is not None:
+                progress(verdict)
+
+    status = ("OK" if run.status == "completed" else "NOTE")
+    add([Verdict(status, "bundle", "run status",
+                 f"capture of {', '.join(run.config.get('_capture_sources') or [])}: "
+                 f"{run.status}" + (f" {run.finished_at}" if run.finished_at else "")),
+         Verdict("NOTE", "bundle", "capture", "a capture has no controls, report or bundle; "
+                 "the quarter run that includes its rows pins and anchors them (verify that "
+                 "run: its `included` lines)")])
+    rows = evidence_rows(conn, run.id)
+    if not rows:
+        add([Verdict("MISSING", "object", run.id, "the capture has no evidence rows")])
+    if "object" in kinds:
+        with tempfile.TemporaryDirectory(prefix="soxtrail-verify-") as scratch:
+            add([check_object(objects, row, Path(scratch)) for row in rows])
+    if "raw" in kinds:
+        from soxtrail.audit import verify_raw
+
+        add(verify_raw.check_raw_tables(conn, run, rows, objects))
+    if "chain" in kinds:
+        add([check_chain(row) for row in rows])
     return report
 
 

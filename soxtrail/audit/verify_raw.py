@@ -379,13 +379,16 @@ def _groups(rows: Iterator[tuple[str | None, ...]]
 
 
 def check_raw_tables(conn: psycopg.Connection[Any], run: runs.Run, rows: list[dict[str, Any]],
-                     store: Store, *, bundled: bool = False) -> list[Verdict]:
+                     store: Store, *, bundled: bool = False,
+                     partial: bool = False) -> list[Verdict]:
     """Re-derive every snapshot object's raw rows, rejects and counts from the store with
     the loader's own code; compare with the raw tables, sox_rejects and sox_load_stats.
 
     One verdict per object, naming the first differing locators; EXTRA for raw rows or
     load stats of the run under an evidence id that is not one of its objects. A raw
     table is read once, ordered by evidence id: one object's rows in memory at a time.
+    `partial`: `rows` are some of the run's objects (those another run includes): only
+    their tables are read, and the run's other objects are not strays.
     """
     objects = {str(r["id"]): r for r in rows
                if r["source_system"] != "reconcile" and "raw_table" in (r["query_params"] or {})}
@@ -397,11 +400,14 @@ def check_raw_tables(conn: psycopg.Connection[Any], run: runs.Run, rows: list[di
     conn.commit()
     verdicts: list[Verdict] = []
     tables = sorted({str(r["query_params"]["raw_table"]) for r in objects.values()}
-                    | {s.raw_table for s in stats.values()})
+                    | ({s.raw_table for s in stats.values()} if not partial else set()))
     with tempfile.TemporaryDirectory(prefix="soxtrail-verify-raw-") as scratch:
         for table_name in tables:
             verdicts += _check_table(conn, run.id, table_name, objects, stats, rejects,
-                                     store=store, scratch=Path(scratch), loaded=loaded)
+                                     store=store, scratch=Path(scratch), loaded=loaded,
+                                     partial=partial)
+    if partial:
+        return verdicts
     other = Counter(s.loader_version for e, s in stats.items()
                     if e in objects and s.loader_version != loader.LOADER_VERSION)
     for version, count in sorted(other.items(), key=lambda item: item[0] or 0):
@@ -424,7 +430,7 @@ def check_raw_tables(conn: psycopg.Connection[Any], run: runs.Run, rows: list[di
 def _check_table(conn: psycopg.Connection[Any], run_id: str, table_name: str,
                  objects: dict[str, dict[str, Any]], stats: dict[str, LoadStats],
                  rejects: dict[str, list[tuple[str, str]]], *, store: Store, scratch: Path,
-                 loaded: bool) -> list[Verdict]:
+                 loaded: bool, partial: bool = False) -> list[Verdict]:
     """The verdicts of the objects loading into one raw table, and of its strays."""
     table = RAW_TABLES.get(table_name)
     if table is None:
@@ -450,7 +456,7 @@ def _check_table(conn: psycopg.Connection[Any], run_id: str, table_name: str,
         for evidence_id, group in _groups(_table_rows(conn, run_id, table_name, table)):
             if evidence_id in members:
                 verdicts.append(check(evidence_id, group))
-            else:
+            elif not partial:
                 verdicts.append(Verdict("EXTRA", KIND, f"{table_name} evidence {evidence_id}",
                                         f"{len(group)} rows of the run under an evidence id "
                                         "that is not one of its snapshot objects loading "

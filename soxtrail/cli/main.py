@@ -25,7 +25,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.add_typer(run_app)  # run, snapshot … bundle, resume, runs, demo, keygen, version
+app.add_typer(run_app)  # run, capture, snapshot … bundle, resume, runs, demo, keygen, version
 app.add_typer(audit_app)  # verify, diff, access-as-of, evidence, export-oscal, grant-auditor
 app.add_typer(docs_app, name="docs")
 app.add_typer(db_app, name="db")  # status, stop: the embedded PostgreSQL

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -144,6 +145,69 @@ def run(
             raise typer.Exit(EXIT_EXCEPTIONS_FOUND)
 
 
+CaptureQuarterOpt = Annotated[str, typer.Option(
+    "--quarter", "-q", help="Quarter to capture for, YYYYQn, or `current`: the fiscal quarter "
+                            "holding today in the config's fiscal year and time zone (for a "
+                            "scheduled CI job).")]
+
+
+@run_app.command()
+def capture(
+    quarter: CaptureQuarterOpt,
+    sources: Annotated[str | None, typer.Option(
+        "--sources", help="Comma-separated source names (default: every configured source "
+                          "that forgets: okta_system_log, aws_backup). A postgres_catalog "
+                          "source may be named too: its settings capture is a known point "
+                          "of LG-01's audit settings.")] = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    log_format: LogFormatOpt = "text",
+    wait: Annotated[bool, typer.Option(
+        "--wait", help="Wait for another run of the same quarter instead of refusing.")] = False,
+) -> None:
+    """Capture sources now, during the quarter (snapshot and load only; run monthly from CI).
+
+    Okta's System Log keeps ~90 days and AWS Backup's job list ~30: the quarter's `run`
+    includes every completed capture of its quarter (referencing the captured evidence
+    rows, not copying them), and its Completeness sheet says which capture covers which
+    part of the quarter (COVERAGE_GAP for a stretch none covers).
+    """
+    with handled():
+        check_log_format(log_format)
+        if config is None:
+            raise ConfigError("capture: --config is required (the demo estate has no source "
+                              "that forgets)")
+        cfg = load_config(config, specs=SPECS)
+        if quarter.strip().lower() == "current":
+            q = Quarter.containing(datetime.now(UTC),
+                                   fiscal_year_start_month=cfg.fiscal_year_start_month,
+                                   timezone=cfg.timezone)
+        else:
+            q = cfg.quarter(Quarter.parse(quarter).label)
+        db, conn = open_database()
+
+        def announce(run_row: runs.Run, _phases: list[str]) -> None:
+            if not (quiet or as_json) and log_format == "text":
+                names = ", ".join(run_row.config.get(pipeline.CAPTURE_SOURCES_KEY) or ())
+                err.print(f"capture {run_row.id} ({q.label}: {names}) on {db.display}")
+
+        with conn:
+            outcome = pipeline.start_capture(db, conn, cfg, q, sources=parse_clusters(sources),
+                                             wait=wait, on_run=announce,
+                                             echo=echo_events(quiet or as_json, log_format))
+        run = outcome.run
+        captured = run.config.get(pipeline.CAPTURE_SOURCES_KEY) or []
+        if as_json:
+            print(json.dumps({"run_id": run.id, "kind": run.kind, "quarter": run.quarter,
+                              "status": run.status, "sources": captured,
+                              "phases": outcome.phases}, default=str, sort_keys=True))
+            return
+        out.print(f"capture id: {run.id}")
+        out.print(f"sources: {', '.join(captured)}")
+        out.print(f"status: {run.status} (the {run.quarter} run will include it)")
+
+
 NewVersionOpt = Annotated[bool, typer.Option(
     "--new-version", help="On a completed run: re-render into a new, numbered bundle version "
                           "(<quarter>/<run>/bundle-v<N>); the first is kept.")]
@@ -226,16 +290,17 @@ def list_runs(
         with conn:
             rows = runs.list_runs(conn, limit)
         if as_json:
-            print(json.dumps([{"run_id": r.id, "quarter": r.quarter, "status": r.status,
+            print(json.dumps([{"run_id": r.id, "kind": r.kind, "quarter": r.quarter,
+                               "status": r.status,
                                "phase_reached": r.phase_reached, "started_at": r.started_at,
                                "finished_at": r.finished_at, "triggered_by": r.triggered_by}
                               for r in rows], default=str))
             return
         table = Table()
-        for column in ("run id", "quarter", "status", "phase", "started", "by"):
+        for column in ("run id", "kind", "quarter", "status", "phase", "started", "by"):
             table.add_column(column)
         for r in rows:
-            table.add_row(r.id, r.quarter, r.status, r.phase_reached or "-",
+            table.add_row(r.id, r.kind, r.quarter, r.status, r.phase_reached or "-",
                           r.started_at.strftime("%Y-%m-%d %H:%M:%S"), r.triggered_by)
         out.print(table)
 

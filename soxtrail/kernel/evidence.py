@@ -249,11 +249,7 @@ def row_with_link(conn: psycopg.Connection[Any], evidence_id: str) -> dict[str, 
     return rows[0] if rows else None
 
 
-def rows_with_links(conn: psycopg.Connection[Any], run_id: str) -> list[dict[str, Any]]:
-    """The run's rows in chain order, each with its link (`seq`, `prev_hash`, `chain_hash`),
-    the link before it in the chain (`previous_link`) and its text recomputed as it stands
-    now (`row_text`, soxtrail.evidence_row_text)."""
-    return _dicts(conn, """
+_ROWS_WITH_LINKS = """
 select
     evidence.*,
     soxtrail.evidence_row_text(
@@ -272,7 +268,22 @@ select
         order by previous.seq desc
         limit 1
     ) as previous_link
-""" + _WITH_CHAIN + "where evidence.run_id = %s\n" + _CHAIN_ORDER, (run_id,))
+""" + _WITH_CHAIN
+
+
+def rows_with_links(conn: psycopg.Connection[Any], run_id: str) -> list[dict[str, Any]]:
+    """The run's rows in chain order, each with its link (`seq`, `prev_hash`, `chain_hash`),
+    the link before it in the chain (`previous_link`) and its text recomputed as it stands
+    now (`row_text`, soxtrail.evidence_row_text)."""
+    return _dicts(conn, _ROWS_WITH_LINKS + "where evidence.run_id = %s\n" + _CHAIN_ORDER,
+                  (run_id,))
+
+
+def rows_with_links_by_id(conn: psycopg.Connection[Any],
+                          evidence_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """As `rows_with_links`, for the rows with these ids (whatever their run)."""
+    return _dicts(conn, _ROWS_WITH_LINKS + "where evidence.id = any(%s::uuid[])\n"
+                  + _CHAIN_ORDER, (list(evidence_ids),))
 
 
 def chain_link(prev_hash: str, row_text: str) -> str:
@@ -393,30 +404,147 @@ REPORT_ORDER = sql.SQL('order by evidence.source_system collate "C",'
                        ' evidence.query_name collate "C", evidence.executed_at, evidence.id')
 
 
+# The rows a report shows: the run's own and the earlier rows it includes (the rows its
+# `included_evidence` objects list, loaded into raw.included_evidence).
+_REPORT_ROWS = """where evidence.run_id = %(run)s
+    or evidence.id in (
+        select cast(included.doc ->> 'evidence_id' as uuid)
+        from raw.included_evidence as included
+        where included.run_id = %(run)s
+    )
+"""
+
+
 def report_ids(conn: psycopg.Connection[Any], run_id: str) -> list[str]:
-    """The run's evidence ids in report order."""
-    query = sql.SQL("select evidence.id from soxtrail.sox_evidence as evidence"
-                    " where evidence.run_id = %s {}").format(REPORT_ORDER)
-    return [str(row[0]) for row in conn.execute(query, (run_id,))]
+    """The ids of the run's evidence rows and of the earlier rows it includes, in report
+    order."""
+    query = sql.SQL("select evidence.id from soxtrail.sox_evidence as evidence "
+                    + _REPORT_ROWS + "{}").format(REPORT_ORDER)
+    return [str(row[0]) for row in conn.execute(query, {"run": run_id})]
 
 
 def stream_report_rows(conn: psycopg.Connection[Any], run_id: str, columns: Sequence[str],
                        cursor: str) -> Iterator[tuple[Any, ...]]:
-    """The run's rows in report order, `columns` (COLUMN_TYPES, CHAIN_COLUMN_TYPES) in order."""
+    """The run's rows and the earlier rows it includes, in report order, `columns`
+    (COLUMN_TYPES, CHAIN_COLUMN_TYPES) in order."""
     chain = {"chain_seq": sql.SQL("chain.seq"), "chain_hash": sql.SQL("chain.chain_hash")}
     parts = [chain.get(c) or sql.SQL("evidence.{}").format(sql.Identifier(c)) for c in columns]
-    query = sql.SQL("select {} " + _WITH_CHAIN + "where evidence.run_id = %s {}").format(
+    query = sql.SQL("select {} " + _WITH_CHAIN + _REPORT_ROWS + "{}").format(
         sql.SQL(", ").join(parts), REPORT_ORDER)
     with conn.cursor(name=cursor) as cur:
         cur.itersize = 2000
-        cur.execute(query, (run_id,))
+        cur.execute(query, {"run": run_id})
         yield from cur
+
+
+# What a run includes of earlier runs' evidence (extract/connectors/inclusion.py): per
+# source of the run, the rows of completed captures of its quarter (sources that forget),
+# and per catalog source, the settings captures of its cluster by completed captures of
+# the quarter and by the newest completed run of an earlier quarter. Each row with its
+# chain link, which the including run pins in its own evidence.
+_INCLUDED = """
+with
+this_run as (
+    select runs.id, runs.quarter, runs.started_at
+    from soxtrail.sox_runs as runs
+    where runs.id = %(run)s
+),
+
+earlier as (
+    select runs.id, runs.quarter, runs.started_at, runs.config ->> %(kind_key)s as kind
+    from soxtrail.sox_runs as runs
+    cross join this_run
+    where runs.status = 'completed'
+        and runs.id <> this_run.id
+        and runs.started_at < this_run.started_at
+),
+
+forgetting as (
+    select wanted.source_name, evidence.id, 'capture' as purpose
+    from unnest(%(forgetting)s::text[]) as wanted (source_name)
+    inner join soxtrail.sox_evidence as evidence
+        on evidence.query_params ->> %(source_key)s = wanted.source_name
+    inner join earlier
+        on earlier.id = evidence.run_id
+    cross join this_run
+    where earlier.kind = %(capture)s and earlier.quarter = this_run.quarter
+),
+
+settings as (
+    select
+        wanted.source_name,
+        evidence.id,
+        case when earlier.quarter = this_run.quarter then 'settings_capture'
+            else 'earlier_settings' end as purpose,
+        earlier.quarter = this_run.quarter as same_quarter,
+        row_number() over (
+            partition by wanted.source_name, earlier.quarter = this_run.quarter
+            order by evidence.executed_at desc, evidence.id
+        ) as newest
+    from unnest(%(catalog_sources)s::text[], %(catalog_clusters)s::text[])
+        as wanted (source_name, cluster)
+    inner join soxtrail.sox_evidence as evidence
+        on evidence.query_params ->> %(cluster_key)s = wanted.cluster
+        and evidence.query_params ->> %(raw_table_key)s = %(settings_table)s
+    inner join earlier
+        on earlier.id = evidence.run_id
+    cross join this_run
+    where (earlier.kind = %(capture)s and earlier.quarter = this_run.quarter)
+        or earlier.quarter < this_run.quarter
+),
+
+chosen as (
+    select forgetting.source_name, forgetting.id, forgetting.purpose from forgetting
+    union all
+    select settings.source_name, settings.id, settings.purpose
+    from settings
+    where settings.same_quarter or settings.newest = 1
+)
+
+select
+    chosen.source_name as included_by,
+    chosen.purpose,
+    evidence.id as evidence_id,
+    evidence.run_id,
+    evidence.source_system,
+    evidence.query_name,
+    evidence.executed_at,
+    evidence.result_row_count,
+    evidence.result_hash,
+    evidence.raw_output_s3_key,
+    evidence.query_params ->> %(source_key)s as source_name,
+    evidence.query_params ->> %(raw_table_key)s as raw_table,
+    chain.seq as chain_seq,
+    chain.chain_hash
+from chosen
+inner join soxtrail.sox_evidence as evidence
+    on evidence.id = chosen.id
+left join soxtrail.sox_evidence_chain as chain
+    on chain.evidence_id = evidence.id
+order by chosen.source_name, evidence.executed_at, evidence.query_name, evidence.id
+"""
+
+
+def included_rows(conn: psycopg.Connection[Any], run_id: str, *, forgetting: Sequence[str],
+                  catalogs: Sequence[tuple[str, str]], settings_table: str,
+                  capture_kind: str, kind_key: str) -> list[dict[str, Any]]:
+    """The earlier evidence rows run `run_id` includes (`_INCLUDED`), each with the name of
+    the run's source that includes it (`included_by`), its `purpose` and its chain link:
+    `forgetting` names the run's sources that forget, `catalogs` its (source, cluster)
+    catalog sources."""
+    return _dicts(conn, _INCLUDED, {  # type: ignore[arg-type]
+        "run": run_id, "forgetting": list(forgetting),
+        "catalog_sources": [name for name, _ in catalogs],
+        "catalog_clusters": [cluster for _, cluster in catalogs],
+        "settings_table": settings_table, "capture": capture_kind, "kind_key": kind_key,
+        "source_key": SOURCE_KEY, "cluster_key": CLUSTER_KEY, "raw_table_key": RAW_TABLE_KEY})
 
 
 def reference_counts(conn: psycopg.Connection[Any], refs: sql.Composable,
                      run_id: str) -> tuple[int, int, list[str], int]:
     """Check the evidence ids `refs` names (a select of `item_key, ref` using `%(run)s`):
-    (references, those not in the run's evidence, up to 3 of them, empty references)."""
+    (references, those neither in the run's evidence nor among the earlier rows it includes,
+    up to 3 of them, empty references)."""
     query = sql.SQL("""
 with
 refs as ({refs}),
@@ -430,6 +558,12 @@ dangling as (
             from soxtrail.sox_evidence as evidence
             where evidence.id = refs.ref
                 and evidence.run_id = %(run)s
+        )
+        and not exists (
+            select 1
+            from raw.included_evidence as included
+            where included.run_id = %(run)s
+                and (included.doc ->> 'evidence_id')::uuid = refs.ref
         )
 )
 

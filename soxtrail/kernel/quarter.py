@@ -73,6 +73,17 @@ class Quarter:
         return cls(int(match.group(1)), int(match.group(2)),
                    fiscal_year_start_month=fiscal_year_start_month, timezone=timezone)
 
+    @classmethod
+    def containing(cls, moment: datetime, *,
+                   fiscal_year_start_month: int = DEFAULT_FISCAL_YEAR_START_MONTH,
+                   timezone: str = DEFAULT_TIMEZONE) -> Quarter:
+        """The fiscal quarter whose local days hold `moment` (aware)."""
+        local = moment.astimezone(zone(timezone))
+        months = local.year * 12 + local.month - 1 - (fiscal_year_start_month - 1)
+        year, month_of_year = divmod(months, 12)
+        return cls(year, month_of_year // 3 + 1, fiscal_year_start_month=fiscal_year_start_month,
+                   timezone=timezone)
+
     @property
     def label(self) -> str:
         return f"{self.year}Q{self.number}"

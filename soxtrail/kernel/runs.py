@@ -22,9 +22,16 @@ from psycopg.rows import dict_row
 
 from soxtrail import __version__
 from soxtrail.kernel import secrets
-from soxtrail.kernel.errors import EXIT_PIPELINE_FAILURE, PipelineError, SoxtrailError
+from soxtrail.kernel.errors import EXIT_PIPELINE_FAILURE, ConfigError, PipelineError, SoxtrailError
 
 PHASES = ("snapshot", "load", "reconcile", "render", "bundle")
+# A run's kind (recorded as `_kind` in its config; absent = quarter): a quarter run does
+# every phase; a capture (`soxtrail capture`) snapshots and loads chosen sources mid-quarter,
+# for the quarter's run to include (docs/operations.md, "Mid-quarter captures").
+KIND_KEY = "_kind"
+CAPTURE = "capture"
+QUARTER = "quarter"
+PHASES_OF = {QUARTER: PHASES, CAPTURE: PHASES[:2]}
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -57,12 +64,23 @@ class Run:
     error: str | None
     summary: dict[str, Any]
 
+    @property
+    def kind(self) -> str:
+        """`quarter` or `capture`."""
+        return str(self.config.get(KIND_KEY) or QUARTER)
+
+    @property
+    def phases(self) -> tuple[str, ...]:
+        """The phases of a run of this kind, in order."""
+        return PHASES_OF.get(self.kind, PHASES)
+
     def next_phase(self) -> str | None:
         """The first phase not yet completed (None when all are)."""
+        phases = self.phases
         if self.phase_reached is None:
-            return PHASES[0]
-        index = PHASES.index(self.phase_reached) + 1
-        return PHASES[index] if index < len(PHASES) else None
+            return phases[0]
+        index = phases.index(self.phase_reached) + 1
+        return phases[index] if index < len(phases) else None
 
 
 def triggered_by() -> str:
@@ -133,6 +151,15 @@ def get_run(conn: psycopg.Connection[Any], run_id: str) -> Run:
     return _row_to_run(rows[0])
 
 
+def get_quarter_run(conn: psycopg.Connection[Any], run_id: str, purpose: str) -> Run:
+    """`get_run`, refusing a capture (it has no controls or report) for `purpose`."""
+    run = get_run(conn, run_id)
+    if run.kind == CAPTURE:
+        raise ConfigError(f"run {run.id} is a capture (soxtrail capture): it has no controls "
+                            f"or report to {purpose}; give the quarter run that includes it")
+    return run
+
+
 def list_runs(conn: psycopg.Connection[Any], limit: int = 20) -> list[Run]:
     """The most recent runs first."""
     with conn.cursor(row_factory=dict_row) as cur:
@@ -141,10 +168,11 @@ def list_runs(conn: psycopg.Connection[Any], limit: int = 20) -> list[Run]:
 
 
 def latest_completed_run(conn: psycopg.Connection[Any]) -> Run | None:
-    """The newest completed run, if any."""
+    """The newest completed quarter run (not a capture), if any."""
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute("select * from soxtrail.sox_runs where status = 'completed'"
-                    " order by finished_at desc limit 1")
+                    " and config ->> %s is distinct from %s"
+                    " order by finished_at desc limit 1", (KIND_KEY, CAPTURE))
         row = cur.fetchone()
     return _row_to_run(row) if row else None
 

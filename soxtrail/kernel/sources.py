@@ -68,6 +68,10 @@ class ConnectorSpec:
     # unless the source's config says otherwise; `settings(source)` records the result as
     # `field` rows, the only paths the ticket staging reads (it has no defaults of its own)
     ticket_fields: Mapping[str, str] = field(default_factory=dict)
+    # a source that forgets: it keeps records about this many days (Okta's System Log 90,
+    # AWS Backup's job list 30), so a quarter is whole only with captures during it
+    # (`soxtrail capture`), which the quarter's run includes (extract/connectors/inclusion.py)
+    forgets_after_days: int | None = None
 
 
 @dataclass(frozen=True)
@@ -239,6 +243,11 @@ def iter_file(path: Path, chunk_size: int = 1 << 20) -> Iterator[bytes]:
 # document per source and run, captured, hashed and evidenced like any raw object.
 COMPLETENESS_QUERY = "completeness"
 COMPLETENESS_TABLE = "raw.source_completeness"
+
+# The query name and raw table of what a run includes of earlier runs' evidence for one of
+# its sources (extract/connectors/inclusion.py): one JSON line per included evidence row.
+INCLUDED_QUERY = "included_evidence"
+INCLUDED_TABLE = "raw.included_evidence"
 
 
 @dataclass(frozen=True)

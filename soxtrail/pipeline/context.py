@@ -118,6 +118,10 @@ def catalog_sources(config: Config) -> list[Source]:
             for key in CATALOG_KEYS]
 
 
+# A capture run's config records the sources it takes (soxtrail capture --sources).
+CAPTURE_SOURCES_KEY = "_capture_sources"
+
+
 def sources_in_scope(config: Config, clusters: tuple[str, ...] | None) -> list[Source]:
     """Configured sources, minus cluster sources outside the run's `--clusters`."""
     chosen = []
@@ -127,6 +131,15 @@ def sources_in_scope(config: Config, clusters: tuple[str, ...] | None) -> list[S
             continue
         chosen.append(source)
     return chosen
+
+
+def run_sources(config: Config, run: runs.Run, *, catalogs: bool = True) -> list[Source]:
+    """What the run snapshots and loads: a quarter run, its sources in scope (and the
+    catalogs, with `catalogs`); a capture, the sources it was started with."""
+    if run.kind == runs.CAPTURE:
+        names = set(run.config.get(CAPTURE_SOURCES_KEY) or ())
+        return [source for source in config.sources if source.name in names]
+    return sources_in_scope(config, run.clusters) + (catalog_sources(config) if catalogs else [])
 
 
 def record_config(config: Config, store: Store) -> dict[str, Any]:

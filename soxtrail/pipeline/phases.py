@@ -20,8 +20,9 @@ from typing import Any
 
 import psycopg
 
-from extract.connectors.postgres_catalog import query_files
-from extract.connectors.registry import connector_module
+from extract.connectors import inclusion
+from extract.connectors.postgres_catalog import SETTINGS_TABLE, query_files
+from extract.connectors.registry import SPECS, connector_module
 from extract.loader import LoadReport, die_with_parent, load_run
 from extract.snapshot import SnapshotRun
 from soxtrail.kernel import canonical, controls, evidence, runs, secrets
@@ -35,9 +36,8 @@ from soxtrail.pipeline.context import (
     SNAPSHOT_COUNT_WORKERS,
     Pipeline,
     capture_order,
-    catalog_sources,
     cpu_seconds,
-    sources_in_scope,
+    run_sources,
 )
 from soxtrail.reconcile import dbt
 
@@ -49,7 +49,8 @@ def phase_snapshot(p: Pipeline) -> dict[str, Any]:
     if done_objects:
         # evidence rows are committed all at once: if any exist, the snapshot is complete
         return {"objects": done_objects, "rows": done_rows, "already_done": True}
-    sources = capture_order(sources_in_scope(p.config, p.run.clusters) + catalog_sources(p.config))
+    sources = capture_order(run_sources(p.config, p.run))
+    included = included_by_source(p, sources)
     spool_root = p.workdir / "spool"
 
     def one(source: Source) -> list[evidence.EvidenceRow]:
@@ -60,6 +61,8 @@ def phase_snapshot(p: Pipeline) -> dict[str, Any]:
                            policy=p.config.policy)
         try:
             connector_module(source.connector).snapshot(source, snap)
+            if included.get(source.name):
+                inclusion.record(source, snap, included[source.name])
         except StoreError as exc:  # the store, not the source, is down: say so
             raise StoreError(f"evidence store failed while capturing source {source.name!r}: "
                              f"{secrets.redact(str(exc))}") from exc
@@ -115,12 +118,32 @@ def phase_snapshot(p: Pipeline) -> dict[str, Any]:
             "hashing_share": round(hashing / cpu, 4) if cpu > 0 else None}
 
 
+def included_by_source(p: Pipeline, sources: list[Source]) -> dict[str, list[dict[str, Any]]]:
+    """The earlier evidence rows a quarter run includes, by the name of its source that
+    includes them (kernel/evidence.py `included_rows`): the quarter's captures of each
+    source that forgets, the settings captures of each catalog source's cluster. A capture
+    includes nothing."""
+    if p.run.kind == runs.CAPTURE:
+        return {}
+    forgetting = [s.name for s in sources if SPECS[s.connector].forgets_after_days is not None]
+    catalogs = [(s.name, str(s.get("cluster"))) for s in sources
+                if s.connector == "postgres_catalog" and s.get("cluster")]
+    rows = evidence.included_rows(p.conn, p.run.id, forgetting=forgetting, catalogs=catalogs,
+                                  settings_table=SETTINGS_TABLE, capture_kind=runs.CAPTURE,
+                                  kind_key=runs.KIND_KEY)
+    p.conn.commit()
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        grouped.setdefault(str(row["included_by"]), []).append(row)
+    return grouped
+
+
 # ---------------------------------------------------------------- phase 2
 
 
 def phase_load(p: Pipeline) -> dict[str, Any]:
     """COPY every snapshot object into its raw table; check read = loaded + rejected + skipped."""
-    sources = sources_in_scope(p.config, p.run.clusters)
+    sources = run_sources(p.config, p.run, catalogs=False)
     done = [0]
 
     def progress(name: str, c: Any) -> None:

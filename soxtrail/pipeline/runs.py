@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 
 from extract.connectors import catalog_file
+from extract.connectors.registry import SPECS
 from soxtrail.kernel import runs, secrets
 from soxtrail.kernel.config import Config
 from soxtrail.kernel.database import Database, home
@@ -19,6 +20,7 @@ from soxtrail.kernel.quarter import Quarter
 from soxtrail.kernel.sources import RawRow
 from soxtrail.kernel.store import open_store
 from soxtrail.pipeline.context import (
+    CAPTURE_SOURCES_KEY,
     OBSERVERS,
     Echo,
     EventLog,
@@ -179,9 +181,61 @@ def start_run(db: Database, conn: psycopg.Connection[Any], config: Config, quart
         run = runs.create_run(conn, quarter=quarter.label, clusters=clusters or config.clusters,
                               config=record_config(config, store), config_hash=config.hash())
         if on_run is not None:
-            on_run(run, list(runs.PHASES))
-        return execute(db, conn, run, list(runs.PHASES), resolve_secrets=True,
+            on_run(run, list(run.phases))
+        return execute(db, conn, run, list(run.phases), resolve_secrets=True,
                        template=template, echo=echo, config=config)
+
+
+def capture_sources(config: Config, names: tuple[str, ...] | None) -> list[str]:
+    """The sources a capture takes: those named, else every configured source that forgets
+    (its connector's `forgets_after_days`). A named source must be one a quarter run
+    includes from a capture: one that forgets, or a `postgres_catalog` source (its settings
+    capture is a known point of LG-01's audit settings)."""
+    configured = {source.name: source for source in config.sources}
+
+    def includable(name: str) -> bool:
+        connector = configured[name].connector
+        return SPECS[connector].forgets_after_days is not None or connector == "postgres_catalog"
+
+    if names:
+        unknown = [name for name in names if name not in configured]
+        if unknown:
+            raise ConfigError(f"--sources: {', '.join(unknown)} not configured (sources: "
+                              f"{', '.join(sorted(configured)) or 'none'})")
+        refused = [name for name in names if not includable(name)]
+        if refused:
+            raise ConfigError(
+                f"--sources: {', '.join(refused)}: the quarter's run would not include a "
+                "capture of them (it includes captures of sources that forget — okta_system_log,"
+                " aws_backup — and the settings of postgres_catalog sources); their quarter-end "
+                "capture is whole on its own")
+        return list(dict.fromkeys(names))
+    forgetting = [name for name, source in configured.items()
+                  if SPECS[source.connector].forgets_after_days is not None]
+    if not forgetting:
+        raise ConfigError("capture: no configured source forgets (okta_system_log, aws_backup);"
+                          " name the sources to capture with --sources")
+    return forgetting
+
+
+def start_capture(db: Database, conn: psycopg.Connection[Any], config: Config,
+                  quarter: Quarter, *, sources: tuple[str, ...] | None = None,
+                  wait: bool = False, echo: Echo | None = None,
+                  on_run: OnRun | None = None) -> Outcome:
+    """A capture of the quarter (`soxtrail capture`): snapshot and load chosen sources now,
+    under the quarter's lock; the quarter's run includes what it captured."""
+    chosen = capture_sources(config, sources)
+    store = open_store(config.store, home() / "store")
+    recorded = record_config(config, store)
+    recorded[runs.KIND_KEY] = runs.CAPTURE
+    recorded[CAPTURE_SOURCES_KEY] = chosen
+    with runs.quarter_lock(conn, quarter.label, wait=wait):
+        run = runs.create_run(conn, quarter=quarter.label, clusters=config.clusters,
+                              config=recorded, config_hash=config.hash())
+        if on_run is not None:
+            on_run(run, list(run.phases))
+        return execute(db, conn, run, list(run.phases), resolve_secrets=True, echo=echo,
+                       config=config)
 
 
 def resume_run(db: Database, conn: psycopg.Connection[Any], run_id: str, *,
@@ -190,7 +244,7 @@ def resume_run(db: Database, conn: psycopg.Connection[Any], run_id: str, *,
     """Continue a run after its last completed phase (none left: complete it if need be)."""
     run = runs.get_run(conn, run_id)
     next_phase = run.next_phase()
-    phases = [] if next_phase is None else list(runs.PHASES[runs.PHASES.index(next_phase):])
+    phases = [] if next_phase is None else list(run.phases[run.phases.index(next_phase):])
     if on_run is not None:
         on_run(run, phases)
     return _continue(db, conn, run, phases, template=template, echo=echo)
@@ -202,6 +256,9 @@ def run_one_phase(db: Database, conn: psycopg.Connection[Any], run_id: str, phas
     immutable: refused (a new report goes to a new bundle version: new_bundle_version)."""
     run = runs.get_run(conn, run_id)
     conn.commit()
+    if phase not in run.phases:
+        raise ConfigError(f"run {run.id} is a {run.kind} run, whose phases are "
+                          f"{', '.join(run.phases)}: {phase} refused")
     if run.status == "completed":
         hint = (" ; to write a new, numbered bundle version (the first is kept) pass "
                 "--new-version --reason '…'" if phase in ("render", "bundle") else "")

@@ -273,7 +273,7 @@ def test_compact_template_changes_the_layout_not_the_data(
 def test_a_sheet_past_the_row_limit_continues_on_numbered_sheets(
         conn: psycopg.Connection[Any], seeded: SeededRun, tmp_path: Path) -> None:
     # Limit 10 rows per sheet: 6 rows of title, notes, blank and header leave 4 for data
-    # on control sheets (2 notes) and 5 on the Evidence sheet (2 notes).
+    # on control sheets (2 notes) and 4 on the Evidence sheet (3 notes).
     result = render_workbook(conn, run_id=seeded.run_id, out=tmp_path, max_rows=10)
     book = openpyxl.load_workbook(result.xlsx)
     bk = [n for n in book.sheetnames if n.startswith("BK-01")]
@@ -288,7 +288,7 @@ def test_a_sheet_past_the_row_limit_continues_on_numbered_sheets(
     assert items == [r["item_key"] for r in seeded.rows["BK-01"]]
     assert sum(result.row_counts[n] for n in bk) == COUNTS["BK-01"]
     assert [n for n in book.sheetnames if n.startswith("Evidence")] == [
-        "Evidence", "Evidence (2)", "Evidence (3)"]
+        "Evidence", "Evidence (2)", "Evidence (3)", "Evidence (4)"]
     for name in ("AC-01", "AC-01 (2)"):
         for row in book[name].iter_rows(min_row=_header_row(book[name]) + 1):
             for cell in row:

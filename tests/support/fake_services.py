@@ -47,7 +47,9 @@ silently drops an item, on every attempt); ``on_request(path_prefix, after, acti
 (``action()`` runs once, just before the request that follows `after` matching ones is
 answered: e.g. an issue inserted between page requests, a search that shifts under paging);
 ``server_time`` (the ``Date`` header every response carries, for sources whose coverage
-is read from the server's clock).
+is read from the server's clock); ``okta_retention_days`` / ``backup_retention_days``
+(records older than that before ``server_time`` are no longer returned, as Okta's System
+Log and AWS Backup's job list forget them).
 
 ``requests`` is the log of every request received (method, path, query, headers,
 the fault applied). The headers include the Authorization header: it stays in the
@@ -64,7 +66,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import formatdate
 from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -158,6 +160,10 @@ class FakeServices:
         self.faults: list[Fault] = []
         self.hidden_keys: set[str] = set()
         self.server_time: datetime | None = None
+        # Okta keeps System Log events ~90 days, AWS Backup lists jobs ~30 days: with these
+        # set, older records (by `server_time`, else now) are no longer returned
+        self.okta_retention_days: int | None = None
+        self.backup_retention_days: int | None = None
         self._actions: list[list[Any]] = []  # [path_prefix, after, action, seen]
         self._requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
@@ -414,6 +420,12 @@ class FakeServices:
                 out[key] = value
         return out
 
+    def _kept_since(self, days: int | None) -> datetime | None:
+        """The oldest moment a source keeping `days` days of records still returns."""
+        if days is None:
+            return None
+        return (self.server_time or datetime.now(UTC)) - timedelta(days=days)
+
     def _okta(self, query: dict[str, list[str]]) -> tuple[int, dict[str, str], bytes]:
         first = {k: v[0] for k, v in query.items()}
         events = sorted(self.okta_events, key=lambda e: (e["published"], e["uuid"]))
@@ -428,7 +440,9 @@ class FakeServices:
                                        "errorCauses": []})
                 wanted.add(match.group(1))
         since, until = first.get("since", ""), first.get("until", "9999")
+        kept = self._kept_since(self.okta_retention_days)
         events = [e for e in events if since <= e["published"] < until
+                  and (kept is None or utc(e["published"]) >= kept)
                   and (wanted is None or e["eventType"] in wanted)]
         if first.get("sortOrder", "ASCENDING") == "DESCENDING":
             events.reverse()
@@ -451,7 +465,9 @@ class FakeServices:
         first = {k: v[0] for k, v in query.items()}
         after = _epoch(first["createdAfter"]) if "createdAfter" in first else float("-inf")
         before = _epoch(first["createdBefore"]) if "createdBefore" in first else float("inf")
+        kept = self._kept_since(self.backup_retention_days)
         jobs = [j for j in self.backup_jobs if after <= _epoch(j["CreationDate"]) < before
+                and (kept is None or _epoch(j["CreationDate"]) >= kept.timestamp())
                 and first.get("backupVaultName") in (None, j.get("BackupVaultName"))]
         size = max(1, min(int(first.get("maxResults", "1000")), 1000))
         start = _offset(first.get("nextToken"))

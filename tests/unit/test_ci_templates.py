@@ -153,3 +153,22 @@ def test_every_make_target_the_templates_call_exists(workflow: dict[Any, Any],
 def test_make_calls_finds_targets_and_ignores_other_words() -> None:
     assert make_calls('make quarter Q="$Q"\ncmake --build .\nmake docs') == ["quarter", "docs"]
     assert make_calls("remake it") == []
+
+
+CAPTURE_WORKFLOW = REPO / ".github" / "workflows" / "soxtrail-capture.yml"
+
+
+def test_the_capture_workflow_runs_twice_a_month_on_the_long_lived_database() -> None:
+    """AWS Backup lists ~30 days of jobs: captures at most ~16 days apart cover it; the
+    quarter's run finds them only in the same database (no throwaway service)."""
+    loaded = yaml.safe_load(CAPTURE_WORKFLOW.read_text(encoding="utf-8"))
+    triggers = loaded.get("on", loaded.get(True))
+    (cron,) = [entry["cron"] for entry in triggers["schedule"]]
+    days = cron.split()[2]
+    assert [int(d) for d in days.split(",")] == [1, 16]
+    job = loaded["jobs"]["capture"]
+    assert "services" not in job
+    assert job["env"]["SOXTRAIL_DATABASE_URL"] == "${{ secrets.SOXTRAIL_DATABASE_URL }}"
+    scripts = [step["run"] for step in job["steps"] if "run" in step]
+    assert scripts == ['make capture Q="$QUARTER" CONFIG="$CONFIG" SOURCES="$SOURCES"']
+    assert set(make_calls(scripts[0])) <= makefile_targets()

@@ -5,6 +5,9 @@
 -- catalog and backup sources?). Not a control: an exception here qualifies the
 -- result of every control that reads the source's system (docs/controls.md,
 -- "Completeness").
+-- A source that forgets (Okta, AWS Backup) is covered by its own capture and
+-- by the quarter's mid-quarter captures the run includes: its COVERAGE_GAP
+-- findings are the stretches of the quarter that no capture covers.
 
 {%- set systems = control_systems() %}
 
@@ -16,9 +19,90 @@ run_sources as (
 
 ),
 
-statements as (
+all_statements as (
 
     select * from {{ ref('stg_completeness__statements') }}
+
+),
+
+statements as (
+
+    -- the run's own statement of each source
+    select all_statements.* from all_statements
+    where not all_statements.is_included
+
+),
+
+window_sources as (
+
+    -- sources that forget: their statement says how many days they keep
+    select statements.source_name
+    from statements
+    where statements.facts ->> 'window_days' is not null
+
+),
+
+window_periods as (
+
+    -- what each capture of such a source covers, the run's and the included ones
+    select
+        all_statements.source_name,
+        {{ to_utc_timestamp("period.value ->> 'from'") }} as covered_from,
+        {{ to_utc_timestamp("period.value ->> 'to'") }} as covered_to,
+        coalesce(all_statements.taken_at, '?') as taken_at
+    from all_statements
+    cross join lateral jsonb_array_elements(all_statements.covered) as period (value)
+    where all_statements.source_name in (select window_sources.source_name from window_sources)
+
+),
+
+window_reach as (
+
+    select
+        window_periods.*,
+        max(window_periods.covered_to) over (
+            partition by window_periods.source_name
+            order by window_periods.covered_from, window_periods.covered_to
+            rows between unbounded preceding and 1 preceding
+        ) as reached_before
+    from window_periods
+
+),
+
+window_ends as (
+
+    select
+        window_sources.source_name,
+        max(window_periods.covered_to) as last_covered_to,
+        string_agg(
+            distinct window_periods.taken_at, ', ' order by window_periods.taken_at
+        ) as captures_taken_at
+    from window_sources
+    left join window_periods
+        on window_sources.source_name = window_periods.source_name
+    group by window_sources.source_name
+
+),
+
+window_gaps as (
+
+    -- the stretches of the quarter no capture covers: before or between the
+    -- covered periods, and after the last one
+    select
+        window_reach.source_name,
+        coalesce(window_reach.reached_before, {{ quarter_start_at() }}) as gap_from,
+        window_reach.covered_from as gap_to
+    from window_reach
+    where
+        window_reach.covered_from
+        > coalesce(window_reach.reached_before, {{ quarter_start_at() }})
+    union all
+    select
+        window_ends.source_name,
+        coalesce(window_ends.last_covered_to, {{ quarter_start_at() }}) as gap_from,
+        {{ quarter_end_at() }} as gap_to
+    from window_ends
+    where coalesce(window_ends.last_covered_to, {{ quarter_start_at() }}) < {{ quarter_end_at() }}
 
 ),
 
@@ -63,6 +147,24 @@ findings as (
         coalesce((finding.value ->> 'exception')::boolean, true) as is_exception
     from statements
     cross join lateral jsonb_array_elements(statements.findings) as finding (value)
+    -- a source that forgets: its coverage is judged over all its captures below
+    where
+        not (
+            finding.value ->> 'code' = 'COVERAGE_GAP'
+            and statements.source_name in (select window_sources.source_name from window_sources)
+        )
+    union all
+    select
+        window_gaps.source_name,
+        'COVERAGE_GAP' as finding_code,
+        {{ utc_text('window_gaps.gap_from') }} || ' to ' || {{ utc_text('window_gaps.gap_to') }}
+        || ': covered by no capture (captures taken at ' || window_ends.captures_taken_at
+        || '; the source keeps records only so long: add `soxtrail capture` runs during '
+        || 'the quarter)' as finding_detail,
+        true as is_exception
+    from window_gaps
+    inner join window_ends
+        on window_gaps.source_name = window_ends.source_name
 
 ),
 
@@ -86,14 +188,23 @@ source_findings as (
 coverage as (
 
     select
-        statements.source_name,
+        all_statements.source_name,
         string_agg(
-            (period.value ->> 'from') || ' to ' || (period.value ->> 'to'), '; '
-            order by period.value ->> 'from', period.value ->> 'to'
-        ) as covered_periods
-    from statements
-    cross join lateral jsonb_array_elements(statements.covered) as period (value)
-    group by statements.source_name
+            (period.value ->> 'from') || ' to ' || (period.value ->> 'to')
+            || case
+                when all_statements.taken_at is not null
+                    then ' (capture of ' || all_statements.taken_at || ')'
+                else ''
+            end,
+            '; '
+            order by period.value ->> 'from', period.value ->> 'to', all_statements.taken_at
+        ) as covered_periods,
+        -- the included captures' statements
+        array_agg(distinct all_statements.evidence_id order by all_statements.evidence_id)
+        filter (where all_statements.is_included) as supporting_evidence_ids
+    from all_statements
+    cross join lateral jsonb_array_elements(all_statements.covered) as period (value)
+    group by all_statements.source_name
 
 ),
 
@@ -128,7 +239,8 @@ source_rows as (
         end as finding_details,
         array[run_sources.source_system] as affected_systems,
         statements.evidence_id,
-        statements.evidence_locator
+        statements.evidence_locator,
+        coalesce(coverage.supporting_evidence_ids, array[]::uuid[]) as supporting_evidence_ids
     from run_sources
     left join statements
         on run_sources.source_name = statements.source_name
@@ -254,7 +366,8 @@ cluster_rows as (
             else cluster_checks.missing_systems
         end as affected_systems,
         null::uuid as evidence_id,
-        null::text as evidence_locator
+        null::text as evidence_locator,
+        array[]::uuid[] as supporting_evidence_ids
     from cluster_checks
 
 ),
@@ -302,6 +415,7 @@ final as (
         unioned.exception_codes as exception_reasons,
         unioned.evidence_id,
         unioned.evidence_locator,
+        unioned.supporting_evidence_ids,
         {{ control_evidence_id() }} as control_evidence_id
     from unioned
 

@@ -1,12 +1,44 @@
 -- One row per backup the backup tools report, normalised to
--- cluster, backup id, completion time and success.
+-- cluster, backup id, completion time and success. AWS Backup forgets jobs
+-- after about 30 days: the run's own capture and the quarter's mid-quarter
+-- captures it includes (stg_soxtrail__included_evidence) are read together,
+-- and a job captured more than once counts once, in its latest capture.
 
 with
 
 backups as (
 
     select * from {{ source('backups', 'backups') }} as backups
-    where {{ this_run('backups') }}
+    where {{ this_run_or_included('backups') }}
+
+),
+
+included as (
+
+    select * from {{ ref('stg_soxtrail__included_evidence') }}
+
+),
+
+aws_backups_latest as (
+
+    select
+        backups.*,
+        row_number() over (
+            partition by
+                backups.source_name,
+                coalesce(
+                    backups.doc ->> 'BackupJobId',
+                    cast(backups.evidence_id as text) || backups.locator
+                )
+            -- the run's own capture (no inclusion) first, then the newest capture
+            order by
+                included.included_executed_at desc nulls first,
+                backups.evidence_id asc, backups.locator asc
+        ) as capture_rank
+    from backups
+    left join included
+        on backups.evidence_id = included.included_evidence_id
+    where backups.connector = 'aws_backup'
 
 ),
 
@@ -75,8 +107,8 @@ pgbackrest as (
         coalesce(stanza_clusters.cluster, backups.doc ->> 'stanza') as cluster,
         backups.doc #>> '{backup,label}' as backup_id,
         backups.doc #>> '{backup,timestamp,stop}' as completed_at_text,
-        not coalesce((backups.doc #>> '{backup,error}')::boolean, false) as is_success,
-        null::text as time_zone,
+        not coalesce(cast((backups.doc #>> '{backup,error}') as boolean), false) as is_success,
+        cast(null as text) as time_zone,
         backups.source_name,
         backups.connector,
         {{ carry_evidence('backups') }}
@@ -99,16 +131,16 @@ aws_backup as (
         backups.doc ->> 'BackupJobId' as backup_id,
         backups.doc ->> 'CompletionDate' as completed_at_text,
         coalesce(backups.doc ->> 'State' = 'COMPLETED', false) as is_success,
-        null::text as time_zone,
+        cast(null as text) as time_zone,
         backups.source_name,
         backups.connector,
         {{ carry_evidence('backups') }}
-    from backups
+    from aws_backups_latest as backups
     left join resource_clusters
         on
             backups.source_name = resource_clusters.source_name
             and backups.doc ->> 'ResourceArn' = resource_clusters.resource_arn
-    where backups.connector = 'aws_backup'
+    where backups.capture_rank = 1
 
 ),
 

@@ -1,19 +1,28 @@
 -- Each source's completeness statement for the run, as its connector recorded
--- it (extract/connectors/completeness.py): one row per source.
+-- it (extract/connectors/completeness.py): one row per source, and one per
+-- mid-quarter capture of a source that forgets that the run includes
+-- (`is_included`, attributed to the run's source that includes it).
 
 with
 
 statements as (
 
     select * from {{ source('completeness', 'source_completeness') }} as statements
-    where {{ this_run('statements') }}
+    where {{ this_run_or_included('statements') }}
+
+),
+
+included as (
+
+    select * from {{ ref('stg_soxtrail__included_evidence') }}
 
 ),
 
 final as (
 
     select
-        statements.source_name,
+        coalesce(included.source_name, statements.source_name) as source_name,
+        included.included_evidence_id is not null as is_included,
         statements.connector,
         statements.doc ->> 'basis' as basis,
         (statements.doc ->> 'claimed')::bigint as claimed,
@@ -23,8 +32,12 @@ final as (
         {{ jsonb_array_or_empty("statements.doc -> 'covered'") }} as covered,
         -- what the connector found, per its basis (pgaudit_log: its files and any missing ones)
         statements.doc -> 'facts' as facts,
+        -- when the capture was taken (the server's clock, for a source that forgets)
+        statements.doc #>> '{facts,taken_at}' as taken_at,
         {{ carry_evidence('statements') }}
     from statements
+    left join included
+        on statements.evidence_id = included.included_evidence_id
 
 )
 

@@ -1,13 +1,15 @@
 -- One row per settings capture of a cluster (extract/connectors/queries/
 -- catalog_settings.sql): the pgaudit settings in force at the server's own
--- `captured_at`, the known points of LG-01's audit-settings timeline.
+-- `captured_at`, the known points of LG-01's audit-settings timeline: the run's
+-- own captures and the earlier ones it includes (the quarter's mid-quarter
+-- captures, the newest capture of an earlier quarter: stg_soxtrail__included_evidence).
 
 with
 
 settings as (
 
     select * from {{ source('db_catalog', 'catalog_settings') }} as settings
-    where {{ this_run('settings') }}
+    where {{ this_run_or_included('settings') }}
 
 ),
 

@@ -6,7 +6,38 @@ with
 iam_events as (
 
     select * from {{ source('iam', 'iam_events') }} as iam_events
-    where {{ this_run('iam_events') }}
+    where {{ this_run_or_included('iam_events') }}
+
+),
+
+included as (
+
+    select * from {{ ref('stg_soxtrail__included_evidence') }}
+
+),
+
+okta_events_latest as (
+
+    -- Okta keeps its System Log ~90 days: the run's own capture and the quarter's
+    -- mid-quarter captures it includes are read together; an event (its `uuid`)
+    -- captured more than once counts once, in its latest capture
+    select
+        iam_events.*,
+        row_number() over (
+            partition by
+                iam_events.source_name,
+                coalesce(
+                    iam_events.doc ->> 'uuid',
+                    cast(iam_events.evidence_id as text) || iam_events.locator
+                )
+            order by
+                included.included_executed_at desc nulls first,
+                iam_events.evidence_id asc, iam_events.locator asc
+        ) as capture_rank
+    from iam_events
+    left join included
+        on iam_events.evidence_id = included.included_evidence_id
+    where iam_events.connector = 'okta_system_log'
 
 ),
 
@@ -71,13 +102,13 @@ okta as (
         iam_events.source_name,
         iam_events.connector,
         {{ carry_evidence('iam_events') }}
-    from iam_events
+    from okta_events_latest as iam_events
     cross join
         lateral jsonb_array_elements(
             {{ jsonb_array_or_empty("iam_events.doc -> 'target'") }}
         ) as okta_target (value)
     where
-        iam_events.connector = 'okta_system_log'
+        iam_events.capture_rank = 1
         and iam_events.doc ->> 'eventType' in (
             'user.lifecycle.deactivate', 'user.lifecycle.suspend'
         )
@@ -111,12 +142,12 @@ events as (
 
     select
         cloudtrail.*,
-        null::text as time_zone
+        cast(null as text) as time_zone
     from cloudtrail
     union all
     select
         okta.*,
-        null::text as time_zone
+        cast(null as text) as time_zone
     from okta
     union all
     select * from file_rows

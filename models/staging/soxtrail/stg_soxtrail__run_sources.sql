@@ -1,7 +1,8 @@
 -- The sources the run snapshotted, from its evidence rows: what each one is,
 -- the cluster it describes (audit logs and catalogs name one) and how much was
 -- captured. A source whose connector made no completeness statement still
--- appears here.
+-- appears here. The completeness statement and the list of included earlier rows
+-- are not counted as captured objects.
 
 with
 
@@ -23,11 +24,11 @@ final as (
         min(snapshot_evidence.query_params ->> 'cluster') as cluster,
         count(*) filter (
             where snapshot_evidence.query_params ->> 'raw_table'
-            <> 'raw.source_completeness'
+            not in ('raw.source_completeness', 'raw.included_evidence')
         ) as captured_objects,
         coalesce(sum(snapshot_evidence.result_row_count) filter (
             where snapshot_evidence.query_params ->> 'raw_table'
-            <> 'raw.source_completeness'
+            not in ('raw.source_completeness', 'raw.included_evidence')
         ), 0) as captured_rows
     from snapshot_evidence
     where snapshot_evidence.query_params ? 'source'

@@ -213,6 +213,15 @@ create table if not exists raw.source_completeness (
     doc jsonb not null
 );
 
+-- What a run includes of earlier runs' evidence for one of its sources
+-- (extract/connectors/inclusion.py): one JSON line per included evidence row, with its
+-- chain link; the staging models read those rows' raw rows as the run's own.
+create table if not exists raw.included_evidence (
+    run_id uuid not null, evidence_id uuid not null, source_name text not null,
+    connector text not null, locator text not null,
+    doc jsonb not null
+);
+
 create table if not exists raw.backups (
     run_id uuid not null, evidence_id uuid not null, source_name text not null,
     connector text not null, locator text not null,
@@ -329,7 +338,7 @@ language sql immutable as $$
         'raw.tickets', 'raw.backups', 'raw.role_catalog', 'raw.applications',
         'raw.identity_map', 'raw.source_settings', 'raw.source_completeness',
         'raw.catalog_settings',
-        'raw.cloudtrail_digests'
+        'raw.cloudtrail_digests', 'raw.included_evidence'
     ]
 $$;
 
