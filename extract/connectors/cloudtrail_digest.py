@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import gzip
 import hashlib
 import json
@@ -269,19 +270,33 @@ def string_to_sign(digest: Digest) -> bytes:
             f"{digest.sha256}\n{previous}").encode()
 
 
-def signature_valid(digest: Digest, der: bytes) -> bool:
-    """Whether the digest's signature verifies with the DER (PKCS#1 or SPKI) RSA key."""
-    from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+@functools.lru_cache(maxsize=64)
+def _rsa_key(der: bytes) -> Any:
+    """The RSA public key of a DER (PKCS#1 or SPKI) encoding, None if it is not one; parsed
+    once per key, not once per digest (a trail signs thousands of digests with a few keys)."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.asymmetric import rsa
     from cryptography.hazmat.primitives.serialization import load_der_public_key
 
     try:
         key = load_der_public_key(der)
-        signature = bytes.fromhex(str(digest.signature))
     except (ValueError, UnsupportedAlgorithm):
+        return None
+    return key if isinstance(key, rsa.RSAPublicKey) else None
+
+
+def signature_valid(digest: Digest, der: bytes) -> bool:
+    """Whether the digest's signature verifies with the DER (PKCS#1 or SPKI) RSA key."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    key = _rsa_key(bytes(der))
+    if key is None:
         return False
-    if not isinstance(key, rsa.RSAPublicKey):
+    try:
+        signature = bytes.fromhex(str(digest.signature))
+    except ValueError:
         return False
     try:
         key.verify(signature, string_to_sign(digest), padding.PKCS1v15(), hashes.SHA256())

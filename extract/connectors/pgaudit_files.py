@@ -21,11 +21,12 @@ import io
 import itertools
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from extract.connectors.formats import GZIP_MAGIC, READ_ERRORS
 from extract.connectors.pgaudit_prefix import compile_prefix
@@ -34,6 +35,7 @@ from soxtrail.kernel.sources import Completeness, Finding
 
 DEFAULT_LOG_FILENAME = "postgresql-%Y-%m-%d_%H%M%S.log"  # PostgreSQL's default
 DEFAULT_ROTATION_AGE = "1d"  # PostgreSQL's default (1440 min)
+DEFAULT_LOG_TIMEZONE = "UTC"  # the zone of the names when the source does not say
 EDGE_BYTES = 1 << 16  # bytes read at each end of a file for its first and last records
 HEAD_RECORDS = 64  # records of a file's head searched for its startup lines
 SHUTDOWN = "database system is shut down"
@@ -54,25 +56,37 @@ _AGE = re.compile(r"\s*(\d+)\s*(min|h|d|s)?\s*$")
 _AGE_UNITS = {"s": 1, "min": 60, "h": 3600, "d": 86400, None: 60}  # bare number: minutes
 
 
-def to_utc(text: str | None) -> datetime | None:
+def to_utc(text: str | None, zone: tzinfo | None = None) -> datetime | None:
     """A log time (`2024-07-05 10:00:00.123 UTC`, `... +02`) as UTC, or None (no time, or
-    a zone abbreviation other than UTC/GMT, which cannot be resolved without its rules)."""
+    a zone abbreviation other than UTC/GMT that is not one of `zone`'s: the server writes
+    its log times in its log_timezone, `... EDT`, and the abbreviation picks the occurrence
+    of a time that a DST fold repeats)."""
     if not text:
         return None
     match = _LOG_TIME.match(text.strip())
     if match is None:
         return None
-    day, clock, fraction, zone = match.groups()
+    day, clock, fraction, written = match.groups()
     try:
         moment = datetime.fromisoformat(f"{day}T{clock}{(fraction or '')[:7]}")
     except ValueError:
         return None
-    if zone is None or zone.upper() in _UTC_NAMES:
+    if written is None or written.upper() in _UTC_NAMES:
         return moment.replace(tzinfo=UTC)
-    if zone[0] in "+-":
-        digits = zone[1:].replace(":", "")
+    if written[0] in "+-":
+        digits = written[1:].replace(":", "")
         offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:4] or 0))
-        return (moment - offset if zone[0] == "+" else moment + offset).replace(tzinfo=UTC)
+        return (moment - offset if written[0] == "+" else moment + offset).replace(tzinfo=UTC)
+    return _abbreviated(moment, written, zone) if zone is not None else None
+
+
+def _abbreviated(moment: datetime, abbreviation: str, zone: tzinfo) -> datetime | None:
+    """`moment` (naive) in `zone` where `zone` calls it `abbreviation` (`EDT`), as UTC."""
+    for fold in (0, 1):
+        local = moment.replace(tzinfo=zone, fold=fold)
+        name = local.tzname()
+        if name is not None and name.upper() == abbreviation.upper():
+            return local.astimezone(UTC)
     return None
 
 
@@ -90,6 +104,30 @@ def rotation_age(value: Any) -> timedelta:
     if match is None or int(match.group(1)) <= 0:
         raise ConfigError(f"log_rotation_age {value!r}: expected e.g. 1d, 1h, 60min")
     return timedelta(seconds=int(match.group(1)) * _AGE_UNITS[match.group(2)])
+
+
+def log_zone(name: Any) -> tzinfo:
+    """The IANA zone `name` (`log_timezone`); ValueError if it is not one."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"not a zone name: {name!r}")
+    if name in _UTC_NAMES:
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        raise ValueError(f"unknown IANA time zone {name!r}") from exc
+
+
+def local_to_utc(local: datetime, zone: tzinfo, first_at: datetime | None = None) -> datetime:
+    """A name's local time (naive, in `zone`) as UTC. A time that occurs twice (a DST fold)
+    is its first occurrence unless the file's first record is at or after the second; a time
+    that never occurs (a DST gap: the server names no file there) takes the offset before
+    the change."""
+    early = local.replace(tzinfo=zone, fold=0).astimezone(UTC)
+    late = local.replace(tzinfo=zone, fold=1).astimezone(UTC)
+    if late > early and first_at is not None and first_at >= late - ROTATION_SLACK:
+        return late
+    return early
 
 
 @dataclass(frozen=True)
@@ -183,61 +221,106 @@ def _read_edges(path: Path) -> tuple[bytes, bytes]:
             return head, tail
 
 
-def _records(fmt: str, data: bytes, prefix: str | None) -> list[tuple[str | None, str]]:
-    """(log time text, message) of the records starting in `data` that can be read."""
-    out: list[tuple[str | None, str]] = []
+def _records(fmt: str, data: bytes, prefix: str | None, *,
+             backward: bool = False) -> Iterator[tuple[str | None, str]]:
+    """(log time text, message) of the records starting in `data` that can be read, in
+    order (`backward`: last first), parsed only as far as they are asked for: a file's
+    edges need its first HEAD_RECORDS records and its last one, not the whole window."""
     lines = data.split(b"\n")
     if fmt == "jsonlog":
-        for line in lines:
+        for line in reversed(lines) if backward else lines:
             try:
                 doc = json.loads(line)
             except ValueError:
                 continue
             if isinstance(doc, dict) and isinstance(doc.get("message"), str):
                 stamp = doc.get("timestamp")
-                out.append((stamp if isinstance(stamp, str) else None, doc["message"]))
-        return out
+                yield (stamp if isinstance(stamp, str) else None, doc["message"])
+        return
     if fmt == "csvlog":
-        starts = [i for i, line in enumerate(lines) if _CSV_START.match(line)]
-        for n, start in enumerate(starts):
-            end = starts[n + 1] if n + 1 < len(starts) else len(lines)
+        # a record: a line that starts with a log time, and the lines up to the next one
+        for start, end in _csv_spans(lines, backward):
             text = b"\n".join(lines[start:end]).decode("utf-8", "replace")
             try:
                 fields = next(csv.reader(io.StringIO(text)))
             except (csv.Error, StopIteration):
                 continue
             if len(fields) >= 14:
-                out.append((fields[0], fields[13]))
-        return out
+                yield (fields[0], fields[13])
+        return
     parser = compile_prefix(prefix or "")
-    for line in lines:
+    if "log_time" not in parser.fields:
+        return
+    for line in reversed(lines) if backward else lines:
         if line[:1] == b"\t":
             continue
         match = parser.regex.match(line.decode("utf-8", "replace").rstrip("\r"))
-        if match is not None and "log_time" in parser.fields:
-            out.append((match.group("log_time"), match.group("message")))
-    return out
+        if match is not None:
+            yield (match.group("log_time"), match.group("message"))
 
 
-def file_edges(path: Path, fmt: str, prefix: str | None) -> FileEdges:
-    """The edges of one captured log file."""
+def _csv_spans(lines: list[bytes], backward: bool) -> Iterator[tuple[int, int]]:
+    """[start, end) line spans of the csvlog records in `lines` (lines before the first
+    record's start belong to none), first to last or last to first."""
+    if backward:
+        end = len(lines)
+        for index in range(len(lines) - 1, -1, -1):
+            if _CSV_START.match(lines[index]):
+                yield index, end
+                end = index
+        return
+    start: int | None = None
+    for index, line in enumerate(lines):
+        if _CSV_START.match(line):
+            if start is not None:
+                yield start, index
+            start = index
+    if start is not None:
+        yield start, len(lines)
+
+
+def _timed(records: Iterator[tuple[str | None, str]], zone: tzinfo | None
+           ) -> Iterator[tuple[datetime, tuple[str | None, str]]]:
+    """The records whose log time reads (to_utc), with that time as UTC."""
+    for record in records:
+        at = to_utc(record[0], zone)
+        if at:
+            yield at, record
+
+
+def _may_hold_startup(head: bytes) -> bool:
+    """Whether a head window can hold a startup line (STARTUP, SHUT_DOWN_AT): its words are
+    in it once quotes are taken out (the csv module drops a stray quote inside a field), or
+    could be spelled otherwise (a JSON `\\u` escape; NUL bytes, which json reads as UTF-16
+    or UTF-32)."""
+    return (b"database system" in head.replace(b'"', b"") or b"\\u" in head
+            or b"\x00" in head)
+
+
+def file_edges(path: Path, fmt: str, prefix: str | None,
+               zone: tzinfo | None = None) -> FileEdges:
+    """The edges of one captured log file (its log times written in `zone`, the server's
+    log_timezone, where they carry its abbreviation)."""
     head, tail = _read_edges(path)
     edges = FileEdges()
-    first = [r for r in _records(fmt, head, prefix) if to_utc(r[0]) is not None]
-    # the first record of the tail window may be cut: skip it unless the window is the file
-    last = [r for r in _records(fmt, tail, prefix) if to_utc(r[0]) is not None]
+    # the head's first HEAD_RECORDS records are searched for startup lines; in a head that
+    # cannot hold one, its first record is all that is read
+    wanted = HEAD_RECORDS if _may_hold_startup(head) else 1
+    first = list(itertools.islice(_timed(_records(fmt, head, prefix), zone), wanted))
+    # the last record of the tail window that reads (the window's first may be cut)
+    last = next(_timed(_records(fmt, tail, prefix, backward=True), zone), None)
     if first:
-        edges.first_at, edges.first_text = to_utc(first[0][0]), first[0][0]
-        for _, message in first[:HEAD_RECORDS]:
+        edges.first_at, edges.first_text = first[0][0], first[0][1][0]
+        for _, (_, message) in first:
             if message.startswith(STARTUP):
                 edges.starts_with_startup = True
             match = SHUT_DOWN_AT.match(message)
             if match is not None and edges.shut_down_at is None:
-                edges.shut_down_at = to_utc(match.group(1))
+                edges.shut_down_at = to_utc(match.group(1), zone)
                 edges.starts_with_startup = True
-    if last:
-        edges.last_at, edges.last_text = to_utc(last[-1][0]), last[-1][0]
-        edges.ends_with_shutdown = last[-1][1] == SHUTDOWN
+    if last is not None:
+        edges.last_at, edges.last_text = last[0], last[1][0]
+        edges.ends_with_shutdown = last[1][1] == SHUTDOWN
     return edges
 
 
@@ -257,16 +340,24 @@ class LogFileFacts:
 
 
 def statement(files: Iterable[LogFileFacts], *, fmt: str, log_filename: str,
-              age: timedelta, quarter_start: datetime, quarter_end: datetime) -> Completeness:
-    """The source's completeness statement (basis `file_sequence`)."""
+              age: timedelta, quarter_start: datetime, quarter_end: datetime,
+              log_timezone: str = DEFAULT_LOG_TIMEZONE) -> Completeness:
+    """The source's completeness statement (basis `file_sequence`); the names' times are
+    read in `log_timezone` and compared to the quarter in UTC."""
     files = list(files)
     pattern = name_pattern(log_filename, fmt)
+    zone = log_zone(log_timezone)
     findings: list[Finding] = []
+    named: dict[str, datetime] = {}
+    for f in files:
+        local = pattern.named_at(f.file)
+        if local is not None:
+            named[f.file] = local_to_utc(local, zone, f.edges.first_at)
     dated: list[tuple[datetime, LogFileFacts]] = sorted(
-        ((at, f) for f in files if (at := pattern.named_at(f.file)) is not None),
-        key=lambda x: (x[0], x[1].file))
+        ((named[f.file], f) for f in files if f.file in named), key=lambda x: (x[0], x[1].file))
+    present = {f.file[:-3] if f.file.endswith(".gz") else f.file for f in files}
     unmatched = sorted(f.file for f in files if not pattern.matches(f.file))
-    missing: list[dict[str, str]] = []
+    missing: list[dict[str, str | None]] = []
     down: list[dict[str, str | None]] = []
     linked: set[tuple[str, str]] = set()  # consecutive files of the sequence, no hole
     if not pattern.dated:
@@ -274,19 +365,22 @@ def statement(files: Iterable[LogFileFacts], *, fmt: str, log_filename: str,
                                 "date: the rotation sequence of the files cannot be checked",
                                 exception=False))
     else:
-        step = age.total_seconds()
+        # a rotation whose name is a captured file's (the repeated hour of a DST fold, a
+        # name without the hour) reopened that file: it is not missing
         for (at_a, a), (at_b, b) in itertools.pairwise(dated):
-            expected = _rotations(at_a, at_b, step)
+            expected = [(moment, name) for moment in _rotations(at_a, at_b, age, zone)
+                        if (name := moment.astimezone(zone).strftime(pattern.pattern))
+                        not in present]
             if not expected:
                 linked.add((a.file, b.file))
                 continue
-            names = [t.strftime(pattern.pattern) for t in expected]
             if _explained_by_down(a.edges, b.edges):
                 down.append({"from": iso(a.edges.last_at), "to": iso(b.edges.first_at),
                              "after_file": a.file, "before_file": b.file})
                 continue
-            for moment, name in zip(expected, names, strict=True):
-                missing.append({"file": name, "rotation_at": moment.isoformat(),
+            names = [name for _, name in expected]
+            for moment, name in expected:
+                missing.append({"file": name, "rotation_at": iso(moment),
                                 "after_file": a.file, "before_file": b.file})
             findings.append(Finding(
                 "LOG_GAP", f"{len(names)} log file(s) of the rotation sequence missing between "
@@ -294,16 +388,8 @@ def statement(files: Iterable[LogFileFacts], *, fmt: str, log_filename: str,
                 f"{' …' if len(names) > 5 else ''} (the file before does not end with a "
                 "shutdown that the file after starts from)"))
         if dated:
-            slack = timedelta(days=1)  # names are in log_timezone, the quarter in UTC
-            start, end = quarter_start.replace(tzinfo=None), quarter_end.replace(tzinfo=None)
-            if dated[0][0] > start + age + slack:
-                findings.append(Finding(
-                    "LOG_GAP", f"no log file from the quarter's start {start:%Y-%m-%d} until "
-                    f"the first file {dated[0][1].file}"))
-            if dated[-1][0] + age < end - slack:
-                findings.append(Finding(
-                    "LOG_GAP", f"no log file after {dated[-1][1].file} until the quarter's "
-                    f"end {end:%Y-%m-%d}"))
+            findings += _edge_gaps(dated, age, zone, quarter_start.astimezone(UTC),
+                                   quarter_end.astimezone(UTC))
     if unmatched:
         findings.append(Finding(
             "UNVERIFIED", f"{len(unmatched)} file(s) do not match log_filename "
@@ -314,10 +400,9 @@ def statement(files: Iterable[LogFileFacts], *, fmt: str, log_filename: str,
         findings=findings, covered=_covered(files, dated, linked),
         facts={
             "log_filename": log_filename, "log_rotation_age_seconds": int(age.total_seconds()),
-            "sequence_checked": pattern.dated,
+            "log_timezone": log_timezone, "sequence_checked": pattern.dated,
             "files": [{"object": f.object_name, "file": f.file, "records": f.records,
-                       "named_at": (pattern.named_at(f.file).isoformat()  # type: ignore[union-attr]
-                                    if pattern.named_at(f.file) else None),
+                       "named_at": iso(named.get(f.file)),
                        "first_record_at": iso(f.edges.first_at),
                        "last_record_at": iso(f.edges.last_at),
                        "starts_with_startup": f.edges.starts_with_startup,
@@ -328,16 +413,51 @@ def statement(files: Iterable[LogFileFacts], *, fmt: str, log_filename: str,
         })
 
 
-def _rotations(at_a: datetime, at_b: datetime, step: float) -> list[datetime]:
-    """The files due between file A's and file B's names: none when B follows A within the
-    rotation age (rotation times are aligned to multiples of the age, and a file opened at
-    startup is followed by the next rotation within one age); else one every age after A."""
-    age = timedelta(seconds=step)
+def _edge_gaps(dated: list[tuple[datetime, LogFileFacts]], age: timedelta, zone: tzinfo,
+               start: datetime, end: datetime) -> list[Finding]:
+    """LOG_GAP at the quarter's edges (all times UTC). The first file must be the one open at
+    the quarter's start (named at or before it) unless it starts the server from a
+    shutdown at or before the start; the rotation due after the last file must fall at or
+    after the quarter's end."""
+    out: list[Finding] = []
+    first_at, first = dated[0]
+    down_at_start = (first.edges.shut_down_at is not None
+                     and first.edges.shut_down_at <= start + ROTATION_SLACK)
+    if first_at > start + ROTATION_SLACK and not down_at_start:
+        out.append(Finding(
+            "LOG_GAP", f"no log file from the quarter's start {iso(start)} until the first "
+            f"file {first.file} (named {iso(first_at)})"))
+    last_at, last = dated[-1]
+    due = _next_rotation(last_at, age, zone)
+    if due < end - ROTATION_SLACK:
+        out.append(Finding(
+            "LOG_GAP", f"no log file after {last.file} (named {iso(last_at)}; the next was "
+            f"due {iso(due)}) until the quarter's end {iso(end)}"))
+    return out
+
+
+def _next_rotation(moment: datetime, age: timedelta, zone: tzinfo) -> datetime:
+    """The rotation after a file named at `moment` (UTC), as the syslogger computes it:
+    with an age that divides a day, the next multiple of the age in local time at the UTC
+    offset in force at `moment` (`set_next_rotation_time`), so one age after an aligned
+    rotation, in UTC, whatever DST does; with another age (7d: PostgreSQL aligns it to the
+    epoch's weekday), one age after `moment`."""
+    step = int(age.total_seconds())
+    if step <= 0 or 86400 % step:
+        return moment + age
+    offset = moment.astimezone(zone).utcoffset() or timedelta(0)
+    local = int(moment.timestamp()) + int(offset.total_seconds())
+    return datetime.fromtimestamp(local - local % step + step - int(offset.total_seconds()), UTC)
+
+
+def _rotations(at_a: datetime, at_b: datetime, age: timedelta, zone: tzinfo) -> list[datetime]:
+    """The rotations (UTC) due between file A's and file B's names: none when B is the
+    rotation after A or earlier (a restart); else each rotation after A until B."""
     due: list[datetime] = []
-    moment = at_a + age
+    moment = _next_rotation(at_a, age, zone)
     while moment < at_b - ROTATION_SLACK and len(due) < 1000:
         due.append(moment)
-        moment += age
+        moment = _next_rotation(moment, age, zone)
     return due
 
 

@@ -22,8 +22,10 @@ from extract.connectors.formats import (
 from extract.connectors.pgaudit_classify import StderrClassifier, classified, classifier
 from extract.connectors.pgaudit_files import (
     DEFAULT_LOG_FILENAME,
+    DEFAULT_LOG_TIMEZONE,
     LogFileFacts,
     file_edges,
+    log_zone,
     rotation_age,
     statement,
 )
@@ -63,8 +65,9 @@ SPEC = ConnectorSpec(
     name="pgaudit_log",
     systems=frozenset({"db_audit"}),
     required=frozenset({"cluster", "format", "paths"}),
-    # log_filename and log_rotation_age: the rotation sequence of the completeness statement
-    optional=frozenset({"log_line_prefix", "log_filename", "log_rotation_age"}),
+    # log_filename, log_rotation_age and log_timezone (the zone the names are in): the
+    # rotation sequence of the completeness statement
+    optional=frozenset({"log_line_prefix", "log_filename", "log_rotation_age", "log_timezone"}),
     raw_tables={
         "raw.pgaudit_csvlog": RawTable(("source_name", "cluster"), CSVLOG_COLUMNS),
         "raw.pgaudit_jsonlog": RawTable(("source_name", "cluster"), ("doc",)),
@@ -127,7 +130,7 @@ def load_copy_text(params: Mapping[str, Any], path: Path,
     built: runs of simple entries come as CopyRows, whole lines; every other record goes
     through the same classifier as `load`, so the rows, rejects and counts are the same.
     """
-    name = str(params.get("file") or path.name)
+    name = path.name  # the object as stored (the loader keeps its store name)
     as_copy_text = copy_escape(name) == name and "\x00" not in name
     if as_copy_text and head is not None and _pgaudit_scan is not None \
             and params.get("format") in FORMAT_TABLES and not _is_gzip(path):
@@ -211,7 +214,7 @@ def _lines_then_raise(data: bytes, exc: BaseException) -> Iterator[bytes]:
 def _load(params: Mapping[str, Any], path: Path, *,
           as_copy_text: bool) -> Iterator[LoadItem | str]:
     fmt = str(params.get("format"))
-    name = str(params.get("file") or path.name)
+    name = path.name  # the object as stored (the loader keeps its store name)
     classify = classifier(params, name, as_copy_text)
     with open_bytes(path) as handle:
         yield from classified(classify, split_records(fmt, handle))
@@ -308,6 +311,8 @@ def snapshot(source: Source, ctx: Any) -> None:
         raise ConfigError(f"source {source.name}: log_line_prefix only applies to format stderr")
     log_filename = str(source.get("log_filename") or DEFAULT_LOG_FILENAME)
     age = rotation_age(source.get("log_rotation_age"))
+    log_timezone = _log_timezone(source)
+    zone = log_zone(log_timezone)  # log times are written in it too (`... EDT`)
     files = _match(source, patterns)
     if not files:
         raise SourceError(f"source {source.name}: no log file matches {', '.join(patterns)}")
@@ -331,7 +336,22 @@ def snapshot(source: Source, ctx: Any) -> None:
         )
         facts.append(LogFileFacts(captured.query_name, item.name, captured.row_count,
                                   file_edges(captured.path, fmt,
-                                             params.get("log_line_prefix"))))
+                                             params.get("log_line_prefix"), zone)))
     completeness.record(source, ctx, statement(
-        facts, fmt=fmt, log_filename=log_filename, age=age,
+        facts, fmt=fmt, log_filename=log_filename, age=age, log_timezone=log_timezone,
         quarter_start=ctx.quarter.start, quarter_end=ctx.quarter.end))
+
+
+def _log_timezone(source: Source) -> str:
+    """The source's `log_timezone` (the server's, in which it names its log files): an IANA
+    zone name, default UTC; ConfigError naming the source otherwise."""
+    value = source.get("log_timezone")
+    if value is None:
+        return DEFAULT_LOG_TIMEZONE
+    try:
+        log_zone(value)
+    except ValueError as exc:
+        raise ConfigError(f"source {source.name}: log_timezone {value!r} is not an IANA time "
+                          "zone (e.g. UTC, America/New_York): the server's log_timezone, in "
+                          "which it names its log files") from exc
+    return str(value)

@@ -5,7 +5,10 @@
 -- covers its rotation period (its name's time, `named_at`, to one
 -- `log_rotation_age` later: the syslogger opens a file for every period in
 -- which the server ran, even an empty one) and any record it holds outside
--- it. File names are in `log_timezone`; they are read as UTC here.
+-- it. File names are local times in the source's `log_timezone`: the
+-- statement records each name's time converted to UTC (`named_at`,
+-- `rotation_at`: ISO times ending in `Z`), which is what is read here
+-- (a statement of an earlier version, with naive times, is read as UTC).
 
 with
 
