@@ -14,8 +14,10 @@ SIZE   ?= small
 # pytest-xdist workers for `make test` (test files are kept whole on one worker: their
 # module fixtures each own a database and a run); 0 runs the suite in this process
 TEST_WORKERS ?= auto
-# Debian packages the test suite drives as real software
-TEST_DEBS := postgresql-15-pgaudit pgbackrest faketime
+# Debian packages the test suite drives as real software (libreoffice-calc: the workbook's
+# Summary printed to PDF, checked to fit one page; poppler-utils: pdftoppm, that page as the
+# PNG `make docs` writes)
+TEST_DEBS := postgresql-15-pgaudit pgbackrest faketime libreoffice-calc poppler-utils
 
 .PHONY: help quarter capture test test-fast lint docs docs-serve bench demo clean system-deps
 
@@ -24,10 +26,16 @@ help: ## List the targets
 
 $(STAMP): pyproject.toml setup.py extract/connectors/_pgaudit_scan.pyx
 	@test -n "$(PYTHON)" || { echo "error: python3.11 not found" >&2; exit 2; }
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,lint]'
+	@echo "first run: setting up $(VENV) (about 2 minutes, once; later runs skip this)"
+	@test -x $(BIN)/python || { echo "  1/3 creating the virtualenv $(VENV) (a few seconds)"; \
+	  $(PYTHON) -m venv $(VENV); }
+	@echo "  2/3 upgrading pip (about 10 seconds)"
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@echo "  3/3 installing soxtrail and its dependencies: dbt, psycopg, xlsxwriter, ... and" \
+	  "compiling the pgaudit log scanner (about 1-2 minutes)"
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,lint]'
 	@touch $(STAMP)
+	@echo "  done: $(VENV) is ready"
 
 quarter: $(STAMP) ## Run a quarter: make quarter Q=2024Q3 [CLUSTERS=a,b] [CONFIG=soxtrail.yml]
 	@[[ "$(Q)" =~ ^[0-9]{4}Q[1-4]$$ ]] || { echo "error: Q='$(Q)' is not a quarter; expected YYYYQn, e.g. make quarter Q=2024Q3" >&2; exit 2; }
@@ -38,11 +46,12 @@ capture: $(STAMP) ## Capture sources that forget, mid-quarter: make capture Q=20
 	@test -n "$(CONFIG)" || { echo "error: make capture needs CONFIG=soxtrail.yml" >&2; exit 2; }
 	$(BIN)/soxtrail capture --quarter $(Q) --config $(CONFIG) $(if $(SOURCES),--sources $(SOURCES))
 
-system-deps: ## Install the Debian packages the tests drive (pgaudit, pgBackRest, faketime) when missing
+system-deps: ## Install the Debian packages the tests drive (pgaudit, pgBackRest, faketime, LibreOffice Calc) when missing
 	@missing=""; for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "installing$$missing"; \
+	    echo "installing Debian packages the tests drive:$$missing" \
+	      "(apt-get; about 1-3 minutes, LibreOffice Calc is most of it; once)"; \
 	    (apt-get install -y -qq $$missing >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq $$missing >/dev/null; }); \
 	  else echo "warning: missing Debian packages:$$missing (run as root or install them)" >&2; fi; \
 	fi
@@ -59,8 +68,10 @@ lint: $(STAMP) ## ruff, mypy, import-linter (the layers) and sqlfluff
 	$(BIN)/lint-imports
 	$(BIN)/python -m soxtrail.reconcile.sqllint models macros
 
-docs: $(STAMP) ## Build the dbt docs site against the last run's database
+docs: $(STAMP) ## Build the dbt docs site and the workbook's Summary page (PNG) of the last run
 	$(BIN)/soxtrail docs generate
+	@command -v soffice >/dev/null && command -v pdftoppm >/dev/null || $(MAKE) --no-print-directory system-deps
+	$(BIN)/python -m render.preview
 
 docs-serve: $(STAMP) ## Serve the dbt docs site on localhost
 	$(BIN)/soxtrail docs serve

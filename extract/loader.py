@@ -30,7 +30,10 @@ MAX_REJECT_TEXT = 10_000
 # rows, rejects or counts of an object change (a connector's `load`, a reject rule, the COPY
 # encoding). Recorded per object in sox_load_stats; verify re-derives the raw rows of a run
 # loaded by this version only (docs/reliability.md, "Raw tables are re-derived").
-LOADER_VERSION = 2  # 2: pgaudit_log loads the server lines LG-01 reads
+# 2: pgaudit_log loads the server lines LG-01 reads; 3: every locator starts with the name
+# of the object as stored (`catalog_memberships.csv:7`, not the export's `memberships.csv:7`;
+# a completeness statement `<object>:1`, an inclusion list `<object>:<line>`)
+LOADER_VERSION = 3
 # raw.source_settings, the one raw table not loaded from an evidence object: a row per
 # (setting, key, value) of a connector's `settings(source)`
 SOURCE_SETTINGS_COLUMNS = ("run_id", "source_name", "connector", "setting", "key", "value")

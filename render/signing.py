@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -100,3 +101,15 @@ def verify(key: Ed25519PublicKey, data: bytes, signature: bytes) -> bool:
     except InvalidSignature:
         return False
     return True
+
+
+def signing_record(path: Path | None = None) -> dict[str, Any]:
+    """How a run's bundle will be signed, for the run's config (`_signing`) when the run
+    starts: `{"signed": True, "fingerprint": <hex>}` with a key (the argument, else
+    $SOXTRAIL_SIGNING_KEY), else `{"signed": False, "fingerprint": None}`. The workbook
+    (rendered before the bundle) states it, and a re-render reads it from the database."""
+    key_path = signing_key_path(path)
+    if key_path is None:
+        return {"signed": False, "fingerprint": None}
+    return {"signed": True,
+            "fingerprint": fingerprint(load_private_key(key_path).public_key())}

@@ -390,7 +390,12 @@ def snapshot(source: Source, ctx: Any) -> None:
         used.add(object_name)
         params = {"path": str(source.get("path")), "account": item.account,
                   "region": item.region, "day": item.day.isoformat(), "file": item.name,
-                  "days": f"{days[0].isoformat()}..{days[-1].isoformat()} (last: late delivery)"}
+                  "days": f"{days[0].isoformat()}..{days[-1].isoformat()} (last: late delivery)",
+                  # the listing that found the file: the day folder (S3: bucket and prefix)
+                  "listed": item.folder, "location": item.location}
+        if item.bucket:
+            params["bucket"] = item.bucket
+            params["prefix"] = item.key.rsplit("/", 1)[0] + "/"
         chunks = (iter_file(item.local) if item.local is not None
                   else s3_chunks(item.bucket, item.key, source.name))
         content = cloudtrail_digest.ContentHasher()  # hashed as the bytes pass to the store
@@ -491,7 +496,7 @@ def load(params: Mapping[str, Any], path: Path) -> Iterator[LoadItem]:
     if params.get("raw_table") == DIGEST_TABLE:
         yield from _digest_rows(params, path)
         return
-    name = str(params.get("file") or path.name)
+    name = path.name  # the object as stored (the loader keeps its store name)
     data, problem = _bytes(path)
     if data is None:
         yield Reject(f"{name}#0", f"{name}: {problem}", None)
@@ -512,7 +517,7 @@ def load(params: Mapping[str, Any], path: Path) -> Iterator[LoadItem]:
 def _digest_rows(params: Mapping[str, Any], path: Path) -> Iterator[LoadItem]:
     """One row per digest of a bundle: `{file, location, signature, signature_algorithm,
     sha256 (of the uncompressed digest), digest (its parsed content, null if not JSON)}`."""
-    name = str(params.get("file") or path.name)
+    name = path.name  # the object as stored (the loader keeps its store name)
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             if not raw.strip():

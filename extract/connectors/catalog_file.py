@@ -114,7 +114,7 @@ def load(params: Mapping[str, Any], path: Path) -> Iterator[LoadItem]:
     """Rows in the raw table's column order (missing optional columns → None)."""
     catalog = _catalog(params.get("catalog"), "catalog_file")
     columns = SPEC.raw_tables[f"raw.{catalog}"].payload
-    name = str(params.get("file") or path.name)
+    name = path.name  # the object as stored (the loader keeps its store name)
     with open_bytes(path) as handle:
         rows = csv_rows(handle)
         first = next(rows, None)

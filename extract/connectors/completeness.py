@@ -64,4 +64,4 @@ def load(query_params: Mapping[str, Any], path: Path) -> Iterator[RawRow | Rejec
     if not isinstance(value, dict):
         yield Reject(locator=f"{path.name}:1", reason="not a JSON object", raw_text=text[:2000])
         return
-    yield RawRow(locator="statement", values=(JsonDoc(value, text.rstrip("\n")),))
+    yield RawRow(locator=f"{path.name}:1", values=(JsonDoc(value, text.rstrip("\n")),))

@@ -123,7 +123,7 @@ def count_rows(params: Mapping[str, Any], path: Path) -> int:
 
 def load(params: Mapping[str, Any], path: Path) -> Iterator[LoadItem]:
     """One RawRow(doc keyed by the file's column names) per record; broken records → Reject."""
-    name = str(params.get("file") or path.name)
+    name = path.name  # the object as stored (the loader keeps its store name)
     with open_bytes(path) as handle:
         if params.get("format") == "jsonl":
             for line, doc, problem, raw in jsonl_records(handle):

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any, NoReturn, TypeVar, cast
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import requests
 import requests.auth
@@ -362,6 +363,24 @@ class HttpClient:
     def describe(url: str, params: Mapping[str, Any] | None = None) -> str:
         """`GET <url with query string>`, secrets redacted: the evidence row's query_text."""
         return f"GET {secrets.redact_url(HttpClient.full_url(url, params))}"
+
+    @staticmethod
+    def sent(url: str, params: Mapping[str, Any] | None = None,
+             method: str = "GET") -> dict[str, Any]:
+        """The request as the source received it, for the evidence row's `request` key:
+        `{method, url, query}`, `url` without its query string, `query` each parameter of
+        the query string as sent (decoded; a list when repeated), secrets redacted."""
+        parts = urlsplit(HttpClient.full_url(url, params))
+        query: dict[str, Any] = {}
+        for name, value in parse_qsl(parts.query, keep_blank_values=True):
+            if name in query:
+                held = query[name]
+                query[name] = [*held, value] if isinstance(held, list) else [held, value]
+            else:
+                query[name] = value
+        return {"method": method,
+                "url": secrets.redact_url(urlunsplit((*parts[:3], "", ""))),
+                "query": secrets.redact_value(query)}
 
     def get(self, url: str, params: Mapping[str, Any] | None = None, *,
             expect_json: bool = True) -> HttpResponse:

@@ -90,4 +90,4 @@ def load(query_params: Mapping[str, Any], path: Path) -> Iterator[RawRow | Rejec
                 yield Reject(locator=locator, reason="not a JSON object with an evidence_id",
                              raw_text=text[:2000])
                 continue
-            yield RawRow(locator=f"line:{number}", values=(JsonDoc(value, text),))
+            yield RawRow(locator=locator, values=(JsonDoc(value, text),))

@@ -19,13 +19,19 @@ day of the next quarter (ISO dates; the end is exclusive).
 
 Snapshot: one capture per page (the response body exactly as received, `.json`),
 raw table `raw.tickets`; `query_text` is the GET with its query string, params are
-`api`, `jql`, `page`, `attempt` (+ `start_at` for v2). The request's `fields` are the Jira
+`api`, `jql`, `page`, `attempt`, `request` (`{method, url, query}`: the query string as
+sent, `jql`, `fields`, `expand`, `startAt`/`nextPageToken`, `maxResults`) (+ `start_at`
+for v2; v3's first page: `approximate_count` and the `count_request` POSTed). The
+request's `fields` are the Jira
 fields named by the field map (plus the standard ones); `approved_at: changelog`
 adds `expand=changelog`. Note that Jira may cut an issue's embedded changelog at
 100 histories: such issues are logged as a warning.
 
 The `path` form reads saved search-response pages (v2 or v3 shape) and captures
-each file as-is: the demo estate and air-gapped exports use it.
+each file as-is: the demo estate and air-gapped exports use it. Params `file` and
+`saved_page`: what the page itself records of its search (`startAt`, `maxResults`,
+`total`, `isLast`, `nextPageToken`, `expand`, the field ids of `names`, its issue count;
+a search response records no JQL).
 
 Completeness (one `completeness` object per snapshot, docs/configuration.md): a live
 search is fetched whole into a local folder first (one attempt); its total (v2: the
@@ -228,13 +234,48 @@ def _snapshot_files(source: Source, ctx: SnapshotContext) -> None:
     if not files:
         raise SourceError(f"source {source.name!r}: no file matches {pattern}")
     for index, file in enumerate(files):
-        params = {"api": "file", "path": str(file), "page": index}
+        recorded = saved_page_record(file)
+        params = {"api": "file", "path": str(file), "file": file.name, "page": index,
+                  "saved_page": recorded}
         ctx.capture(source, query_name=f"{source.name}/jira-file-{index:05d}-{file.stem}",
-                    query_text=f"read {file}", params=params, ext="json",
+                    query_text=saved_page_text(file, recorded), params=params, ext="json",
                     raw_table=RAW_TABLE, chunks=iter_file(file),
                     count_rows=partial(count_rows, params),
                     counter=pages.PageCounter(key="issues"))
     completeness.record(source, ctx, saved_pages_statement(files))
+
+
+# what a saved search page records of the search that produced it (Jira's response keys)
+SAVED_PAGE_KEYS = ("startAt", "maxResults", "total", "isLast", "nextPageToken", "expand")
+
+
+def saved_page_record(file: Path) -> dict[str, Any]:
+    """What a saved search page itself records of its query: its `startAt`, `maxResults`,
+    `total`, `isLast`, `nextPageToken`, `expand` (those present), the field ids its `names`
+    lists (with `expand=names`), its issue count; a response records no JQL."""
+    try:
+        document = json.loads(file.read_bytes())
+    except (OSError, ValueError):
+        document = None
+    issues = _issues(document)
+    if not isinstance(document, dict) or issues is None:
+        return {"readable": False}
+    record: dict[str, Any] = {key: document[key] for key in SAVED_PAGE_KEYS if key in document}
+    names = document.get("names")
+    if isinstance(names, dict):
+        record["names"] = sorted(str(name) for name in names)
+    record["issues"] = len(issues)
+    return record
+
+
+def saved_page_text(file: Path, recorded: Mapping[str, Any]) -> str:
+    """The query_text of a saved page: the file read and what the page says of its search."""
+    if not recorded.get("readable", True):
+        return f"read saved Jira search page {file} (not a readable search page)"
+    said = ", ".join(f"{key} {json.dumps(value)}" for key, value in recorded.items()
+                     if key not in ("names", "issues"))
+    return (f"read saved Jira search page {file} ({said or 'no paging keys'}; "
+            f"{recorded['issues']} issues; the page records no JQL)")
 
 
 def _positions(first: int, end: int) -> str:
@@ -369,7 +410,8 @@ def _search_v2(source: Source, client: http.HttpClient, endpoint: str,
         if issues is None:
             raise SourceError(f"source {source.name!r}: {client.describe(endpoint, query)}: "
                               "response is not a Jira search result (no 'issues' list)")
-        params = {"api": "v2", "jql": jql, "page": page, "start_at": start_at}
+        params = {"api": "v2", "jql": jql, "page": page, "start_at": start_at,
+                  "request": client.sent(endpoint, query)}
         attempt.hold(f"jira-search-{page:05d}", client.describe(endpoint, query), params,
                      response.body)
         total = _int(response.data.get("total"))
@@ -404,9 +446,12 @@ def _search_v3(source: Source, client: http.HttpClient, endpoint: str,
         if issues is None:
             raise SourceError(f"source {source.name!r}: {client.describe(endpoint, query)}: "
                               "response is not a Jira search result (no 'issues' list)")
-        params: dict[str, Any] = {"api": "v3", "jql": jql, "page": page}
+        params: dict[str, Any] = {"api": "v3", "jql": jql, "page": page,
+                                  "request": client.sent(endpoint, query)}
         if page == 0:
             params["approximate_count"] = count
+            params["count_request"] = {**client.sent(count_url, method="POST"),
+                                       "body": {"jql": request["jql"]}}
         attempt.hold(f"jira-search-{page:05d}", client.describe(endpoint, query), params,
                      response.body)
         attempt.keys.extend(_key(issue) for issue in issues)

@@ -18,7 +18,9 @@ the next request until the reset. Okta keeps System Log events for 90 days: snap
 a quarter soon after it ends (or export to a `file` source).
 
 Snapshot: one capture per page (the JSON array exactly as received), raw table
-`raw.iam_events`; params `since`, `until`, `filter`, `page`. Load: one row per event,
+`raw.iam_events`; params `since`, `until`, `filter`, `page`, `request` (`{method, url,
+query}`: the URL and query string as sent; a following page's come from the `next` link).
+Load: one row per event,
 `doc` = the event object, locator `<object>#<index>`.
 
 Completeness (one `completeness` object per snapshot): the System Log states no total
@@ -157,7 +159,8 @@ def _capture(source: Source, ctx: SnapshotContext, uuids: list[str], oldest: lis
             if times:
                 oldest.append(min(times))
             params = {"since": request["since"], "until": request["until"],
-                      "filter": request.get("filter", ""), "page": page}
+                      "filter": request.get("filter", ""), "page": page,
+                      "request": client.sent(endpoint, query)}
             ctx.capture(source, query_name=f"{source.name}/okta-logs-{page:05d}",
                         query_text=client.describe(endpoint, query), params=params,
                         ext="json", raw_table=RAW_TABLE, chunks=[response.body],

@@ -6,6 +6,10 @@ listing is the repository's own, in one document (no total to compare; basis
 quarter's first day, or that lists none, is `RETENTION_SHORTER_THAN_QUARTER` (backups
 that expired cannot be proven); `covered` runs from the latest of the stanzas' oldest
 backups to the newest backup listed, bounded by the quarter.
+
+Provenance (query_params): `command_line` as run (secrets redacted) and `capture:
+command output`; a saved file: its `file` name, `capture: saved output`, `command_line`
+null (the file records not the command that made it).
 """
 
 from __future__ import annotations
@@ -109,7 +113,9 @@ def snapshot(source: Source, ctx: Any) -> None:
     object_name = "pgbackrest_info.json"
     if source.get("command") is not None:
         argv = _command(source)
-        params: dict[str, Any] = {"command": argv, "file": object_name}
+        params: dict[str, Any] = {"command": argv, "file": object_name,
+                                  "command_line": secrets.redact(shlex.join(argv)),
+                                  "capture": "command output"}
         with tempfile.TemporaryFile() as output:
             _run(source, argv, output)
             ctx.capture(source, query_name=f"{source.name}/pgbackrest_info",
@@ -122,9 +128,12 @@ def snapshot(source: Source, ctx: Any) -> None:
     path = source.path("path")
     if not path.is_file():
         raise SourceError(f"source {source.name}: file not found: {path}")
-    params = {"path": str(path), "file": path.name}
+    params = {"path": str(path), "file": path.name, "capture": "saved output",
+              "command_line": None}
     ctx.capture(source, query_name=f"{source.name}/{safe_name(path.name)}",
-                query_text=f"file {path}", params=params, ext="json", raw_table=RAW_TABLE,
+                query_text=f"file {path} (saved output of `pgbackrest info --output=json`; "
+                           "the file records not the command line that made it)",
+                params=params, ext="json", raw_table=RAW_TABLE,
                 chunks=iter_file(path), count_rows=partial(count_rows, params))
     try:
         with open_bytes(path) as handle:
@@ -242,12 +251,12 @@ def _items(name: str, path: Path) -> Iterator[LoadItem]:
 
 def count_rows(params: Mapping[str, Any], path: Path) -> int:
     """Number of backups over all stanzas (an unreadable document or stanza counts as one)."""
-    return sum(1 for _ in _items(str(params.get("file") or path.name), path))
+    return sum(1 for _ in _items(path.name, path))
 
 
 def load(params: Mapping[str, Any], path: Path) -> Iterator[LoadItem]:
     """RawRow(doc={"stanza": name, "backup": <backup as-is>}) per backup."""
-    return _items(str(params.get("file") or path.name), path)
+    return _items(path.name, path)
 
 
 def settings(source: Source) -> Iterator[tuple[str, str, str]]:

@@ -6,10 +6,16 @@ capture time is the server's `now()` (live: the settings query's `captured_at`; 
 the settings export's, else the source's `captured_at` key); further than the policy's
 `catalog_capture_tolerance_hours` from the quarter's end is SNAPSHOT_NOT_AT_QUARTER_END,
 and an export that says not when it was taken is UNVERIFIED (not an exception).
+
+Provenance (each capture's query_params): `query`, `query_file`, `query_sha256` (of the
+query's text), `server_now` and `server_version` (live: `select now(), version()` in the
+capture's own transaction; exports: the settings export's captured_at, else `unknown`,
+and `unknown`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 from collections.abc import Iterable, Iterator, Mapping
@@ -92,6 +98,29 @@ def query_sql(query: str) -> str:
         encoding="utf-8")
 
 
+def query_sha256(query: str) -> str:
+    """SHA-256 of a named query's text (UTF-8), as its evidence rows record it."""
+    return hashlib.sha256(query_sql(query).encode("utf-8")).hexdigest()
+
+
+def _query_params(query: str) -> dict[str, Any]:
+    """The query an object is (or, an export, claims to be) the output of."""
+    return {"query": query, "query_file": f"extract/connectors/queries/{query}.sql",
+            "query_sha256": query_sha256(query)}
+
+
+def _server(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+    """The server's `now()` (the transaction's start: the same for every query of the
+    capture, and the settings' captured_at) and `version()`, in the capture's session."""
+    row = conn.execute("select now(), version()").fetchone()
+    assert row is not None
+    return {"server_now": _iso_micro(row[0]), "server_version": str(row[1])}
+
+
+def _iso_micro(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 def _copy_statement(sql: str) -> str:
     body = sql.strip().rstrip(";").rstrip()
     return f"copy (\n{body}\n) to stdout with (format csv, header)"
@@ -148,10 +177,15 @@ def _snapshot_live(source: Source, ctx: Any, cluster: str,
         # booleans t/f and nulls empty as `psql --csv`; times in UTC, ISO, whatever the server
         conn.execute("set local timezone = 'UTC'")
         conn.execute("set local datestyle = 'ISO, YMD'")
+        try:
+            server = _server(conn)
+        except psycopg.Error as exc:
+            raise SourceError(f"source {source.name}: select now(), version() on {where} "
+                              f"failed: {_first_line(exc)}") from exc
         for query, (raw_table, _key) in QUERIES.items():
             sql = query_sql(query)
-            params = {"cluster": cluster, "database": where, "query": query,
-                      "query_file": f"extract/connectors/queries/{query}.sql"}
+            params = {"cluster": cluster, "database": where, **_query_params(query),
+                      **server}
             try:
                 captured[query] = ctx.capture(
                     source,
@@ -170,16 +204,29 @@ def _snapshot_live(source: Source, ctx: Any, cluster: str,
     return captured
 
 
-def _snapshot_files(source: Source, ctx: Any, cluster: str) -> dict[str, Captured]:
+def _export_time(source: Source) -> datetime | None:
+    """The server's now() as the settings export records it (its captured_at), if given."""
+    if not source.get("settings_path") or not source.path("settings_path").is_file():
+        return None
+    with open_bytes(source.path("settings_path")) as handle:
+        return settings_capture_time(handle)
+
+
+def _snapshot_files(source: Source, ctx: Any, cluster: str,
+                    server_time: datetime | None) -> dict[str, Captured]:
     captured: dict[str, Captured] = {}
+    # what the exports say of the server: the settings export's captured_at is its now();
+    # no export records the server's version
+    server = {"server_now": _iso_micro(server_time) if server_time else "unknown",
+              "server_version": "unknown"}
     for query, (raw_table, key) in QUERIES.items():
         if key in OPTIONAL_EXPORTS and not source.get(key):
             continue
         path = source.path(key)
         if not path.is_file():
             raise SourceError(f"source {source.name}: {key}: file not found: {path}")
-        params = {"cluster": cluster, "path": str(path), "file": path.name, "query": query,
-                  "query_file": f"extract/connectors/queries/{query}.sql"}
+        params = {"cluster": cluster, "path": str(path), "file": path.name,
+                  **_query_params(query), **server}
         captured[query] = ctx.capture(
             source,
             query_name=f"{source.name}/{query}",
@@ -208,10 +255,8 @@ def snapshot(source: Source, ctx: Any) -> None:
         captured = _snapshot_live(source, ctx, cluster, settings)
         server_time = settings_capture_time(io.BytesIO(b"".join(settings)))
     else:
-        captured = _snapshot_files(source, ctx, cluster)
-        if "catalog_settings" in captured:  # the export, as captured byte for byte
-            with open_bytes(source.path("settings_path")) as handle:
-                server_time = settings_capture_time(handle)
+        server_time = _export_time(source)  # the export, as it is captured byte for byte
+        captured = _snapshot_files(source, ctx, cluster, server_time)
     completeness.record(source, ctx, statement(
         ctx.quarter, server_time=server_time, declared=declared, tolerance_hours=tolerance,
         counts={query: item.row_count for query, item in sorted(captured.items())}))
@@ -349,7 +394,7 @@ def count_rows(params: Mapping[str, Any], path: Path) -> int:
 def load(params: Mapping[str, Any], path: Path) -> Iterator[LoadItem]:
     """One RawRow per CSV row in the raw table's column order; bad rows → Reject."""
     columns = SPEC.raw_tables[_raw_table(params)].payload
-    name = str(params.get("file") or f"{params.get('query', path.stem)}.csv")
+    name = path.name  # the object as stored (the loader keeps its store name)
     with open_bytes(path) as handle:
         rows = csv_rows(handle)
         first = next(rows, None)

@@ -23,9 +23,12 @@ query that has no ORDERBY (the captured query_text shows the query as sent). Wit
 `sysparm_limit` below the page size asked for); without one, until a short or empty page.
 
 Snapshot: one capture per page (the body exactly as received), raw table
-`raw.tickets`; params `table`, `query`, `page`, `offset`, `attempt`, and the page's
-`X-Total-Count` header as `x_total_count` (the body does not carry it) (+ `approvals:
-true`, `batch` for approval pages).
+`raw.tickets`; params `table`, `query`, `page`, `offset`, `attempt`, `request`
+(`{method, url, query}`: the Table API URL and its query string as sent, `sysparm_query`,
+`sysparm_limit`, `sysparm_offset`, `sysparm_display_value`; no `sysparm_fields` is sent:
+every field of the record comes back), and the page's `X-Total-Count` header as
+`x_total_count` (the body does not carry it) (+ `approvals: true`, `batch` for approval
+pages).
 
 Completeness (one `completeness` object per snapshot, docs/configuration.md): the whole
 fetch (tickets, then their approvals) is held in a local folder first; the tickets'
@@ -153,7 +156,8 @@ def _pages(source: Source, attempt: pages.Attempt, client: http.HttpClient, *, u
                               "response is not a Table API result (no 'result' list)")
         total_header = response.headers.get("X-Total-Count", "")
         total = int(total_header) if total_header.strip().isdigit() else None
-        params = {"table": table, "query": query, "page": page, "offset": offset, **extra}
+        params = {"table": table, "query": query, "page": page, "offset": offset,
+                  "request": client.sent(endpoint, request), **extra}
         if total is not None:
             params["x_total_count"] = total
         attempt.hold(f"{name}-{page:05d}", client.describe(endpoint, request), params,

@@ -78,7 +78,8 @@ def plant_changes(plan: Plan) -> None:
             "CREATE INDEX CONCURRENTLY idx_invoice_due ON ap.invoice (due_date);",
             [("DDL", "CREATE INDEX", "INDEX", "ap.idx_invoice_due")])],
       app="flyway-CHG-2002", db="ledger")
-    s("CM01-outside-window-implicit-2", "pg-fin-02", "grace", [
+    # no key, and no approved window on the cluster covers it: no ticket is linked
+    s("CM01-no-change-ticket-outside-every-window-2", "pg-fin-02", "grace", [
         ddl(at(2, 26, "16:20:00.000"), "DROP VIEW ap.v_old_aging;",
             [("DDL", "DROP VIEW", "VIEW", "ap.v_old_aging")])], db="ledger")
     s("CM01-cluster-mismatch-multiline", "pg-fin-03", "dmitri", [
@@ -116,7 +117,8 @@ def plant_changes(plan: Plan) -> None:
             "/* CHG-2004 */ CREATE VIEW hr.v_headcount AS SELECT dept, count(*) "
             "FROM hr.employee GROUP BY dept;",
             [("DDL", "CREATE VIEW", "VIEW", "hr.v_headcount")])], db="hr")
-    s("CM01-outside-window-implicit", "pg-hr-01", "sven", [
+    # no key, outside every approved window of the cluster: no ticket is linked
+    s("CM01-no-change-ticket-outside-every-window", "pg-hr-01", "sven", [
         ddl(at(3, 20, "14:00:00.000"),
             "ALTER TABLE hr.employee ADD COLUMN remote boolean DEFAULT false;",
             [("DDL", "ALTER TABLE", "TABLE", "hr.employee")])], db="hr")

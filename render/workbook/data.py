@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from soxtrail.kernel import evidence
-from soxtrail.kernel.controls import COMPLETENESS, CONTROLS, MARTS_SCHEMA, SUMMARY_MODEL
+from soxtrail.kernel.controls import (
+    COMPLETENESS,
+    CONTROLS,
+    MARTS_SCHEMA,
+    POPULATIONS,
+    SUMMARY_MODEL,
+)
 from soxtrail.kernel.errors import PipelineError
 
 SUMMARY_TABLE = SUMMARY_MODEL
+# every population a row's absence claim searched, one row per evidence object (issue 19)
+SEARCHED_TABLE = next(iter(POPULATIONS.values()), "")  # the registry's kind `population`
+SEARCHED_ORDER = ("population_key", "evidence_id")
+# the run config's record of how its bundle is signed (render.signing.signing_record)
+SIGNING_KEY = "_signing"
 
 # Columns of the Queries sheet: one row per line of each control's compiled SQL.
 QUERY_COLUMNS: dict[str, str] = {
@@ -36,7 +47,8 @@ def control_marts() -> dict[str, str]:
 
 
 def control_id_of(table: str) -> str | None:
-    """`fct_control_ac01__privileged_access_approved` -> `AC-01`; None for other tables."""
+    """A control or completeness mart's table name -> its id (e.g. `AC-01`); None for other
+    tables."""
     return next((control for control, model in {**CONTROLS, **COMPLETENESS}.items()
                  if model == table), None)
 
@@ -69,6 +81,27 @@ class RunData:
     summary: dict[str, dict[str, Any]]  # control id -> summary row
     available: dict[str, dict[str, str]]
     control_sql: dict[str, tuple[str, str, str | None, str | None]]  # id -> (model, evid, qn, sql)
+    clusters: list[str] = field(default_factory=list)  # the clusters the controls tested
+    searched_counts: list[tuple[str, int]] = field(default_factory=list)  # key -> rows, in order
+
+    @property
+    def signing(self) -> dict[str, Any]:
+        """How the run's bundle is signed, as its config records it: `state` (signed,
+        unsigned or unknown: not recorded) and the key's `fingerprint`."""
+        return signing_of(self.run)
+
+
+def signing_of(run: Mapping[str, Any]) -> dict[str, Any]:
+    """`{"state": "signed"|"unsigned"|"unknown", "fingerprint": str|None}` from the run's
+    config (`_signing`, written by render.signing.signing_record when the run starts)."""
+    config = run.get("config")
+    record = config.get(SIGNING_KEY) if isinstance(config, Mapping) else None
+    if not isinstance(record, Mapping) or not isinstance(record.get("signed"), bool):
+        return {"state": "unknown", "fingerprint": None}
+    fingerprint = record.get("fingerprint")
+    if record["signed"] and isinstance(fingerprint, str) and fingerprint:
+        return {"state": "signed", "fingerprint": fingerprint}
+    return {"state": "unsigned", "fingerprint": None}
 
 
 def load_run_data(conn: psycopg.Connection[Any], run_id: str,
@@ -110,6 +143,14 @@ def load_run_data(conn: psycopg.Connection[Any], run_id: str,
         available[control] = columns
     available["evidence"] = {**evidence.COLUMN_TYPES, **CHAIN_COLUMNS}
     available["queries"] = dict(QUERY_COLUMNS)
+    searched_counts: list[tuple[str, int]] = []
+    searched_columns = _columns_of(conn, schema, SEARCHED_TABLE)
+    if searched_columns and all(c in searched_columns for c in ("run_id", *SEARCHED_ORDER)):
+        available["searched"] = {k: v for k, v in searched_columns.items() if k != "run_id"}
+        searched_counts = [(str(key), int(n)) for key, n in conn.execute(
+            sql.SQL("select population_key, count(*) from {}.{} where run_id = %s "
+                    "group by population_key order by population_key collate \"C\"").format(
+                sql.Identifier(schema), sql.Identifier(SEARCHED_TABLE)), (run_id,)).fetchall()]
 
     control_sql: dict[str, tuple[str, str, str | None, str | None]] = {}
     for control, table in marts.items():
@@ -121,7 +162,28 @@ def load_run_data(conn: psycopg.Connection[Any], run_id: str,
         row = evidence.control_query(conn, str(evidence_id), run_id)
         control_sql[control] = (table, str(evidence_id), row[0] if row else None,
                                 row[1] if row else None)
-    return RunData(run, marts, summary, available, control_sql)
+    return RunData(run, marts, summary, available, control_sql,
+                   clusters=_clusters_tested(conn, run, schema, marts, available),
+                   searched_counts=searched_counts)
+
+
+def _clusters_tested(conn: psycopg.Connection[Any], run: Mapping[str, Any], schema: str,
+                     marts: Mapping[str, str], available: Mapping[str, Mapping[str, str]]
+                     ) -> list[str]:
+    """The clusters in scope by name: the run's `--clusters`, else every cluster a control
+    mart of the run names (the SOX-in-scope clusters the controls tested)."""
+    chosen = run.get("clusters")
+    if chosen:
+        return [str(c) for c in chosen]
+    parts = [sql.SQL("select cluster::text from {}.{} where run_id = %(run)s").format(
+                 sql.Identifier(schema), sql.Identifier(table))
+             for control, table in marts.items()
+             if control in CONTROLS and "cluster" in available.get(control, {})]
+    if not parts:
+        return []
+    query = sql.SQL("select cluster from ({}) c where cluster is not null group by cluster "
+                    "order by cluster collate \"C\"").format(sql.SQL(" union all ").join(parts))
+    return [str(row[0]) for row in conn.execute(query, {"run": run["id"]}).fetchall()]
 
 
 def _stream(conn: psycopg.Connection[Any], query: sql.Composed, params: Sequence[Any],
@@ -141,6 +203,17 @@ def read_mart_rows(conn: psycopg.Connection[Any], run_id: str, *, schema: str, t
         sql.SQL(", ").join(sql.Identifier(n) for n in columns),
         sql.Identifier(schema), sql.Identifier(table))
     return _stream(conn, query, (run_id,), cursor)
+
+
+def read_searched_rows(conn: psycopg.Connection[Any], run_id: str, *, schema: str,
+                       columns: Sequence[str]) -> Iterator[tuple[Any, ...]]:
+    """The run's searched populations, `columns` in order, by population key then evidence id
+    (streamed; the order `RunData.searched_counts` counts in)."""
+    query = sql.SQL("select {} from {}.{} where run_id = %s "
+                    "order by population_key collate \"C\", evidence_id").format(
+        sql.SQL(", ").join(sql.Identifier(n) for n in columns),
+        sql.Identifier(schema), sql.Identifier(SEARCHED_TABLE))
+    return _stream(conn, query, (run_id,), "soxtrail_render_searched")
 
 
 def read_evidence_ids(conn: psycopg.Connection[Any], run_id: str) -> list[str]:

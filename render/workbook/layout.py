@@ -26,6 +26,12 @@ if TYPE_CHECKING:
 TEMPLATES_DIR = Path(__file__).parent.parent / "templates"
 _SHEET_FORBIDDEN = re.compile(r"[\[\]:*?/\\]")
 _LINK_COLUMNS = ("evidence_id", "control_evidence_id")
+# a control row's searched population links to its first row on the Searched sheet
+SEARCHED_LINK_COLUMN = "searched_population"
+
+
+# keys of `available` that are sheets but not controls
+_NOT_CONTROLS = ("summary", "evidence", "queries", "searched")
 
 
 class LayoutError(ConfigError):
@@ -41,10 +47,21 @@ class Column:
     header: str
     udt: str
     width: float | None = None
+    group: bool = False  # in the collapsed outline group: shown when the reader expands it
 
     @property
     def is_link(self) -> bool:
-        return self.name in _LINK_COLUMNS
+        return self.link_to is not None
+
+    @property
+    def link_to(self) -> str | None:
+        """What a cell of the column links to: `evidence` (the Evidence sheet), `searched`
+        (the Searched sheet) or None."""
+        if self.name in _LINK_COLUMNS:
+            return "evidence"
+        if self.name == SEARCHED_LINK_COLUMN:
+            return "searched"
+        return None
 
 
 @dataclass(frozen=True)
@@ -91,10 +108,13 @@ class Layout:
     verify_title: str
     verify_notes: tuple[str, ...]
     verify_steps: tuple[VerifyStep, ...]
+    searched: SheetLayout | None = None  # the populations searched (when the run has them)
+    chart_title: str = ""  # the Summary's bar chart of exceptions per control ("" = none)
 
     def sheet_names(self) -> list[str]:
         """Every base sheet name, in workbook order."""
         return ([self.summary.sheet] + [s.sheet for s in self.controls.values()]
+                + ([self.searched.sheet] if self.searched is not None else [])
                 + [self.evidence.sheet, self.queries.sheet, self.verify_sheet])
 
 
@@ -252,10 +272,14 @@ def _columns(template: str, where: str, value: Any,
         if isinstance(entry, str):
             entry = {"column": entry}
         entry = _mapping(template, here, entry, {"column", "header", "width", "others",
-                                                 "exclude"})
+                                                 "exclude", "group"})
+        group = entry.get("group", False)
+        if not isinstance(group, bool):
+            raise _fail(template, here, f"group {group!r}: expected true or false")
         if entry.get("others"):
             if "column" in entry or "header" in entry:
-                raise _fail(template, here, "`others: true` takes only `exclude` and `width`")
+                raise _fail(template, here, "`others: true` takes only `exclude`, `width` "
+                                            "and `group`")
             if others_used:
                 raise _fail(template, here, "`others` may appear once")
             others_used = True
@@ -266,7 +290,7 @@ def _columns(template: str, where: str, value: Any,
             for name, udt in available.items():
                 if name not in skip:
                     columns.append(Column(name, _header_for(humanize(name), udt), udt,
-                                          entry.get("width")))
+                                          entry.get("width"), group))
                     seen.add(name)
             continue
         if "exclude" in entry:
@@ -283,7 +307,7 @@ def _columns(template: str, where: str, value: Any,
             raise _fail(template, here, f"width {width!r}: expected a number from 1 to 255")
         header = _text(template, f"{here}.header", entry.get("header") or humanize(name))
         columns.append(Column(name, _header_for(header, available[name]), available[name],
-                              width))
+                              width, group))
     if not columns:
         raise _fail(template, where, "no columns left to show")
     return tuple(columns)
@@ -307,7 +331,8 @@ def validate_layout(template: str, doc: Any, available: Mapping[str, Mapping[str
                     *, run_columns: Sequence[str]) -> Layout:
     """Check a rendered layout document and resolve its columns; raise LayoutError naming both."""
     doc = _mapping(template, "layout", doc,
-                   {"properties", "summary", "controls", "evidence", "queries", "verify"},
+                   {"properties", "summary", "controls", "searched", "evidence", "queries",
+                    "verify"},
                    {"summary", "controls", "evidence", "queries", "verify"})
     props = _mapping(template, "properties", doc.get("properties") or {},
                      {"title", "subject", "author", "manager", "company", "category",
@@ -315,7 +340,8 @@ def validate_layout(template: str, doc: Any, available: Mapping[str, Mapping[str
     properties = {k: _text(template, f"properties.{k}", v) for k, v in sorted(props.items())}
 
     summary, summary_entry = _sheet(template, "summary", "summary", doc["summary"],
-                                    available["summary"], {"run_fields"})
+                                    available["summary"], {"run_fields", "chart"})
+    chart_title = _text(template, "summary.chart", summary_entry.get("chart"))
     run_fields = []
     for i, item in enumerate(summary_entry.get("run_fields") or []):
         here = f"summary.run_fields[{i}]"
@@ -330,7 +356,7 @@ def validate_layout(template: str, doc: Any, available: Mapping[str, Mapping[str
             field=item.get("field"),
             value=None if "field" in item else _text(template, f"{here}.value", item["value"])))
 
-    control_ids = [k for k in available if k not in ("summary", "evidence", "queries")]
+    control_ids = [k for k in available if k not in _NOT_CONTROLS]
     entries = doc["controls"]
     if not isinstance(entries, list):
         raise _fail(template, "controls", "expected a list, one entry per control")
@@ -359,6 +385,17 @@ def validate_layout(template: str, doc: Any, available: Mapping[str, Mapping[str
         raise _fail(template, "controls", f"no sheet for control(s) {', '.join(missing)}: "
                                           "every control of the run must be in the workbook")
 
+    searched = None
+    if doc.get("searched") is not None:
+        if "searched" not in available:
+            raise _fail(template, "searched", "the run has no searched populations "
+                                              "(render the sheet only when `searched_columns`)")
+        searched, _ = _sheet(template, "searched", "searched", doc["searched"],
+                             available["searched"])
+        if searched.columns[0].name != "population_key":
+            raise _fail(template, "searched.columns", "the first column must be "
+                                                      "`population_key` (links point at "
+                                                      "column A)")
     evidence, _ = _sheet(template, "evidence", "evidence", doc["evidence"], available["evidence"])
     if evidence.columns[0].name != "id":
         raise _fail(template, "evidence.columns", "the first column must be `id` "
@@ -386,6 +423,8 @@ def validate_layout(template: str, doc: Any, available: Mapping[str, Mapping[str
         verify_title=_text(template, "verify.title", verify.get("title")),
         verify_notes=_notes(template, "verify.notes", verify.get("notes")),
         verify_steps=tuple(steps),
+        searched=searched,
+        chart_title=chart_title,
     )
     sheet_names = [n.lower() for n in result.sheet_names()]
     duplicates = sorted({n for n in sheet_names if sheet_names.count(n) > 1})
@@ -422,4 +461,7 @@ def template_context(data: RunData) -> dict[str, Any]:
         "summary_columns": list(data.available["summary"]),
         "evidence_columns": list(data.available["evidence"]),
         "query_columns": list(data.available["queries"]),
+        "searched_columns": list(data.available.get("searched", {})),
+        "clusters": list(data.clusters),
+        "signing": dict(data.signing),
     }

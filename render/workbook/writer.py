@@ -25,15 +25,19 @@ from render.workbook.data import (
     read_evidence_ids,
     read_evidence_rows,
     read_mart_rows,
+    read_searched_rows,
 )
 from render.workbook.layout import Column, Layout, SheetLayout, load_layout, template_context
 from render.workbook.values import display, to_utc_naive
+from soxtrail.kernel.controls import CONTROLS
 
 EXCEL_MAX_ROWS = 1_048_576
 EXCEL_MAX_LINKS = 65_530  # hyperlinks per worksheet; beyond it links are HYPERLINK() formulas
 EXCEL_MAX_CHARS = 32_767
 DATETIME_FORMAT = "yyyy-mm-dd hh:mm:ss"
 DATE_FORMAT = "yyyy-mm-dd"
+PERCENT_FORMAT = "0.0%"
+PERCENT_COLUMNS = ("pass_rate",)  # fractions 0..1, shown as percentages
 SAMPLE_ROWS = 200  # rows looked at to size columns
 # a CSV cell starting with one of these is a formula to a spreadsheet (OWASP: CSV injection)
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -112,6 +116,11 @@ class _Book:
                                             "text_wrap": True, "valign": "top"})
         self.label = self.book.add_format({"bold": True})
         self.mono = self.book.add_format({"font_name": "Consolas"})
+        self.wrap = self.book.add_format({"text_wrap": True, "valign": "top"})
+        self.run_datetime = self.book.add_format({"num_format": DATETIME_FORMAT,
+                                                  "align": "left"})
+        self.wrap_mono = self.book.add_format({"text_wrap": True, "valign": "top",
+                                               "font_name": "Consolas"})
 
     def fmt(self, kind: str, exception: bool = False) -> Any:
         """A cell format for a kind of value, with the exception fill when asked."""
@@ -126,6 +135,8 @@ class _Book:
                 props.update(font_color="#0563C1", underline=1)
             elif kind == "mono":
                 props["font_name"] = "Consolas"
+            elif kind == "percent":
+                props["num_format"] = PERCENT_FORMAT
             if exception:
                 props.update(bg_color="#FFC7CE", pattern=1)
                 if kind != "link":
@@ -138,6 +149,17 @@ class _Book:
             raise RenderError(f"sheet name {name!r} is used twice")
         self.sheet_names.add(name)
         return self.book.add_worksheet(name)
+
+    @staticmethod
+    def print_setup(sheet: Any, *, header_row: int, one_page: bool = False) -> None:
+        """Landscape, one page wide (`one_page`: and tall), the header row repeated on every
+        printed page, the sheet name and page number in the footer."""
+        sheet.set_landscape()
+        sheet.set_paper(9)  # A4; Letter printers scale it
+        sheet.set_margins(left=0.4, right=0.4, top=0.5, bottom=0.6)
+        sheet.fit_to_pages(1, 1 if one_page else 0)
+        sheet.repeat_rows(header_row)
+        sheet.set_footer("&L&A&RPage &P of &N")
 
     def close(self) -> None:
         self.book.close()
@@ -162,10 +184,17 @@ class _TableWriter:
     """Writes a tabular sheet row by row, opening continuation sheets at the row limit."""
 
     def __init__(self, book: _Book, layout: SheetLayout, *, links: Mapping[str, tuple[str, int]],
-                 csv_writer: ControlCsv | None = None, mono: Sequence[str] = ()) -> None:
+                 csv_writer: ControlCsv | None = None, mono: Sequence[str] = (),
+                 searched: Mapping[str, tuple[str, int]] | None = None) -> None:
         self.book = book
         self.layout = layout
         self.links = links
+        # where each searched population starts on the Searched sheet (None: no such sheet)
+        self.searched = searched
+        # per column: where its cells link to (None: a plain cell), looked up once
+        self.targets: list[Mapping[str, tuple[str, int]] | None] = [
+            links if column.link_to == "evidence" else searched
+            if column.link_to == "searched" else None for column in layout.columns]
         self.csv = csv_writer
         self.mono = set(mono)
         self.part = 0
@@ -209,12 +238,12 @@ class _TableWriter:
         sheet.write_string(0, 0, title, self.book.title)
         for i, note in enumerate(self.layout.notes, start=1):
             sheet.write_string(i, 0, note, self.book.note)
-        for i, width in enumerate(self.widths):
-            sheet.set_column(i, i, width)
+        _set_columns(sheet, self.layout.columns, self.widths)
         head = self.header_rows - 1
         for i, column in enumerate(self.layout.columns):
             sheet.write_string(head, i, column.header, self.book.header)
-        sheet.freeze_panes(head + 1, 0)
+        sheet.freeze_panes(head + 1, 1)
+        self.book.print_setup(sheet, header_row=head)
         self.row = self.first_data_row = head + 1
         self.links_in_sheet = 0
 
@@ -246,8 +275,8 @@ class _TableWriter:
         self._close_part()
         if self.unlinked:
             self.book.warnings.append(
-                f"sheet {self.layout.sheet!r}: {self.unlinked} evidence id(s) have no evidence "
-                "row in this run and are not linked")
+                f"sheet {self.layout.sheet!r}: {self.unlinked} evidence id(s) or searched "
+                "population(s) have no row in this run and are not linked")
         return self.total
 
     def _write_row(self, values: Sequence[Any], exception: bool) -> None:
@@ -266,9 +295,10 @@ class _TableWriter:
             if exception:
                 sheet.write_blank(r, c, None, book.fmt("text", True))
             return
-        if column.is_link and not isinstance(value, list | tuple):
+        targets = self.targets[c]
+        if targets is not None and not isinstance(value, list | tuple):
             text = str(value)
-            target = self.links.get(text)
+            target = targets.get(text)
             if target is None:
                 self.unlinked += 1
             else:
@@ -289,8 +319,9 @@ class _TableWriter:
             sheet.write_datetime(r, c, datetime(value.year, value.month, value.day),
                                  book.fmt("date", exception))
         elif isinstance(value, int | float | Decimal) and column.udt not in ("json", "jsonb"):
+            kind = "percent" if column.name in PERCENT_COLUMNS else "text"
             sheet.write_number(r, c, float(value) if isinstance(value, Decimal) else value,
-                               book.fmt("text", exception))
+                               book.fmt(kind, exception))
         else:
             text = display(value, column.udt)
             if len(text) > EXCEL_MAX_CHARS:
@@ -313,6 +344,19 @@ def _chain(first: Iterable[Any], rest: Iterator[Any]) -> Iterator[Any]:
     yield from first
     yield from rest
 
+
+def _set_columns(sheet: Any, columns: Sequence[Column], widths: Sequence[float]) -> None:
+    """Column widths, the `group` columns in a collapsed outline group: a reader sees the
+    item, result, reasons and evidence, and expands (+) the test attributes."""
+    grouped = [i for i, column in enumerate(columns) if column.group]
+    for i, width in enumerate(widths):
+        if i in grouped:
+            sheet.set_column(i, i, width, None, {"level": 1, "hidden": True})
+        elif i - 1 in grouped:
+            sheet.set_column(i, i, width, None, {"collapsed": True})
+        else:
+            sheet.set_column(i, i, width)
+
 def _write_summary(book: _Book, layout: Layout, data: RunData,
                    links: Mapping[str, tuple[str, int]]) -> None:
     sheet_layout = layout.summary
@@ -328,9 +372,10 @@ def _write_summary(book: _Book, layout: Layout, data: RunData,
         if item.field is not None:
             value = data.run.get(item.field)
             if item.field == "clusters" and value is None:
-                value = "all SOX-in-scope clusters"
+                value = "all SOX-in-scope clusters" + (
+                    f": {', '.join(data.clusters)}" if data.clusters else "")
             if isinstance(value, datetime):
-                sheet.write_datetime(row, 1, to_utc_naive(value), book.fmt("datetime"))
+                sheet.write_datetime(row, 1, to_utc_naive(value), book.run_datetime)
             elif isinstance(value, dict):
                 sheet.write_string(row, 1, display(value, "jsonb")[:EXCEL_MAX_CHARS])
             elif value is not None:
@@ -342,7 +387,10 @@ def _write_summary(book: _Book, layout: Layout, data: RunData,
     columns = sheet_layout.columns
     head = row
     widths = [float(c.width) if c.width else 0.0 for c in columns]
-    rows = [[data.summary[control].get(c.name) for c in columns] for control in data.summary]
+    # the controls in sheet order (registry: controls, then completeness), so the chart's
+    # controls are one range
+    order = [control for control in data.marts if control in data.summary]
+    rows = [[data.summary[control].get(c.name) for c in columns] for control in order]
     for i, column in enumerate(columns):
         if not widths[i]:
             longest = max([len(column.header)] + [len(display(r[i], column.udt)) for r in rows])
@@ -363,6 +411,42 @@ def _write_summary(book: _Book, layout: Layout, data: RunData,
             writer._write_cell(sheet, row, c, column, value, exception)
     sheet.autofilter(head, 0, max(row, head), len(columns) - 1)
     book.row_counts[sheet_layout.sheet] = len(rows)
+    last_row = row
+    controls = sum(1 for control in order if control in CONTROLS)
+    category, count = _index(columns, "control_id"), _index(columns, "exceptions")
+    if layout.chart_title and controls and category >= 0 and count >= 0:
+        most = max((int(r[count] or 0) for r in rows[:controls]), default=0)
+        last_row = _exceptions_chart(book, sheet, layout.chart_title, sheet_layout.sheet,
+                                     first=head + 1, last=head + controls,
+                                     category=category, count=count, at=row + 2, most=most)
+    sheet.print_area(0, 0, last_row, len(columns) - 1)
+    book.print_setup(sheet, header_row=head, one_page=True)
+
+
+CHART_ROWS = 15  # rows the Summary's chart covers (default row height)
+
+
+def _exceptions_chart(book: _Book, sheet: Any, title: str, sheet_name: str, *, first: int,
+                      last: int, category: int, count: int, at: int, most: int) -> int:
+    """A bar chart of the exceptions per control (the Summary's rows `first`..`last`) at row
+    `at`; the last row it covers."""
+    chart = book.book.add_chart({"type": "bar"})
+    chart.add_series({
+        "name": "Exceptions",
+        "categories": [sheet_name, first, category, last, category],
+        "values": [sheet_name, first, count, last, count],
+        "fill": {"color": "#C00000"},
+        "data_labels": {"value": True},
+        "gap": 60,
+    })
+    chart.set_title({"name": title, "name_font": {"size": 11, "bold": True}})
+    chart.set_legend({"none": True})
+    chart.set_x_axis({"name": "Exceptions", "min": 0, "major_gridlines": {"visible": True},
+                      "num_format": "0", "major_unit": max(1, -(-most // 8))})
+    chart.set_y_axis({"reverse": True})  # the first control at the top, as in the table
+    chart.set_size({"width": 560, "height": 20 * CHART_ROWS})
+    sheet.insert_chart(at, 0, chart, {"x_offset": 4, "y_offset": 4, "object_position": 1})
+    return at + CHART_ROWS
 
 
 def _index(columns: Sequence[Column], name: str) -> int:
@@ -381,17 +465,18 @@ def _write_verify(book: _Book, layout: Layout) -> None:
         row += 1
     row += 1
     sheet.set_column(0, 0, 48)
-    sheet.set_column(1, 1, 100)
-    sheet.set_column(2, 2, 60)
+    sheet.set_column(1, 1, 90)
+    sheet.set_column(2, 2, 50)
     for i, header in enumerate(("Step", "Command", "Expected result")):
         sheet.write_string(row, i, header, book.header)
     sheet.freeze_panes(row + 1, 0)
+    book.print_setup(sheet, header_row=row)
     for step in layout.verify_steps:
         row += 1
-        sheet.write_string(row, 0, step.step)
-        sheet.write_string(row, 1, step.command, book.mono)
+        sheet.write_string(row, 0, step.step, book.wrap)
+        sheet.write_string(row, 1, step.command, book.wrap_mono)
         if step.expect:
-            sheet.write_string(row, 2, step.expect)
+            sheet.write_string(row, 2, step.expect, book.wrap)
     book.row_counts[layout.verify_sheet] = len(layout.verify_steps)
 
 
@@ -405,6 +490,25 @@ def _query_rows(layout: SheetLayout, data: RunData) -> Iterator[list[Any]]:
                       "model": model, "query_name": query_name, "evidence_id": evidence_id,
                       "line": number, "sql": line.rstrip("\r")}
             yield [record[c.name] for c in layout.columns]
+
+
+def _searched_locations(layout: Layout, data: RunData,
+                        max_rows: int) -> dict[str, tuple[str, int]] | None:
+    """Where each searched population's first row lands on the Searched sheet (None: the
+    workbook has no Searched sheet)."""
+    if layout.searched is None:
+        return None
+    rows = header_rows(layout.searched)
+    per_sheet = max_rows - rows
+    if per_sheet < 1:
+        raise RenderError(f"row limit {max_rows} leaves no room for searched populations")
+    found: dict[str, tuple[str, int]] = {}
+    index = 0
+    for key, count in data.searched_counts:
+        found[key] = evidence_location(index, sheet=layout.searched.sheet, header_rows=rows,
+                                       per_sheet=per_sheet)
+        index += count
+    return found
 
 
 def _csv_file(path: Path) -> IO[str]:
@@ -444,6 +548,7 @@ def render_workbook(conn: psycopg.Connection[Any], *, run_id: str, template: str
                                         header_rows=header_rows(layout.evidence),
                                         per_sheet=per_sheet)
                  for i, eid in enumerate(evidence_ids)}
+        searched = _searched_locations(layout, data, max_rows)
 
         # Everything is written in a private folder beside the output and moved into
         # place at the end: a failed render leaves no half-written file behind.
@@ -469,7 +574,7 @@ def render_workbook(conn: psycopg.Connection[Any], *, run_id: str, template: str
                 csv_partial = work / csv_path.name
                 with _csv_file(csv_partial) as handle:
                     writer = _TableWriter(book, sheet_layout, links=links,
-                                          csv_writer=ControlCsv(handle))
+                                          csv_writer=ControlCsv(handle), searched=searched)
                     control_rows[control] = writer.write_all(
                         (row[:-1], str(row[-1] or "").upper() == "EXCEPTION") for row in rows)
                 csvs[control] = csv_path
@@ -478,6 +583,14 @@ def render_workbook(conn: psycopg.Connection[Any], *, run_id: str, template: str
                     book.warnings.append(
                         f"{control}: {control_rows[control]} rows in {table} but the summary "
                         f"says population {expected}")
+            if layout.searched is not None:
+                written = _TableWriter(book, layout.searched, links=links).write_all(
+                    (row, False) for row in read_searched_rows(
+                        conn, run_id, schema=schema,
+                        columns=[c.name for c in layout.searched.columns]))
+                if written != sum(n for _, n in data.searched_counts):
+                    raise RenderError(f"searched populations changed while rendering run "
+                                      f"{run_id}")
             evidence_rows = read_evidence_rows(conn, run_id,
                                                [c.name for c in layout.evidence.columns])
             written = _TableWriter(book, layout.evidence, links={}).write_all(

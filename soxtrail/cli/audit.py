@@ -1,4 +1,5 @@
-"""Auditor commands on the `soxtrail` CLI: verify, diff, access-as-of, evidence, OSCAL, roles."""
+"""Auditor commands on the `soxtrail` CLI: verify, diff, access-as-of, evidence, explain,
+OSCAL, roles."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from soxtrail.audit import access, auditor, diff, oscal, verify
+from soxtrail.audit import access, auditor, diff, explain, oscal, verify
 from soxtrail.cli.common import JsonOpt, err, handled, open_database, out
 from soxtrail.kernel.database import home, resolve_database
 from soxtrail.kernel.errors import EXIT_EXCEPTIONS_FOUND, ConfigError, PipelineError
@@ -232,6 +233,35 @@ def evidence_command(
         out.print("check it:", markup=False)
         for command in details["commands"]:
             out.print(f"    {command}", markup=False)
+
+
+@audit_app.command(name="explain")
+def explain_command(
+    run_id: RunArg,
+    item_key: Annotated[str, typer.Argument(
+        help="The item key, as the workbook's first column shows it.")],
+    control: Annotated[str | None, typer.Option(
+        "--control", help="The control (AC-01 …); needed only when two controls share the "
+                          "key.")] = None,
+    store_uri: Annotated[str | None, typer.Option(
+        "--store", help="Read the raw objects from this store (a folder or s3:// prefix, "
+                        "e.g. a copy; default: the run's own).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """One row's whole decision: the item, its source lines as stored, the evidence rows it
+    rests on, the candidates, each test and its value, the reasons and the SQL's CTEs."""
+    with handled():
+        store = None
+        if store_uri is not None:
+            if not store_uri.startswith("s3://") and not Path(store_uri).is_dir():
+                raise ConfigError(f"--store {store_uri}: no such folder")
+            store = open_store(store_uri, home() / "store")
+        with _read_only() as conn:
+            result = explain.explain(conn, run_id, item_key, control_id=control, store=store)
+        if as_json:
+            print(json.dumps(result.as_dict(), sort_keys=True, ensure_ascii=False))
+            return
+        explain.print_explanation(out, result)
 
 
 @audit_app.command(name="export-oscal")

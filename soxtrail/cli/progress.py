@@ -38,6 +38,8 @@ class TerminalProgress:
             details = ", ".join(f"{k}={v}" for k, v in event.items()
                                 if k not in ("ts", "event", "phase"))
             err.print(f"[green]✔ {event['phase']}[/] {details}")
+            for line in explanations(event):
+                err.print(f"    {line}", markup=False, highlight=False)
         elif kind == "phase_failed":
             self._stop_bar()
             err.print(f"[red]✘ {event['phase']}[/] {event['error']}")
@@ -59,6 +61,25 @@ class TerminalProgress:
                 colour = "green" if status in ("pass", "success") else "red"
                 err.print(f"  · {node.split('.', 1)[1]}: [{colour}]{status}[/] "
                           f"({event['seconds']} s)")
+
+
+def explanations(event: dict[str, Any]) -> list[str]:
+    """What a finished phase's counts mean where they could read as a loss or a failure:
+    lines printed under its `✔` line."""
+    phase, lines = event.get("phase"), []
+    skipped = event.get("skipped")
+    if phase == "load" and isinstance(skipped, int) and skipped:
+        lines.append(f"skipped={skipped}: log lines that are not audit records (connections, "
+                     "checkpoints, ...), filtered by design, not lost; counted per object "
+                     "in soxtrail.sox_load_stats.records_skipped (read = loaded + rejected "
+                     "+ skipped is checked)")
+    if phase == "bundle" and event.get("signed") is False:
+        lines.append("signed=False: the bundle's MANIFEST.sha256 carries no signature "
+                     "(SOXTRAIL_SIGNING_KEY was not set), so nothing proves who wrote it; "
+                     "its UNSIGNED file says so. To sign: `soxtrail keygen <path>` once, "
+                     "export SOXTRAIL_SIGNING_KEY=<path>; runs started with it are signed (a "
+                     "run is bundled as it started, signed or not: its workbook says which)")
+    return lines
 
 
 def echo_events(quiet: bool, log_format: str = "text") -> Callable[[dict[str, Any]], None] | None:

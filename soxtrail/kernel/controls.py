@@ -111,13 +111,17 @@ CONTROLS: dict[str, str] = {c.id: c.model for c in by_kind("control")}
 # the completeness marts (kind `completeness`): evidenced and verified like a control, shown
 # on their own sheet, never counted as a control result
 COMPLETENESS: dict[str, str] = {c.id: c.model for c in by_kind("completeness")}
+# the searched-population marts (kind `population`): what the absence claims searched, one row
+# per evidence object; evidenced and verified like a control, never counted as one
+POPULATIONS: dict[str, str] = {c.id: c.model for c in by_kind("population")}
 SUMMARY_MODEL = "fct_control_summary"
 # The summary mart is not a control, but it has its own reconcile evidence row like one
 # (query_params control_id = SUMMARY_ID) and verify re-runs it the same way.
 SUMMARY_ID = "SUMMARY"
 # every mart with a reconcile evidence row: id -> model, the controls first, then the
-# completeness marts, then the summary
-EVIDENCED_MARTS: dict[str, str] = {**CONTROLS, **COMPLETENESS, SUMMARY_ID: SUMMARY_MODEL}
+# completeness marts, then the summary, then the searched populations
+EVIDENCED_MARTS: dict[str, str] = {**CONTROLS, **COMPLETENESS, SUMMARY_ID: SUMMARY_MODEL,
+                                   **POPULATIONS}
 MARTS_SCHEMA = "marts"
 
 

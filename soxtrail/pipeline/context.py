@@ -120,6 +120,8 @@ def catalog_sources(config: Config) -> list[Source]:
 
 # A capture run's config records the sources it takes (soxtrail capture --sources).
 CAPTURE_SOURCES_KEY = "_capture_sources"
+# How a run's bundle will be signed, recorded when the run starts (render.signing).
+SIGNING_KEY = "_signing"
 
 
 def sources_in_scope(config: Config, clusters: tuple[str, ...] | None) -> list[Source]:
@@ -143,9 +145,14 @@ def run_sources(config: Config, run: runs.Run, *, catalogs: bool = True) -> list
 
 
 def record_config(config: Config, store: Store) -> dict[str, Any]:
-    """The config as the run records it (redacted), with the store it writes to."""
+    """The config as the run records it (redacted), with the store it writes to and how its
+    bundle will be signed (`_signing`: whether, and the key's fingerprint; the workbook
+    states it, and the bundle phase refuses another key)."""
+    from render.signing import signing_record
+
     recorded = config.redacted()
     recorded["_store"] = store.uri
+    recorded[SIGNING_KEY] = signing_record()
     return recorded
 
 

@@ -32,6 +32,7 @@ from soxtrail.kernel.quarter import Quarter
 from soxtrail.kernel.sources import Source
 from soxtrail.kernel.store import HASHING, sha256_file
 from soxtrail.pipeline.context import (
+    SIGNING_KEY,
     SNAPSHOT_CONCURRENCY,
     SNAPSHOT_COUNT_WORKERS,
     Pipeline,
@@ -259,6 +260,12 @@ def phase_reconcile(p: Pipeline) -> dict[str, Any]:
         raise PipelineError(f"dbt build did not build the summary model {controls.SUMMARY_MODEL}")
     written += write_control_evidence(p, controls.SUMMARY_ID, controls.SUMMARY_MODEL, summary,
                                       variables)
+    # the populations the absence claims searched: evidenced (and re-run) like the summary
+    for population_id, model in controls.POPULATIONS.items():
+        node = nodes.get(model)
+        if node is None:
+            raise PipelineError(f"dbt build did not build the population model {model}")
+        written += write_control_evidence(p, population_id, model, node, variables)
     p.outputs["dbt_target"] = str(result.target_path)
     return {"controls": len(controls.CONTROLS), "evidence_rows": written}
 
@@ -343,6 +350,29 @@ def phase_bundle(p: Pipeline) -> dict[str, Any]:
     return write_bundle_version(p, report_dir=p.workdir / "report")
 
 
+def check_signing(p: Pipeline) -> None:
+    """The bundle is signed as the run recorded when it started (its workbook says so):
+    refuse another key, or none, rather than write a bundle its own report misdescribes."""
+    from render.signing import signing_record
+
+    recorded = p.run.config.get(SIGNING_KEY)
+    if not isinstance(recorded, dict):
+        return  # a run recorded before `_signing` existed
+    now = signing_record()
+    if bool(now.get("signed")) == bool(recorded.get("signed")) and \
+            now.get("fingerprint") == recorded.get("fingerprint"):
+        return
+
+    def said(record: dict[str, Any]) -> str:
+        return (f"signed with the key of fingerprint {record.get('fingerprint')}"
+                if record.get("signed") else "unsigned (no SOXTRAIL_SIGNING_KEY)")
+
+    raise PipelineError(
+        f"bundle: the run was started {said(recorded)}, which its workbook states; "
+        f"SOXTRAIL_SIGNING_KEY now gives {said(now)}: point it at the key the run started "
+        f"with and resume (soxtrail resume {p.run.id}), or start a new run")
+
+
 def write_bundle_version(p: Pipeline, *, report_dir: Path, version: int = 1,
                          reason: str | None = None) -> dict[str, Any]:
     """Write bundle `version` of the run with the report in `report_dir`."""
@@ -350,6 +380,7 @@ def write_bundle_version(p: Pipeline, *, report_dir: Path, version: int = 1,
 
     target = p.workdir / "dbt" / "target"
     key_path = os.environ.get("SOXTRAIL_SIGNING_KEY")
+    check_signing(p)
     record_path = report_dir.parent / f"{report_dir.name}.{RENDER_RECORD}"
     render = json.loads(record_path.read_text()) if record_path.is_file() else None
     inputs = BundleInputs(

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from extract.demo import generate
-from soxtrail.kernel.controls import COMPLETENESS, CONTROLS, EVIDENCED_MARTS
+from soxtrail.kernel.controls import COMPLETENESS, CONTROLS, EVIDENCED_MARTS, POPULATIONS
 from soxtrail.kernel.database import Database
 from soxtrail.kernel.quarter import Quarter
 from soxtrail.kernel.store import LocalStore
@@ -101,9 +101,10 @@ def test_every_evidence_row_hashes_the_object_it_names(
     systems = {r[0] for r in rows}
     assert {"db_audit", "db_catalog", "iam", "tickets", "backups", "role_catalog",
             "reconcile"} <= systems
-    # one reconcile row per control and completeness mart, and one for the summary mart
+    # one reconcile row per control, completeness and searched-population mart, and one for
+    # the summary mart
     assert sum(1 for r in rows if r[0] == "reconcile") == len(EVIDENCED_MARTS) \
-        == len(CONTROLS) + len(COMPLETENESS) + 1
+        == len(CONTROLS) + len(COMPLETENESS) + 1 + len(POPULATIONS)
     for _, digest, key in rows:
         with store.open(key) as handle:
             assert hashlib.sha256(handle.read()).hexdigest() == digest, key

@@ -37,7 +37,15 @@ def test_completeness_is_registered_after_the_controls_and_never_counted_as_one(
     assert controls.COMPLETENESS == {"COMPLETENESS": "fct_completeness__sources"}
     assert "COMPLETENESS" not in controls.CONTROLS
     assert list(controls.EVIDENCED_MARTS) == [*controls.CONTROLS, "COMPLETENESS",
-                                              controls.SUMMARY_ID]
+                                              controls.SUMMARY_ID, "POPULATIONS"]
+
+
+def test_searched_populations_are_evidenced_and_never_counted_as_a_control() -> None:
+    [population] = controls.by_kind("population")
+    assert (population.id, population.model) == ("POPULATIONS", "fct_searched_populations")
+    assert population.order > max(c.order for c in controls.by_kind("completeness"))
+    assert controls.POPULATIONS == {"POPULATIONS": "fct_searched_populations"}
+    assert "POPULATIONS" not in controls.CONTROLS and "POPULATIONS" not in controls.COMPLETENESS
 
 
 def test_dbt_manifest_carries_the_same_registry(pg_database: Database, tmp_path: Path) -> None:
@@ -46,8 +54,9 @@ def test_dbt_manifest_carries_the_same_registry(pg_database: Database, tmp_path:
     manifest = json.loads((tmp_path / "target" / "manifest.json").read_text())
     assert controls.from_manifest(manifest) == controls.registry()
     summary = manifest["nodes"]["model.soxtrail.fct_control_summary"]
-    assert {f"model.soxtrail.{c.model}" for c in controls.registry()} <= set(
-        summary["depends_on"]["nodes"])
+    # the summary tallies the controls and the completeness marts, not the searched populations
+    assert {f"model.soxtrail.{c.model}" for c in controls.registry()
+            if c.kind != "population"} <= set(summary["depends_on"]["nodes"])
 
 
 def _models_dir(tmp_path: Path, body: str) -> Path:

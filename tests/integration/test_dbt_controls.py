@@ -403,6 +403,13 @@ def test_revocations_are_timed_against_the_sla(built: Any, pg_database: Database
         "gina|pg-hr-02|hr_admin": ("EXCEPTION", ["NOT_REVOKED"]),
         "gina|pg-hr-02|LOGIN": ("EXCEPTION", ["NOT_REVOKED"]),
     }
+    rows = _rows(pg_database, "fct_control_ac02__timely_revocation")
+    late = rows["gina|pg-fin-01|LOGIN"]
+    # the duration is exact: never a rounded "24 h" next to REVOKED_LATE
+    assert late["time_to_revoke"] != "24:00:00" and late["seconds_to_revoke"] > 24 * 3600
+    assert late["hours_to_revoke"] > 24
+    assert late["revocation_locator"] and late["deactivation_locator"]
+    assert rows["gina|pg-hr-02|hr_admin"]["searched_population"] == "audit_log:pg-hr-02"
 
 
 def test_quarter_end_access_is_listed_and_checked(built: Any, pg_database: Database) -> None:
@@ -423,9 +430,18 @@ def test_ddl_is_one_item_per_statement_and_needs_a_change_ticket(
     assert _verdicts(rows) == {
         "pg-fin-01|s2|1": ("PASS", []),
         "pg-fin-01|s3|1": ("PASS", []),
-        "pg-fin-01|s3|2": ("EXCEPTION", ["OUTSIDE_CHANGE_WINDOW"]),
+        # no key and no approved window covers it: no ticket is linked to it
+        "pg-fin-01|s3|2": ("EXCEPTION", ["NO_CHANGE_TICKET"]),
         "pg-hr-02|555|1": ("EXCEPTION", ["TICKET_CLUSTER_MISMATCH"]),
     }
+    unlinked = rows["pg-fin-01|s3|2"]
+    assert (unlinked["has_change_ticket"], unlinked["ticket_key"]) == (False, None)
+    # the absence claim cites every ticket object searched (the Jira and ServiceNow ones)
+    assert (unlinked["searched_population"], unlinked["searched_count"]) == ("tickets", 2)
+    assert unlinked["candidate_count"] >= 1
+    assert all(not c["chosen"] for c in json.loads(unlinked["candidates"]))
+    assert all(row["searched_population"] is None for key, row in rows.items()
+               if "NO_CHANGE_TICKET" not in row["exception_reasons"])
     ledger = rows["pg-fin-01|s2|1"]
     assert ledger["audit_entry_count"] == 2
     assert ledger["statement_text"].startswith("/* CHG-2001 */ CREATE TABLE ledger (\n")
@@ -512,3 +528,22 @@ def test_audit_entries_are_read_through_the_role_and_ddl_partial_indexes(
     for table in ("pgaudit_csvlog", "pgaudit_jsonlog", "pgaudit_stderr"):
         assert f"{table}_role_ddl_idx on {table}" in plan, plan
         assert f"Seq Scan on {table}" not in plan, plan
+
+
+def test_every_absence_claim_names_a_population_listed_object_by_object(
+        built: Any, pg_database: Database) -> None:
+    searched = _rows(pg_database, "fct_searched_populations")
+    tickets = {row["evidence_id"] for row in searched.values()
+               if row["population_key"] == "tickets"}
+    assert tickets == {uuid.UUID(EVIDENCE["jira"]), uuid.UUID(EVIDENCE["servicenow"])}
+    assert {row["searched_count"] for row in searched.values()
+            if row["population_key"] == "tickets"} == {2}
+    keys = {row["population_key"] for row in searched.values()}
+    cited = set()
+    for model in controls.CONTROLS.values():
+        for row in _rows(pg_database, model).values():
+            assert (row["searched_population"] is None) == (row["searched_count"] is None)
+            if row["searched_population"] is not None:
+                cited.add(row["searched_population"])
+    # AC-01/CM-01/AC-03 cite the tickets, BK-01 the backups, AC-02/LG-01 the audit logs
+    assert {"tickets", "backups", "audit_log:pg-hr-02"} <= cited <= keys

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from extract import loader
-from extract.connectors.registry import SPECS
+from extract.connectors.registry import RAW_TABLES, SPECS
 from extract.demo import generate
 from soxtrail import pipeline
 from soxtrail.audit import verify, verify_raw
@@ -143,6 +143,44 @@ class DeleteBeforeReconcile(Observer):
                 self.deleted = conn.execute(
                     f"delete from {self.table} where run_id = %s and locator = %s",
                     (p.run.id, self.locator)).rowcount
+
+
+def test_every_locator_starts_with_its_objects_stored_name(estate: Estate,
+                                                          run_id: str) -> None:
+    """A locator names the object as stored (`catalog_memberships.csv:7`, never the export's
+    `memberships.csv:7`): `<stored name>:<line>` or `<stored name>#<index>`, in every raw
+    table, in sox_rejects and where a control's row cites it."""
+    checked: dict[str, int] = {}
+    with estate.db.connect() as conn:
+        for table in sorted(RAW_TABLES):
+            bad = conn.execute(
+                f"select r.locator, e.raw_output_s3_key from {table} as r"
+                " join soxtrail.sox_evidence as e on e.id = r.evidence_id"
+                " where r.run_id = %s and not starts_with(r.locator,"
+                " regexp_replace(e.raw_output_s3_key, '^.*/', '') || ':')"
+                " and not starts_with(r.locator,"
+                " regexp_replace(e.raw_output_s3_key, '^.*/', '') || '#') limit 3",
+                (run_id,)).fetchall()
+            assert bad == [], table
+            rows = conn.execute(f"select count(*) from {table} where run_id = %s",
+                                (run_id,)).fetchone()[0]  # type: ignore[index]
+            checked[table] = int(rows)
+        rejects = conn.execute(
+            "select r.locator, e.raw_output_s3_key from soxtrail.sox_rejects as r"
+            " join soxtrail.sox_evidence as e on e.id = r.evidence_id"
+            " where r.run_id = %s", (run_id,)).fetchall()
+        cited = conn.execute(
+            f"select m.evidence_locator, e.raw_output_s3_key from marts.{AC01} as m"
+            " join soxtrail.sox_evidence as e on e.id = m.evidence_id"
+            " where m.run_id = %s", (run_id,)).fetchall()
+    for locator, key in rejects + cited:
+        assert locator.startswith((f"{Path(key).name}:", f"{Path(key).name}#")), (locator, key)
+    # the run's objects span the connectors: catalogs, audit log, tickets, IAM, backups
+    assert all(checked[t] > 0 for t in ("raw.catalog_memberships", "raw.catalog_roles",
+                                        "raw.pgaudit_csvlog", "raw.tickets", "raw.iam_events",
+                                        "raw.backups", "raw.role_catalog", "raw.applications",
+                                        "raw.source_completeness")), checked
+    assert cited
 
 
 def test_an_unmodified_run_re_derives_every_object(estate: Estate, run_id: str) -> None:

@@ -487,3 +487,24 @@ def test_worker_processes_write_the_same_bytes(tmp_path: Path) -> None:
 def test_too_small_an_estate_is_refused() -> None:
     with pytest.raises(ConfigError, match="at least 12 clusters"):
         demo.DemoScale(clusters=10)
+
+
+def test_cm01_oracle_links_a_keyless_statement_only_through_a_covering_window() -> None:
+    """No key: inside an approved window of the cluster passes; outside every one, no ticket
+    is linked (NO_CHANGE_TICKET), and OUTSIDE_CHANGE_WINDOW is left to named tickets."""
+    from extract.demo.oracle_changes import CmIndex
+    from extract.demo.plan import DemoScale
+
+    plan = Plan.build(Q3, DemoScale(), seed=7)
+    index = CmIndex(plan)
+    cluster, windows = next((c, w) for c, w in index.approved.items() if any(w))
+    start, end = next(w for w in windows if w)
+    assert index.reasons(cluster, start, None) == []
+    assert index.reasons(cluster, end, None) == []
+    moment = min(w[0] for w in windows if w) - timedelta(days=400)
+    assert index.reasons(cluster, moment, None) == ["NO_CHANGE_TICKET"]
+    named = next(t for t in plan.tickets.values()
+                 if t.kind == "change" and t.is_approved and t.window and t.cluster == cluster)
+    assert named.window is not None
+    assert index.reasons(cluster, named.window[1] + timedelta(seconds=1), named.key) == [
+        "OUTSIDE_CHANGE_WINDOW"]

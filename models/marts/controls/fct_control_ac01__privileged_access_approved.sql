@@ -117,13 +117,31 @@ population as (
 
 ),
 
-implicit_matches as (
+implicit_candidates as (
 
-    -- no usable key: the access ticket for this user, cluster and role most
-    -- recently approved at or before the grant, else the most recent one
-    select distinct on (population.item_key)
+    -- no usable key: every access ticket for this user, cluster and role is
+    -- a candidate; the one most recently approved at or before the grant
+    -- wins, else the most recent one (ranked once, listed on the row)
+    select
         population.item_key,
-        tickets.ticket_key
+        tickets.ticket_key,
+        tickets.approved_at,
+        tickets.window_start,
+        tickets.window_end,
+        coalesce(
+            tickets.is_approved and tickets.approved_at <= population.granted_at, false
+        ) as is_approved_by_grant,
+        row_number() over (
+            partition by population.item_key
+            order by
+                coalesce(
+                    tickets.is_approved and tickets.approved_at <= population.granted_at, false
+                ) desc,
+                coalesce(tickets.approved_at, tickets.window_start, tickets.window_end)
+                desc nulls last,
+                tickets.ticket_key desc
+        ) as candidate_rank,
+        count(*) over (partition by population.item_key) as candidate_count
     from population
     inner join tickets
         on
@@ -131,11 +149,41 @@ implicit_matches as (
             and population.grantee_identity = tickets.subject_user
             and lower(tickets.cluster) = lower(population.cluster)
             and lower(tickets.role) = lower(population.granted_role)
-    order by
-        population.item_key asc,
-        coalesce(tickets.is_approved and tickets.approved_at <= population.granted_at, false) desc,
-        coalesce(tickets.approved_at, tickets.window_start, tickets.window_end) desc nulls last,
-        tickets.ticket_key desc
+
+),
+
+implicit_matches as (
+
+    -- the chosen candidate, and every candidate with why it won or lost
+    select
+        implicit_candidates.item_key,
+        max(implicit_candidates.ticket_key) filter (
+            where implicit_candidates.candidate_rank = 1
+        ) as ticket_key,
+        max(implicit_candidates.candidate_count)::integer as candidate_count,
+        jsonb_agg(
+            jsonb_build_object(
+                'key', implicit_candidates.ticket_key,
+                'at', {{ utc_text('implicit_candidates.approved_at') }},
+                'from', {{ utc_text('implicit_candidates.window_start') }},
+                'to', {{ utc_text('implicit_candidates.window_end') }},
+                'chosen', implicit_candidates.candidate_rank = 1,
+                'why', case
+                    when
+                        implicit_candidates.candidate_rank = 1
+                        and implicit_candidates.is_approved_by_grant
+                        then 'most recent approval at or before the grant'
+                    when implicit_candidates.candidate_rank = 1
+                        then 'none approved at or before the grant: the most recent'
+                    when implicit_candidates.is_approved_by_grant
+                        then 'approved at or before the grant, before the chosen one'
+                    else 'not approved at or before the grant'
+                end
+            )
+            order by implicit_candidates.candidate_rank
+        ) as candidates
+    from implicit_candidates
+    group by implicit_candidates.item_key
 
 ),
 
@@ -150,6 +198,15 @@ ticket_matched as (
             when explicit_tickets.ticket_key is not null then 'explicit'
             when implicit_tickets.ticket_key is not null then 'implicit'
         end as ticket_match,
+        -- the candidates of an implicit match; an explicit key picks nothing
+        case
+            when explicit_tickets.ticket_key is null
+                then coalesce(implicit_matches.candidates, '[]'::jsonb)
+        end as candidates,
+        case
+            when explicit_tickets.ticket_key is null
+                then coalesce(implicit_matches.candidate_count, 0)
+        end as candidate_count,
         coalesce(explicit_tickets.ticket_key, implicit_tickets.ticket_key) is not null
             as has_ticket,
         -- a referenced ticket raised for another cluster does not cover this one
@@ -249,6 +306,10 @@ tested as (
         matched_tickets.approver,
         matched_tickets.approved_at,
         within_validity_window.validity_ends_at,
+        matched_tickets.evidence_locator || ' ' || matched_tickets.ticket_key as ticket_locator,
+        -- JSON text: the canonical result form has no jsonb encoding
+        ticket_matched.candidates::text as candidates,
+        ticket_matched.candidate_count,
         ticket_matched.has_ticket,
         ticket_matched.is_ticket_for_cluster,
         approved_before_grant.is_ticket_approved,
@@ -282,6 +343,24 @@ tested as (
 
 ),
 
+population_sizes as (
+
+    {{ searched_population_sizes() }}
+
+),
+
+searched as (
+
+    -- NO_TICKET claims no ticket: it searched every ticket object of the run
+    select
+        tested.item_key,
+        {{ searched_population(
+            'tested.exception_reasons', ['NO_TICKET'], "'tickets'"
+        ) }} as searched_population
+    from tested
+
+),
+
 final as (
 
     select
@@ -305,6 +384,10 @@ final as (
         tested.approver,
         tested.approved_at,
         tested.validity_ends_at,
+        tested.validity_ends_at as approval_valid_until,
+        tested.ticket_locator,
+        tested.candidates,
+        tested.candidate_count,
         tested.has_ticket,
         tested.is_ticket_for_cluster,
         tested.is_ticket_approved,
@@ -315,12 +398,18 @@ final as (
         tested.is_approver_not_granter,
         {{ control_result('tested.exception_reasons') }} as result,
         tested.exception_reasons,
+        searched.searched_population,
+        population_sizes.searched_count,
         tested.evidence_id,
         tested.evidence_locator,
         {{ sorted_uuids(['tested.ticket_evidence_id', 'tested.role_catalog_evidence_id']) }}
             as supporting_evidence_ids,
         {{ control_evidence_id() }} as control_evidence_id
     from tested
+    inner join searched
+        on tested.item_key = searched.item_key
+    left join population_sizes
+        on searched.searched_population = population_sizes.population_key
 
 )
 

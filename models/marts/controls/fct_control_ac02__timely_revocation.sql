@@ -29,6 +29,12 @@ revocations as (
 
 ),
 
+population_sizes as (
+
+    {{ searched_population_sizes() }}
+
+),
+
 population as (
 
     select
@@ -67,10 +73,18 @@ login_role_revocations as (
         population.item_key,
         population_login_role.login_role,
         min(revocations.revoked_at) as revoked_at,
-        (array_agg(revocations.revocation_kind order by revocations.revoked_at))[1]
-            as revocation_kind,
-        (array_agg(revocations.evidence_id order by revocations.revoked_at))[1]
-            as revocation_evidence_id
+        (array_agg(
+            revocations.revocation_kind
+            order by revocations.revoked_at, revocations.evidence_locator
+        ))[1] as revocation_kind,
+        (array_agg(
+            revocations.evidence_id
+            order by revocations.revoked_at, revocations.evidence_locator
+        ))[1] as revocation_evidence_id,
+        (array_agg(
+            revocations.evidence_locator
+            order by revocations.revoked_at, revocations.evidence_locator
+        ))[1] as revocation_locator
     from population
     cross join lateral unnest(population.login_roles) as population_login_role (login_role)
     left join revocations
@@ -101,8 +115,17 @@ revoked as (
         end as revoked_at,
         (array_agg(
             login_role_revocations.revocation_kind
-            order by login_role_revocations.revoked_at desc nulls first
+            order by
+                login_role_revocations.revoked_at desc nulls first,
+                login_role_revocations.login_role asc
         ))[1] as revocation_kind,
+        -- the revocation that completed it: the last login role's
+        (array_agg(
+            login_role_revocations.revocation_locator
+            order by
+                login_role_revocations.revoked_at desc nulls first,
+                login_role_revocations.login_role asc
+        ))[1] as revocation_locator,
         array_agg(login_role_revocations.revocation_evidence_id)
         filter (where login_role_revocations.revocation_evidence_id is not null)
             as revocation_evidence_ids,
@@ -119,11 +142,19 @@ revoked as (
 
 revoked_within_sla as (
 
-    -- exactly the SLA passes; a second over does not
+    -- exactly the SLA passes; a second over does not. The duration is shown
+    -- exactly (hours may exceed 24; a fraction of a second is kept), never
+    -- rounded into a figure that contradicts the verdict
     select
         revoked.item_key,
-        round(extract(epoch from revoked.revoked_at - population.deactivated_at) / 3600.0, 2)
-            as hours_to_revoke,
+        -- hours rounded up to the hundredth: 24:00:01 reads 24.01, never 24.00
+        round(
+            ceil(extract(epoch from revoked.revoked_at - population.deactivated_at) / 36.0)
+            / 100.0,
+            2
+        ) as hours_to_revoke,
+        extract(epoch from revoked.revoked_at - population.deactivated_at)
+            as seconds_to_revoke,
         case
             when revoked.revoked_at is not null
                 then
@@ -133,6 +164,47 @@ revoked_within_sla as (
     from revoked
     inner join population
         on revoked.item_key = population.item_key
+
+),
+
+durations as (
+
+    select
+        revoked_within_sla.item_key,
+        revoked_within_sla.hours_to_revoke,
+        revoked_within_sla.seconds_to_revoke,
+        case
+            when revoked_within_sla.seconds_to_revoke is not null
+                then
+                    case when revoked_within_sla.seconds_to_revoke < 0 then '-' else '' end
+                    || lpad(
+                        trunc(abs(revoked_within_sla.seconds_to_revoke) / 3600)::text, 2, '0'
+                    )
+                    || ':' || lpad(
+                        trunc(mod(abs(revoked_within_sla.seconds_to_revoke), 3600) / 60)::text,
+                        2, '0'
+                    )
+                    || ':' || lpad(
+                        trunc(mod(abs(revoked_within_sla.seconds_to_revoke), 60))::text, 2, '0'
+                    )
+                    || coalesce(
+                        '.' || nullif(
+                            rtrim(
+                                lpad(
+                                    round(
+                                        mod(abs(revoked_within_sla.seconds_to_revoke), 1)
+                                        * 1000000
+                                    )::text,
+                                    6, '0'
+                                ),
+                                '0'
+                            ),
+                            ''
+                        ),
+                        ''
+                    )
+        end as time_to_revoke
+    from revoked_within_sla
 
 ),
 
@@ -153,6 +225,20 @@ reasons as (
 
 ),
 
+searched as (
+
+    -- NOT_REVOKED claims no revocation: it searched the cluster's audit log
+    select
+        population.item_key,
+        {{ searched_population(
+            'reasons.exception_reasons', ['NOT_REVOKED'], "'audit_log:' || population.cluster"
+        ) }} as searched_population
+    from population
+    inner join reasons
+        on population.item_key = reasons.item_key
+
+),
+
 final as (
 
     select
@@ -167,12 +253,20 @@ final as (
         population.deactivation_event,
         revoked.revoked_at,
         revoked.revocation_kind,
-        revoked_within_sla.hours_to_revoke,
+        population.evidence_locator as deactivation_locator,
+        revoked.revocation_locator,
+        durations.time_to_revoke,
+        durations.seconds_to_revoke,
+        durations.hours_to_revoke,
         population.is_held_at_quarter_end,
         revoked.is_revoked,
         revoked_within_sla.is_revoked_within_sla,
         {{ control_result('reasons.exception_reasons') }} as result,
         reasons.exception_reasons,
+        null::text as candidates,
+        null::integer as candidate_count,
+        searched.searched_population,
+        population_sizes.searched_count,
         population.evidence_id,
         population.evidence_locator,
         {{ sorted_uuids(arrays=[
@@ -187,6 +281,12 @@ final as (
         on population.item_key = revoked_within_sla.item_key
     inner join reasons
         on population.item_key = reasons.item_key
+    inner join durations
+        on population.item_key = durations.item_key
+    inner join searched
+        on population.item_key = searched.item_key
+    left join population_sizes
+        on searched.searched_population = population_sizes.population_key
 
 )
 

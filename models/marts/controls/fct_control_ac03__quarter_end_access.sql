@@ -175,6 +175,31 @@ reasons as (
 
 ),
 
+population_sizes as (
+
+    {{ searched_population_sizes() }}
+
+),
+
+searched as (
+
+    -- an absence claim searched a whole population: NO_APPROVAL_ON_RECORD
+    -- every ticket object, UNKNOWN_ROLE the role catalog (the two never meet:
+    -- only a catalogued role is privileged)
+    select
+        reasons.item_key,
+        coalesce(
+            {{ searched_population(
+                'reasons.exception_reasons', ['NO_APPROVAL_ON_RECORD'], "'tickets'"
+            ) }},
+            {{ searched_population(
+                'reasons.exception_reasons', ['UNKNOWN_ROLE'], "'role_catalog'"
+            ) }}
+        ) as searched_population
+    from reasons
+
+),
+
 final as (
 
     select
@@ -194,6 +219,10 @@ final as (
         approval_on_record.has_approval_on_record,
         {{ control_result('reasons.exception_reasons') }} as result,
         reasons.exception_reasons,
+        null::text as candidates,
+        null::integer as candidate_count,
+        searched.searched_population,
+        population_sizes.searched_count,
         population.evidence_id,
         population.evidence_locator,
         {{ sorted_uuids([
@@ -212,6 +241,10 @@ final as (
         on population.item_key = approval_on_record.item_key
     inner join reasons
         on population.item_key = reasons.item_key
+    inner join searched
+        on population.item_key = searched.item_key
+    left join population_sizes
+        on searched.searched_population = population_sizes.population_key
 
 )
 

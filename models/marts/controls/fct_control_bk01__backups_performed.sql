@@ -18,6 +18,12 @@ backup_days as (
 
 ),
 
+population_sizes as (
+
+    {{ searched_population_sizes() }}
+
+),
+
 quarter_days as (
 
     {{ quarter_days('backup_day') }}
@@ -76,6 +82,19 @@ reasons as (
 
 ),
 
+searched as (
+
+    -- NO_BACKUP claims no successful backup: it searched every backup
+    -- inventory of the run, not the scope row
+    select
+        reasons.item_key,
+        {{ searched_population(
+            'reasons.exception_reasons', ['NO_BACKUP'], "'backups'"
+        ) }} as searched_population
+    from reasons
+
+),
+
 final as (
 
     select
@@ -90,6 +109,10 @@ final as (
         successful_backup.has_successful_backup,
         {{ control_result('reasons.exception_reasons') }} as result,
         reasons.exception_reasons,
+        null::text as candidates,
+        null::integer as candidate_count,
+        searched.searched_population,
+        population_sizes.searched_count,
         population.evidence_id,
         population.evidence_locator,
         {{ sorted_uuids(arrays=['successful_backup.backup_evidence_ids']) }}
@@ -100,6 +123,10 @@ final as (
         on population.item_key = successful_backup.item_key
     inner join reasons
         on population.item_key = reasons.item_key
+    inner join searched
+        on population.item_key = searched.item_key
+    left join population_sizes
+        on searched.searched_population = population_sizes.population_key
 
 )
 

@@ -29,6 +29,12 @@ tickets as (
 
 ),
 
+population_sizes as (
+
+    {{ searched_population_sizes() }}
+
+),
+
 approved_change_tickets as (
 
     select tickets.*
@@ -82,6 +88,9 @@ explicit_tickets as (
         population.item_key,
         tickets.ticket_key,
         tickets.evidence_id,
+        tickets.evidence_locator || ' ' || tickets.ticket_key as ticket_locator,
+        tickets.window_start,
+        tickets.window_end,
         tickets.ticket_type = 'change' as has_change_ticket,
         tickets.cluster is null or lower(tickets.cluster) = lower(population.cluster)
             as is_ticket_for_cluster,
@@ -95,41 +104,122 @@ explicit_tickets as (
 
 ),
 
-window_tickets as (
+window_candidates as (
 
-    -- no key: an approved change ticket for the cluster whose window
-    -- contains the statement covers it
+    -- no key: every approved change ticket for the cluster is a candidate;
+    -- the windows containing the statement can cover it, the earliest
+    -- opening (then the lowest key) wins. Ranked once, so that the row can
+    -- list the covering windows and the nearest ones either side.
     select
         population.item_key,
-        count(approved_change_tickets.ticket_key) > 0 as has_change_ticket,
-        (array_agg(
-            approved_change_tickets.ticket_key order by
+        approved_change_tickets.ticket_key,
+        approved_change_tickets.window_start,
+        approved_change_tickets.window_end,
+        approved_change_tickets.evidence_id,
+        approved_change_tickets.evidence_locator || ' ' || approved_change_tickets.ticket_key
+            as ticket_locator,
+        coalesce(
+            population.executed_at
+            between approved_change_tickets.window_start
+            and approved_change_tickets.window_end,
+            false
+        ) as is_covering,
+        approved_change_tickets.window_end < population.executed_at as is_before,
+        approved_change_tickets.window_start > population.executed_at as is_after,
+        count(*) over (partition by population.item_key) as candidate_count,
+        row_number() over (
+            partition by
+                population.item_key,
+                coalesce(
+                    population.executed_at
+                    between approved_change_tickets.window_start
+                    and approved_change_tickets.window_end,
+                    false
+                )
+            order by
                 approved_change_tickets.window_start,
                 approved_change_tickets.ticket_key
-        )
-        filter (
-            where population.executed_at between approved_change_tickets.window_start
-            and approved_change_tickets.window_end
-        ))[1] as ticket_key,
-        (array_agg(
-            approved_change_tickets.evidence_id order by
+        ) as covering_rank,
+        row_number() over (
+            partition by
+                population.item_key,
+                approved_change_tickets.window_end < population.executed_at
+            order by
+                approved_change_tickets.window_end desc,
+                approved_change_tickets.ticket_key asc
+        ) as before_rank,
+        row_number() over (
+            partition by
+                population.item_key,
+                approved_change_tickets.window_start > population.executed_at
+            order by
                 approved_change_tickets.window_start,
                 approved_change_tickets.ticket_key
-        )
-        filter (
-            where population.executed_at between approved_change_tickets.window_start
-            and approved_change_tickets.window_end
-        ))[1] as evidence_id
+        ) as after_rank
     from population
-    left join approved_change_tickets
+    inner join approved_change_tickets
         on lower(population.cluster) = lower(approved_change_tickets.cluster)
     where population.referenced_ticket_key is null
-    group by population.item_key
+
+),
+
+window_tickets as (
+
+    -- the chosen window and the candidates the row lists: every covering
+    -- window, and the nearest window that closed before and that opens
+    -- after the statement
+    select
+        window_candidates.item_key,
+        max(window_candidates.ticket_key) filter (
+            where window_candidates.is_covering and window_candidates.covering_rank = 1
+        ) as ticket_key,
+        min(window_candidates.evidence_id::text) filter (
+            where window_candidates.is_covering and window_candidates.covering_rank = 1
+        )::uuid as evidence_id,
+        max(window_candidates.ticket_locator) filter (
+            where window_candidates.is_covering and window_candidates.covering_rank = 1
+        ) as ticket_locator,
+        max(window_candidates.window_start) filter (
+            where window_candidates.is_covering and window_candidates.covering_rank = 1
+        ) as window_start,
+        max(window_candidates.window_end) filter (
+            where window_candidates.is_covering and window_candidates.covering_rank = 1
+        ) as window_end,
+        max(window_candidates.candidate_count)::integer as candidate_count,
+        jsonb_agg(
+            jsonb_build_object(
+                'key', window_candidates.ticket_key,
+                'from', {{ utc_text('window_candidates.window_start') }},
+                'to', {{ utc_text('window_candidates.window_end') }},
+                'chosen', window_candidates.is_covering and window_candidates.covering_rank = 1,
+                'why', case
+                    when window_candidates.is_covering and window_candidates.covering_rank = 1
+                        then 'window contains the statement; earliest to open'
+                    when window_candidates.is_covering
+                        then 'window contains the statement; another opened earlier'
+                    when window_candidates.is_before
+                        then 'nearest window closed before the statement'
+                    else 'nearest window opens after the statement'
+                end
+            )
+            order by
+                window_candidates.window_start,
+                window_candidates.ticket_key
+        ) filter (
+            where
+            window_candidates.is_covering
+            or (window_candidates.is_before and window_candidates.before_rank = 1)
+            or (window_candidates.is_after and window_candidates.after_rank = 1)
+        ) as candidates
+    from window_candidates
+    group by window_candidates.item_key
 
 ),
 
 change_ticket as (
 
+    -- a ticket is linked to the statement by its key, or by the window
+    -- that covers it; no link means no change ticket
     select
         population.item_key,
         case
@@ -143,12 +233,35 @@ change_ticket as (
         case
             when population.referenced_ticket_key is not null
                 then coalesce(explicit_tickets.has_change_ticket, false)
-            else window_tickets.has_change_ticket
+            else window_tickets.ticket_key is not null
         end as has_change_ticket,
         case
             when population.referenced_ticket_key is not null then explicit_tickets.evidence_id
             else window_tickets.evidence_id
-        end as ticket_evidence_id
+        end as ticket_evidence_id,
+        case
+            when population.referenced_ticket_key is not null
+                then explicit_tickets.ticket_locator
+            else window_tickets.ticket_locator
+        end as ticket_locator,
+        case
+            when population.referenced_ticket_key is not null
+                then explicit_tickets.window_start
+            else window_tickets.window_start
+        end as change_window_start,
+        case
+            when population.referenced_ticket_key is not null
+                then explicit_tickets.window_end
+            else window_tickets.window_end
+        end as change_window_end,
+        case
+            when population.referenced_ticket_key is null
+                then coalesce(window_tickets.candidates, '[]'::jsonb)
+        end as candidates,
+        case
+            when population.referenced_ticket_key is null
+                then coalesce(window_tickets.candidate_count, 0)
+        end as candidate_count
     from population
     left join explicit_tickets
         on population.item_key = explicit_tickets.item_key
@@ -187,13 +300,14 @@ ticket_approved as (
 
 within_change_window as (
 
+    -- only a linked ticket has a window the statement can miss; a window
+    -- that linked the statement contains it by construction
     select
         population.item_key,
         case
             when population.referenced_ticket_key is not null
                 then explicit_tickets.is_within_change_window
-            -- approved change tickets exist for the cluster, but none was open
-            when window_tickets.has_change_ticket then window_tickets.ticket_key is not null
+            when window_tickets.ticket_key is not null then true
         end as is_within_change_window
     from population
     left join explicit_tickets
@@ -226,6 +340,19 @@ reasons as (
 
 ),
 
+searched as (
+
+    -- NO_CHANGE_TICKET claims no ticket links the statement: it searched
+    -- every ticket object of the run
+    select
+        reasons.item_key,
+        {{ searched_population(
+            'reasons.exception_reasons', ['NO_CHANGE_TICKET'], "'tickets'"
+        ) }} as searched_population
+    from reasons
+
+),
+
 final as (
 
     select
@@ -247,12 +374,20 @@ final as (
         population.referenced_ticket_key,
         change_ticket.ticket_key,
         change_ticket.ticket_match,
+        change_ticket.ticket_locator,
+        change_ticket.change_window_start,
+        change_ticket.change_window_end,
+        -- JSON text: the canonical result form has no jsonb encoding
+        change_ticket.candidates::text as candidates,
+        change_ticket.candidate_count,
         change_ticket.has_change_ticket,
         ticket_for_cluster.is_ticket_for_cluster,
         ticket_approved.is_ticket_approved,
         within_change_window.is_within_change_window,
         {{ control_result('reasons.exception_reasons') }} as result,
         reasons.exception_reasons,
+        searched.searched_population,
+        population_sizes.searched_count,
         population.evidence_id,
         population.evidence_locator,
         {{ sorted_uuids(['change_ticket.ticket_evidence_id']) }} as supporting_evidence_ids,
@@ -268,6 +403,10 @@ final as (
         on population.item_key = within_change_window.item_key
     inner join reasons
         on population.item_key = reasons.item_key
+    inner join searched
+        on population.item_key = searched.item_key
+    left join population_sizes
+        on searched.searched_population = population_sizes.population_key
 
 )
 

@@ -382,6 +382,28 @@ reasons as (
 
 ),
 
+population_sizes as (
+
+    {{ searched_population_sizes() }}
+
+),
+
+searched as (
+
+    -- NO_LOG_EVIDENCE and LOG_GAP claim a log is missing: they searched
+    -- every audit log file captured for the cluster
+    select
+        population.item_key,
+        {{ searched_population(
+            'reasons.exception_reasons', ['LOG_GAP', 'NO_LOG_EVIDENCE'],
+            "'audit_log:' || population.cluster"
+        ) }} as searched_population
+    from population
+    inner join reasons
+        on population.item_key = reasons.item_key
+
+),
+
 final as (
 
     select
@@ -404,6 +426,10 @@ final as (
         restarts.unverified_restarts,
         {{ control_result('reasons.exception_reasons') }} as result,
         reasons.exception_reasons,
+        null::text as candidates,
+        null::integer as candidate_count,
+        searched.searched_population,
+        population_sizes.searched_count,
         population.evidence_id,
         population.evidence_locator,
         {{ sorted_uuids(arrays=[
@@ -416,6 +442,10 @@ final as (
     from population
     inner join reasons
         on population.item_key = reasons.item_key
+    inner join searched
+        on population.item_key = searched.item_key
+    left join population_sizes
+        on searched.searched_population = population_sizes.population_key
     left join running_periods
         on
             population.cluster = running_periods.cluster

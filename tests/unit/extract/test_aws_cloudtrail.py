@@ -99,6 +99,12 @@ def test_snapshot_takes_the_quarter_days_plus_the_late_delivery_day(tmp_path: Pa
     assert first.raw_output_s3_key.endswith(".json.gz")
     assert first.result_row_count == 4
     assert "eu-west-1/2024/08/15/*.json.gz" in first.query_text
+    # the listing that found it, and where the file was
+    folder = tmp_path / "trail" / "AWSLogs" / ACCOUNT / "CloudTrail" / "eu-west-1/2024/08/15"
+    assert first.query_params["listed"] == f"{folder}/*.json.gz"
+    assert first.query_params["location"] == str(
+        folder / file_name("2024/08/15", "1200", "eu-west-1"))
+    assert "bucket" not in first.query_params
     assert run.store.fetch(first.raw_output_s3_key, tmp_path).read_bytes() == MIXED
 
 
@@ -167,7 +173,37 @@ def test_snapshot_walks_an_s3_prefix(tmp_path: Path, s3_endpoint: str,
     assert run.records[-1].query_params["completeness"]["findings"] == ["UNVERIFIED"]
     assert [r.query_params["file"] for r in log_records(run)][:2] == [
         file_name("2024/07/02", "0000"), file_name("2024/07/02", "0100")]
+    # the bucket and the prefix listed
+    assert [(r.query_params["bucket"], r.query_params["prefix"], r.query_params["listed"])
+            for r in log_records(run)] == [
+        (bucket, f"org/AWSLogs/{ACCOUNT}/CloudTrail/us-east-1/2024/07/02/",
+         f"s3://{bucket}/org/AWSLogs/{ACCOUNT}/CloudTrail/us-east-1/2024/07/02/*.json.gz")] * 2 + [
+        (bucket, f"org/AWSLogs/o-abc/{ACCOUNT}/CloudTrail/us-east-1/2024/08/01/",
+         f"s3://{bucket}/org/AWSLogs/o-abc/{ACCOUNT}/CloudTrail/us-east-1/2024/08/01/*.json.gz")]
+    assert log_records(run)[0].query_params["location"] == (
+        f"s3://{bucket}/org/{ct('us-east-1', '2024/07/02', '0000')}")
     stored = run.store.fetch(run.records[2].raw_output_s3_key, tmp_path)
     assert stored.read_bytes() == MIXED
     assert len([i for i in aws_cloudtrail.load(run.records[2].query_params, stored)
                 if isinstance(i, RawRow)]) == 2
+
+
+def test_locators_name_the_object_as_stored_when_two_files_share_a_name(
+        tmp_path: Path) -> None:
+    same = "same-name.json.gz"
+    lay_out(tmp_path / "trail", {
+        f"AWSLogs/{ACCOUNT}/CloudTrail/us-east-1/2024/07/01/{same}": MIXED,
+        f"AWSLogs/{ACCOUNT}/CloudTrail/eu-west-1/2024/07/01/{same}": MIXED,
+    })
+    run = make_run(tmp_path)
+    aws_cloudtrail.snapshot(trail_source(tmp_path), run)
+    names = []
+    for record in log_records(run):
+        stored = run.store.fetch(record.raw_output_s3_key, tmp_path)
+        assert record.query_params["file"] == same
+        names.append(stored.name)
+        locators = [i.locator for i in aws_cloudtrail.load(record.query_params, stored)
+                    if isinstance(i, RawRow)]
+        assert locators and all(loc.startswith(stored.name + "#") for loc in locators)
+    # the second file is stored under another name: its locators say that name
+    assert names == [same, f"{ACCOUNT}_us-east-1_{same}"]

@@ -138,10 +138,22 @@ def test_v2_pages_by_start_at_one_capture_per_page(tmp_path: Path, services: Fak
     assert first.source_system == "tickets"
     assert first.query_text.startswith(f"GET {services.url}{V2}?jql=project+%3D+DBA")
     assert "startAt=0&maxResults=2" in first.query_text
+    sent = first.query_params.pop("request")
     assert first.query_params == {
         "api": "v2", "jql": 'project = DBA AND updated >= "2024-07-01" AND created < "2024-10-01"',
         "page": 0, "start_at": 0, "attempt": 1, "source": "jira-prod", "connector": "jira",
         "raw_table": "raw.tickets"}
+    # each page's evidence row says the request as the fake Jira received it: JQL, fields,
+    # expand, paging, and nothing else
+    for record, received in zip(pages_of(run), requests, strict=True):
+        request = sent if record is first else record.query_params["request"]
+        assert request["method"] == received.method == "GET"
+        assert request["url"] == f"{services.url}{V2}"
+        assert request["query"] == {name: values[0] for name, values in received.query.items()}
+    assert sent["query"]["jql"] == first.query_params["jql"]
+    assert sent["query"]["fields"].split(",") == [
+        *jira.STANDARD_JIRA_FIELDS, "customfield_10401", "customfield_10402"]
+    assert sent["query"]["expand"] == "changelog"
     assert first.raw_output_s3_key.endswith("/raw/tickets/jira-prod/jira-search-00000.json")
     rows = loaded(run, local_store)
     assert [raw_doc(r)["key"] for r in rows if isinstance(r, RawRow)] == [
@@ -181,6 +193,14 @@ def test_v3_pages_by_next_page_token_until_is_last(tmp_path: Path, services: Fak
     assert requests[1].param("nextPageToken") and requests[2].param("nextPageToken")
     assert requests[1].param("nextPageToken") != requests[2].param("nextPageToken")
     assert [r.query_params["api"] for r in pages_of(run)] == ["v3"] * 3
+    assert [r.query_params["request"]["query"] for r in pages_of(run)] == [
+        {name: values[0] for name, values in received.query.items()} for received in requests]
+    [count] = services.requests_to("/rest/api/3/search/approximate-count")
+    first = pages_of(run)[0].query_params
+    assert first["count_request"] == {
+        "method": count.method, "url": f"{services.url}{count.path}", "query": {},
+        "body": json.loads(count.body)}
+    assert first["count_request"]["body"]["jql"] == first["request"]["query"]["jql"]
     rows = loaded(run, local_store)
     assert len(rows) == 5 and all(isinstance(r, RawRow) for r in rows)
 
@@ -289,7 +309,14 @@ def test_saved_pages_are_captured_as_is_and_loaded(tmp_path: Path, run: Snapshot
     (pages / "page-3.json").write_bytes(b'{"issues": [')
     jira.snapshot(make_source(tmp_path, path="exports/page-*.json"), run)
     assert [r.query_params["api"] for r in pages_of(run)] == ["file"] * 3
-    assert pages_of(run)[0].query_text == f"read {pages / 'page-1.json'}"
+    # what each saved page itself records of its search, and the file read
+    assert pages_of(run)[0].query_text == (
+        f"read saved Jira search page {pages / 'page-1.json'} (startAt 0, maxResults 2, "
+        "total 3; 2 issues; the page records no JQL)")
+    assert [(r.query_params["file"], r.query_params["saved_page"]) for r in pages_of(run)] == [
+        ("page-1.json", {"startAt": 0, "maxResults": 2, "total": 3, "issues": 2}),
+        ("page-2.json", {"isLast": True, "issues": 1}),
+        ("page-3.json", {"readable": False})]
     stored = local_store.fetch(pages_of(run)[0].raw_output_s3_key, Path("unused"))
     assert stored.read_bytes() == first
     items = loaded(run, local_store)

@@ -199,7 +199,9 @@ def test_pgaudit_copy_text_equals_the_general_path(tmp_path: Path) -> None:
 
 
 def test_a_file_name_that_needs_escaping_takes_the_general_path(tmp_path: Path) -> None:
-    path = tmp_path / "log.csv"
+    path = tmp_path / "we\tird.csv"  # the locators' name is the object's own
     path.write_text(CSVLOG_LINES[0] + "\n", encoding="utf-8")
-    params = {"format": "csvlog", "file": "we\tird.csv"}
-    assert [type(item) for item in pgaudit_log.load_copy_text(params, path)] == [RawRow]
+    params = {"format": "csvlog", "file": "log.csv"}
+    items = list(pgaudit_log.load_copy_text(params, path))
+    assert [type(item) for item in items] == [RawRow]
+    assert isinstance(items[0], RawRow) and items[0].locator == "we\tird.csv:1"

@@ -127,6 +127,14 @@ def test_pages_follow_the_link_header_for_the_quarter(tmp_path: Path, services: 
     assert pages_of(run)[0].query_params["raw_table"] == "raw.iam_events"
     assert pages_of(run)[1].query_text.startswith(f"GET {services.url}{LOGS}?")
     assert "after=" in pages_of(run)[1].query_text
+    # each page's evidence row says the request as the fake Okta received it (a following
+    # page's query is the `next` link's)
+    for page, received in zip(pages_of(run), requests, strict=True):
+        assert page.query_params["request"] == {
+            "method": received.method, "url": f"{services.url}{received.path}",
+            "query": {name: values[0] for name, values in received.query.items()}}
+    assert pages_of(run)[0].query_params["request"]["query"]["since"] == \
+        pages_of(run)[0].query_params["since"]
     assert_no_canary(run, local_store)
 
 

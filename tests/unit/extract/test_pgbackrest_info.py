@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import uuid
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 
 from extract.connectors import pgbackrest_info
 from extract.snapshot import SnapshotRun
+from soxtrail.kernel import secrets
 from soxtrail.kernel.errors import ConfigError, SourceError
 from soxtrail.kernel.quarter import Quarter
 from soxtrail.kernel.sources import RawRow, Reject, Source
@@ -54,6 +56,12 @@ def test_file_is_captured_as_is_and_loads_one_row_per_backup(tmp_path: Path) -> 
     assert statement.query_name == "completeness"
     assert record.result_row_count == 3
     assert record.query_params["raw_table"] == "raw.backups"
+    # a saved output: the file it was read from, and that no command line was run
+    assert record.query_params["file"] == "info.json"
+    assert record.query_params["capture"] == "saved output"
+    assert record.query_params["command_line"] is None
+    assert record.query_text.startswith(f"file {tmp_path / 'info.json'} (saved output of "
+                                        "`pgbackrest info --output=json`")
     stored = run.store.fetch(record.raw_output_s3_key, tmp_path)
     assert stored.read_bytes() == INFO_BYTES
     items = list(pgbackrest_info.load(record.query_params, stored))
@@ -72,8 +80,24 @@ def test_command_output_is_captured_exactly(tmp_path: Path) -> None:
     assert statement.query_name == "completeness"
     assert record.query_text.endswith("fake_info.py --output=json")
     assert record.query_params["command"] == argv
+    assert record.query_params["command_line"] == shlex.join(argv) == record.query_text
+    assert record.query_params["capture"] == "command output"
     assert run.store.fetch(record.raw_output_s3_key, tmp_path).read_bytes() == INFO_BYTES
     assert record.result_row_count == 3
+
+
+def test_a_secret_on_the_command_line_never_reaches_the_evidence(tmp_path: Path) -> None:
+    script = tmp_path / "fake_info.py"
+    script.write_text(f"import sys; sys.stdout.buffer.write({INFO_BYTES!r})")
+    canary = "canary-backrest-8c1f2e"
+    secrets.remember(canary)
+    argv = [sys.executable, str(script), f"--repo1-cipher-pass={canary}", "--output=json"]
+    run = make_run(tmp_path)
+    pgbackrest_info.snapshot(source(tmp_path, command=argv), run)
+    record = run.records[0]
+    assert canary not in record.query_text + json.dumps(record.query_params)
+    assert record.query_params["command_line"].endswith("--output=json")
+    assert "--repo1-cipher-pass=" in record.query_params["command_line"]
 
 
 def test_failing_command_names_the_source_and_exit_code(tmp_path: Path) -> None:

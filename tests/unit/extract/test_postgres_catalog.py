@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from pathlib import Path
 
@@ -67,9 +68,13 @@ def test_offline_exports_are_captured_byte_for_byte_as_two_evidence_rows(
     stored = run.store.fetch(memberships.raw_output_s3_key, tmp_path)
     assert stored.read_text() == MEMBERSHIPS
     items = list(postgres_catalog.load(memberships.query_params, stored))
-    assert [item.locator for item in items] == ["members.csv:2", "members.csv:3",
-                                                "members.csv:4"]
-    assert items[0] == RawRow("members.csv:2", ("alice", "app_admin", "f", "f", "t", "f", None))
+    # the locators name the object as stored, not the export it was read from
+    assert stored.name == "catalog_memberships.csv"
+    assert [item.locator for item in items] == ["catalog_memberships.csv:2",
+                                                "catalog_memberships.csv:3",
+                                                "catalog_memberships.csv:4"]
+    assert items[0] == RawRow("catalog_memberships.csv:2",
+                              ("alice", "app_admin", "f", "f", "t", "f", None))
     assert isinstance(items[2], RawRow) and items[2].values[0] == "odd, name"
 
 
@@ -94,10 +99,11 @@ def test_the_settings_export_is_a_third_evidence_row_when_given(tmp_path: Path) 
     assert settings.result_row_count == 4
     items = list(postgres_catalog.load(settings.query_params,
                                        run.store.fetch(settings.raw_output_s3_key, tmp_path)))
-    assert items[1] == RawRow("settings.csv:3", ("2024-09-30 23:30:00.123456+00", "pgaudit.log",
-                                                 "role,ddl", None, "configuration file", "f"))
-    assert items[2] == RawRow("settings.csv:4", ("2024-09-30 23:30:00.123456+00",
-                                                 "pgaudit.log_level", None, None, None, None))
+    assert items[1] == RawRow("catalog_settings.csv:3", (
+        "2024-09-30 23:30:00.123456+00", "pgaudit.log", "role,ddl", None, "configuration file",
+        "f"))
+    assert items[2] == RawRow("catalog_settings.csv:4", (
+        "2024-09-30 23:30:00.123456+00", "pgaudit.log_level", None, None, None, None))
     # a settings row says what held at its moment: without captured_at it is rejected
     assert isinstance(items[3], Reject) and items[3].reason == "empty captured_at"
 
@@ -169,3 +175,30 @@ def test_unparseable_dsn_is_a_config_error_without_echoing_it(tmp_path: Path) ->
     with pytest.raises(ConfigError, match="fin-catalog: dsn is not a valid") as caught:
         postgres_catalog.snapshot(source, make_run(tmp_path))
     assert "unclosed" not in str(caught.value)
+
+
+def test_an_export_says_its_query_and_what_it_records_of_the_server(tmp_path: Path) -> None:
+    source = offline_source(tmp_path)
+    (tmp_path / "exports" / "settings.csv").write_text(SETTINGS)
+    source.values["settings_path"] = "exports/settings.csv"
+    run = make_run(tmp_path)
+    postgres_catalog.snapshot(source, run)
+    memberships, roles, settings, _statement = run.records
+    for record, query, file in ((memberships, "catalog_memberships", "members.csv"),
+                                (roles, "catalog_roles", "roles.csv"),
+                                (settings, "catalog_settings", "settings.csv")):
+        params = record.query_params
+        assert params["file"] == file
+        assert params["query"] == query
+        text = (Path(postgres_catalog.__file__).parent / "queries" / f"{query}.sql").read_bytes()
+        assert params["query_sha256"] == hashlib.sha256(text).hexdigest()
+        # the settings export's captured_at is the server's now(); no export says its version
+        assert params["server_now"] == "2024-09-30T23:30:00.123456Z"
+        assert params["server_version"] == "unknown"
+
+
+def test_without_a_settings_export_the_servers_time_is_unknown(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    postgres_catalog.snapshot(offline_source(tmp_path), run)
+    memberships = run.records[0].query_params
+    assert (memberships["server_now"], memberships["server_version"]) == ("unknown", "unknown")

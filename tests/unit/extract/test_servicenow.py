@@ -130,6 +130,13 @@ def test_offset_paging_until_the_total_count(tmp_path: Path, services: FakeServi
         f"CHG00300{n:02d}" for n in range(1, 6)]
     record = pages_of(run)[0]
     assert record.query_text.startswith(f"GET {services.url}{TABLE}?sysparm_query=")
+    # each page's evidence row says the request as the fake instance received it
+    for page, received in zip(pages_of(run), requests, strict=True):
+        assert page.query_params["request"] == {
+            "method": received.method, "url": f"{services.url}{received.path}",
+            "query": {name: values[0] for name, values in received.query.items()}}
+    assert record.query_params.pop("request")["query"] == {
+        "sysparm_query": query, "sysparm_limit": "2", "sysparm_offset": "0"}
     assert record.query_params == {"table": "change_request", "query": query, "page": 0,
                                    "offset": 0, "x_total_count": 5, "attempt": 1,
                                    "source": "snow-prod",
