@@ -128,6 +128,10 @@ def run_soxtrail(data: Path, dsn: str, home: Path, server: Server,
         env["PGOPTIONS"] = pgoptions
     cmd = [sys.executable, "-m", "soxtrail", "run", "--quarter", QUARTER,
            "--config", str(data / "soxtrail.yml"), "--json", "--quiet"]
+    if env.get("CI", "").lower() in ("true", "1") and not env.get("SOXTRAIL_SIGNING_KEY"):
+        # under CI a run needs a signing key from the CI's secrets (docs/operations.md); the
+        # bench's throwaway runs are then measured unsigned rather than refused
+        cmd.append("--no-sign")
     home.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     proc = psutil.Popen(cmd, env=env, cwd=str(REPO), stdout=subprocess.PIPE,

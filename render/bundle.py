@@ -68,13 +68,15 @@ _SAFE_PATH = re.compile(r"^[A-Za-z0-9._@+=-]+(/[A-Za-z0-9._@+=-]+)*$")
 UNSIGNED_TEXT = """\
 THIS BUNDLE IS NOT SIGNED.
 
-No signing key was configured when it was written (SOXTRAIL_SIGNING_KEY was
-unset), so MANIFEST.sha256 carries no signature. `sha256sum -c MANIFEST.sha256`
-still detects a changed file, but nothing proves who wrote the manifest: anyone
-with write access to the store could have replaced both a file and its hash.
+It was written without a signing key (its run was started with --no-sign, or
+before soxtrail signed by default), so MANIFEST.sha256 carries no signature.
+`sha256sum -c MANIFEST.sha256` still detects a changed file, but nothing proves
+who wrote the manifest: anyone with write access to the store could have
+replaced both a file and its hash. `soxtrail verify` fails it unless given
+--allow-unsigned.
 
-Create a key with `soxtrail keygen <path>`, set SOXTRAIL_SIGNING_KEY=<path>,
-give the auditors the fingerprint it prints, and write the bundle again.
+Start a new run without --no-sign (with SOXTRAIL_SIGNING_KEY set to the team's
+key, or with this machine's own key) and give the auditors its fingerprint.
 """
 
 README_TEXT = """\
@@ -382,15 +384,16 @@ def _manifest_text(root: Path, names: Sequence[str]) -> str:
 
 def write_bundle(conn: psycopg.Connection[Any], store: Store, *, run_id: str, quarter: str,
                  files: BundleInputs, signing_key: Path | None = None,
-                 schema: str = MARTS_SCHEMA) -> BundleResult:
+                 unsigned: bool = False, schema: str = MARTS_SCHEMA) -> BundleResult:
     """Write the run's audit-log bundle to `<quarter>/<run_id>/bundle/` in the store.
 
     The manifest is signed with the Ed25519 key at `signing_key` or
-    `$SOXTRAIL_SIGNING_KEY`; without one an `UNSIGNED` file says so and
-    `signed` is False.  Everything written from the run config is redacted.
+    `$SOXTRAIL_SIGNING_KEY`; without one (or with `unsigned`: a run started with
+    `--no-sign`) an `UNSIGNED` file says so and `signed` is False.  Everything
+    written from the run config is redacted.
     """
     run_id = str(uuid.UUID(str(run_id)))
-    key_path = signing.signing_key_path(signing_key)
+    key_path = None if unsigned else signing.signing_key_path(signing_key)
     private_key = signing.load_private_key(key_path) if key_path is not None else None
     prefix = bundle_prefix(quarter, run_id, files.version)
     if files.version > 1 and not (files.reason or "").strip():

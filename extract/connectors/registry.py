@@ -18,6 +18,7 @@ from extract.connectors import (
     pgaudit_log,
     pgbackrest_info,
     postgres_catalog,
+    responses,
     servicenow,
 )
 from soxtrail.kernel.errors import ConfigError
@@ -34,15 +35,17 @@ CONNECTORS: dict[str, ModuleType] = {
     "aws_backup": aws_backup,
     "file": file,
     "catalog_file": catalog_file,
+    "responses": responses,
 }
-# what a config's `connector:` may name (catalog_file serves the `catalogs:` files only)
+# what a config's `connector:` may name (catalog_file serves the `catalogs:` files only,
+# responses the `responses:` file)
 SPECS: dict[str, ConnectorSpec] = {name: module.SPEC for name, module in CONNECTORS.items()}
 
 
 def connector_module(name: str, where: str = "") -> ModuleType:
     """The module implementing connector `name`."""
     if name not in CONNECTORS:
-        known = ", ".join(sorted(k for k in CONNECTORS if k != "catalog_file"))
+        known = ", ".join(sorted(k for k in CONNECTORS if k not in ("catalog_file", "responses")))
         raise ConfigError(f"{where}unknown connector {name!r} (known: {known})")
     return CONNECTORS[name]
 

@@ -9,13 +9,16 @@ from pathlib import Path
 from extract.demo.oracle import ItemSink, write_expected
 from extract.demo.oracle_access import evaluate_access
 from extract.demo.oracle_logging import evaluate_logging, logging_completeness
+from extract.demo.oracle_register import expected_register
 from extract.demo.plan import DemoScale, Plan
 from extract.demo.plan_completeness import completeness_clusters, completeness_findings
+from extract.demo.plan_responses import plan_responses
 from extract.demo.writers.backups import write_backups
 from extract.demo.writers.catalogs import write_catalogs, write_seeds
 from extract.demo.writers.config import config_text
 from extract.demo.writers.iam import write_cloudtrail, write_hr
 from extract.demo.writers.pgaudit import write_logs
+from extract.demo.writers.responses import write_responses
 from extract.demo.writers.server_settings import write_server_settings
 from extract.demo.writers.tickets import write_jira
 from soxtrail.kernel.controls import CONTROLS
@@ -52,7 +55,7 @@ def generate(out: Path, quarter: Quarter, *, clusters: int = 12, seed: int = 7,
     scale = scale or default_scale(clusters)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for sub in ("logs", "catalog", "cloudtrail", "hr", "jira", "backups", "seeds"):
+    for sub in ("logs", "catalog", "cloudtrail", "hr", "jira", "backups", "seeds", "responses"):
         shutil.rmtree(out / sub, ignore_errors=True)
     plan = Plan.build(quarter, scale, seed)
     summary = DemoSummary(out=out, quarter=quarter.label, clusters=len(plan.clusters),
@@ -82,11 +85,16 @@ def generate(out: Path, quarter: Quarter, *, clusters: int = 12, seed: int = 7,
               for c, items in controls.items()}
     counts["CM-01"] = (sink.count, sink.exceptions)
     counts["BK-01"] = (bk_sink.count, bk_sink.exceptions)
+    # management's responses to a few exceptions: one waiver, one expired waiver
+    responses = plan_responses(quarter, controls)
+    write_responses(responses, out / "responses" / f"{quarter.label}.yml")
+    register = expected_register(responses, sum(n for _, n in counts.values()),
+                                 judged_on=quarter.end_day)
     write_expected(out / "expected.json", quarter, controls, {"CM-01": cm01_tmp,
                                                               "BK-01": bk01_tmp},
                    completeness={**completeness,
                                  "cloudtrail": sorted({code for code, _ in trail.planted})},
-                   completeness_clusters=completeness_clusters())
+                   completeness_clusters=completeness_clusters(), register=register)
     cm01_tmp.unlink()
     bk01_tmp.unlink()
     (out / "soxtrail.yml").write_text(config_text(plan), encoding="utf-8")

@@ -83,10 +83,12 @@ def _item_json(item: Item) -> str:
 def write_expected(path: Path, quarter: Quarter, controls: dict[str, list[Item]],
                    streamed: dict[str, Path],
                    completeness: dict[str, list[str]] | None = None,
-                   completeness_clusters: dict[str, list[str]] | None = None) -> None:
+                   completeness_clusters: dict[str, list[str]] | None = None,
+                   register: dict[str, Any] | None = None) -> None:
     """`expected.json`: per control of `CONTROLS`, computed items or streamed ones; then
     `completeness`: per source name, the sorted finding codes its statement must carry;
-    `completeness_clusters`: per cluster with a planted scope finding, its codes."""
+    `completeness_clusters`: per cluster with a planted scope finding, its codes;
+    `register`: the exceptions register's responded rows and counts (oracle_register)."""
     with path.open("w", encoding="utf-8") as out:
         out.write(f'{{"quarter": "{quarter.label}", "controls": {{\n')
         for n, control in enumerate(CONTROLS):
@@ -106,7 +108,8 @@ def write_expected(path: Path, quarter: Quarter, controls: dict[str, list[Item]]
         out.write("},\n")
         out.write(f'"completeness": {json.dumps(completeness or {}, sort_keys=True)},\n')
         out.write('"completeness_clusters": '
-                  f'{json.dumps(completeness_clusters or {}, sort_keys=True)}}}\n')
+                  f'{json.dumps(completeness_clusters or {}, sort_keys=True)},\n')
+        out.write(f'"register": {json.dumps(register or {}, sort_keys=True)}}}\n')
 
 
 def _stripped_lines(path: Path) -> Iterator[str]:

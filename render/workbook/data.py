@@ -16,6 +16,7 @@ from soxtrail.kernel.controls import (
     CONTROLS,
     MARTS_SCHEMA,
     POPULATIONS,
+    REGISTERS,
     SUMMARY_MODEL,
 )
 from soxtrail.kernel.errors import PipelineError
@@ -24,6 +25,9 @@ SUMMARY_TABLE = SUMMARY_MODEL
 # every population a row's absence claim searched, one row per evidence object (issue 19)
 SEARCHED_TABLE = next(iter(POPULATIONS.values()), "")  # the registry's kind `population`
 SEARCHED_ORDER = ("population_key", "evidence_id")
+# the exceptions register: one row per exception across the controls (the registry's kind
+# `register`), with management's response
+REGISTER_TABLE = next(iter(REGISTERS.values()), "")
 # the run config's record of how its bundle is signed (render.signing.signing_record)
 SIGNING_KEY = "_signing"
 
@@ -83,6 +87,9 @@ class RunData:
     control_sql: dict[str, tuple[str, str, str | None, str | None]]  # id -> (model, evid, qn, sql)
     clusters: list[str] = field(default_factory=list)  # the clusters the controls tested
     searched_counts: list[tuple[str, int]] = field(default_factory=list)  # key -> rows, in order
+    # the exceptions register's tallies (rows, exceptions, without_response, waived, expired,
+    # recurring, resolved); empty when the run has no register
+    register: dict[str, int] = field(default_factory=dict)
 
     @property
     def signing(self) -> dict[str, Any]:
@@ -151,6 +158,7 @@ def load_run_data(conn: psycopg.Connection[Any], run_id: str,
             sql.SQL("select population_key, count(*) from {}.{} where run_id = %s "
                     "group by population_key order by population_key collate \"C\"").format(
                 sql.Identifier(schema), sql.Identifier(SEARCHED_TABLE)), (run_id,)).fetchall()]
+    register = _register_tallies(conn, run_id, schema, available)
 
     control_sql: dict[str, tuple[str, str, str | None, str | None]] = {}
     for control, table in marts.items():
@@ -164,7 +172,32 @@ def load_run_data(conn: psycopg.Connection[Any], run_id: str,
                                 row[1] if row else None)
     return RunData(run, marts, summary, available, control_sql,
                    clusters=_clusters_tested(conn, run, schema, marts, available),
-                   searched_counts=searched_counts)
+                   searched_counts=searched_counts, register=register)
+
+
+def _register_tallies(conn: psycopg.Connection[Any], run_id: str, schema: str,
+                      available: dict[str, dict[str, str]]) -> dict[str, int]:
+    """Add the register's columns to `available` and count its rows: a waived exception is
+    counted as an exception (never as a pass), a response-less one as `without_response`."""
+    columns = _columns_of(conn, schema, REGISTER_TABLE) if REGISTER_TABLE else {}
+    needed = ("run_id", "item_key", "register_status", "waiver_state", "recurrence",
+              "has_response")
+    if not all(c in columns for c in needed):
+        return {}
+    available["register"] = {k: v for k, v in columns.items() if k != "run_id"}
+    row = conn.execute(sql.SQL(
+        "select count(*),"
+        " count(*) filter (where recurrence <> 'resolved'),"
+        " count(*) filter (where recurrence <> 'resolved' and not has_response),"
+        " count(*) filter (where waiver_state like 'waived until %%'),"
+        " count(*) filter (where waiver_state = 'expired'),"
+        " count(*) filter (where recurrence = 'recurring'),"
+        " count(*) filter (where recurrence = 'resolved')"
+        " from {}.{} where run_id = %s").format(
+            sql.Identifier(schema), sql.Identifier(REGISTER_TABLE)), (run_id,)).fetchone()
+    names = ("rows", "exceptions", "without_response", "waived", "expired", "recurring",
+             "resolved")
+    return dict(zip(names, (int(v) for v in row or (0,) * len(names)), strict=True))
 
 
 def _clusters_tested(conn: psycopg.Connection[Any], run: Mapping[str, Any], schema: str,
@@ -214,6 +247,14 @@ def read_searched_rows(conn: psycopg.Connection[Any], run_id: str, *, schema: st
         sql.SQL(", ").join(sql.Identifier(n) for n in columns),
         sql.Identifier(schema), sql.Identifier(SEARCHED_TABLE))
     return _stream(conn, query, (run_id,), "soxtrail_render_searched")
+
+
+def read_register_rows(conn: psycopg.Connection[Any], run_id: str, *, schema: str,
+                       columns: Sequence[str]) -> Iterator[tuple[Any, ...]]:
+    """The run's exceptions register, `columns` in order then `register_status`, by item key
+    (streamed)."""
+    return read_mart_rows(conn, run_id, schema=schema, table=REGISTER_TABLE,
+                          columns=[*columns, "register_status"], cursor="soxtrail_render_register")
 
 
 def read_evidence_ids(conn: psycopg.Connection[Any], run_id: str) -> list[str]:

@@ -31,7 +31,7 @@ SEARCHED_LINK_COLUMN = "searched_population"
 
 
 # keys of `available` that are sheets but not controls
-_NOT_CONTROLS = ("summary", "evidence", "queries", "searched")
+_NOT_CONTROLS = ("summary", "evidence", "queries", "searched", "register")
 
 
 class LayoutError(ConfigError):
@@ -109,12 +109,14 @@ class Layout:
     verify_notes: tuple[str, ...]
     verify_steps: tuple[VerifyStep, ...]
     searched: SheetLayout | None = None  # the populations searched (when the run has them)
+    register: SheetLayout | None = None  # the exceptions register (when the run has one)
     chart_title: str = ""  # the Summary's bar chart of exceptions per control ("" = none)
 
     def sheet_names(self) -> list[str]:
         """Every base sheet name, in workbook order."""
         return ([self.summary.sheet] + [s.sheet for s in self.controls.values()]
                 + ([self.searched.sheet] if self.searched is not None else [])
+                + ([self.register.sheet] if self.register is not None else [])
                 + [self.evidence.sheet, self.queries.sheet, self.verify_sheet])
 
 
@@ -331,8 +333,8 @@ def validate_layout(template: str, doc: Any, available: Mapping[str, Mapping[str
                     *, run_columns: Sequence[str]) -> Layout:
     """Check a rendered layout document and resolve its columns; raise LayoutError naming both."""
     doc = _mapping(template, "layout", doc,
-                   {"properties", "summary", "controls", "searched", "evidence", "queries",
-                    "verify"},
+                   {"properties", "summary", "controls", "searched", "register", "evidence",
+                    "queries", "verify"},
                    {"summary", "controls", "evidence", "queries", "verify"})
     props = _mapping(template, "properties", doc.get("properties") or {},
                      {"title", "subject", "author", "manager", "company", "category",
@@ -396,6 +398,13 @@ def validate_layout(template: str, doc: Any, available: Mapping[str, Mapping[str
             raise _fail(template, "searched.columns", "the first column must be "
                                                       "`population_key` (links point at "
                                                       "column A)")
+    register = None
+    if doc.get("register") is not None:
+        if "register" not in available:
+            raise _fail(template, "register", "the run has no exceptions register "
+                                              "(render the sheet only when `register_columns`)")
+        register, _ = _sheet(template, "register", "register", doc["register"],
+                             available["register"])
     evidence, _ = _sheet(template, "evidence", "evidence", doc["evidence"], available["evidence"])
     if evidence.columns[0].name != "id":
         raise _fail(template, "evidence.columns", "the first column must be `id` "
@@ -424,6 +433,7 @@ def validate_layout(template: str, doc: Any, available: Mapping[str, Mapping[str
         verify_notes=_notes(template, "verify.notes", verify.get("notes")),
         verify_steps=tuple(steps),
         searched=searched,
+        register=register,
         chart_title=chart_title,
     )
     sheet_names = [n.lower() for n in result.sheet_names()]
@@ -462,6 +472,8 @@ def template_context(data: RunData) -> dict[str, Any]:
         "evidence_columns": list(data.available["evidence"]),
         "query_columns": list(data.available["queries"]),
         "searched_columns": list(data.available.get("searched", {})),
+        "register_columns": list(data.available.get("register", {})),
+        "register": dict(data.register),
         "clusters": list(data.clusters),
         "signing": dict(data.signing),
     }

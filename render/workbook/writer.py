@@ -25,6 +25,7 @@ from render.workbook.data import (
     read_evidence_ids,
     read_evidence_rows,
     read_mart_rows,
+    read_register_rows,
     read_searched_rows,
 )
 from render.workbook.layout import Column, Layout, SheetLayout, load_layout, template_context
@@ -590,6 +591,16 @@ def render_workbook(conn: psycopg.Connection[Any], *, run_id: str, template: str
                         columns=[c.name for c in layout.searched.columns]))
                 if written != sum(n for _, n in data.searched_counts):
                     raise RenderError(f"searched populations changed while rendering run "
+                                      f"{run_id}")
+            if layout.register is not None:
+                # a waived exception is still an exception: marked like one
+                written = _TableWriter(book, layout.register, links=links).write_all(
+                    (row[:-1], str(row[-1] or "").startswith("EXCEPTION"))
+                    for row in read_register_rows(
+                        conn, run_id, schema=schema,
+                        columns=[c.name for c in layout.register.columns]))
+                if written != data.register.get("rows"):
+                    raise RenderError(f"exceptions register changed while rendering run "
                                       f"{run_id}")
             evidence_rows = read_evidence_rows(conn, run_id,
                                                [c.name for c in layout.evidence.columns])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from soxtrail.audit.verify import run_store
+from soxtrail.kernel import attestations as signoffs
 from soxtrail.kernel import controls, evidence, runs
 from soxtrail.kernel.errors import PipelineError
 
@@ -63,6 +65,58 @@ def _related_evidence(conn: psycopg.Connection[Any], model: str, run_id: str) ->
     except psycopg.Error:
         conn.rollback()
         return []
+
+
+def _attestations(conn: psycopg.Connection[Any], run: runs.Run, store: Any,
+                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The run's sign-off as OSCAL: parties (one per signer), attestations (one per
+    attestation, its fields as props) and back-matter resources (each signed file)."""
+    parties: dict[str, dict[str, Any]] = {}
+    items = []
+    resources = []
+    for row in signoffs.list_attestations(conn, run.id):
+        signer = str(row["signer"])
+        party = parties.setdefault(signer, {
+            "uuid": stable_uuid(run.id, "party", signer), "type": "person", "name": signer,
+            "props": _props(("key-fingerprint", row["key_fingerprint"]))})
+        resource_uuid = stable_uuid(run.id, "attestation-file", str(row["id"]))
+        location = store.location(str(row["store_key"]))
+        href = location if "://" in location else "file://" + location
+        digest = hashlib.sha256(str(row["document"]).encode("utf-8")).hexdigest()
+        resources.append({
+            "uuid": resource_uuid,
+            "title": f"attestation {row['id']} ({row['role']} {signer})",
+            "description": "The signed attestation document; its Ed25519 signature is the "
+                           "file with `.sig` appended (docs/auditor-guide.md, \"Sign-off\").",
+            "rlinks": [{"href": href, "hashes": [{"algorithm": "SHA-256", "value": digest}]}],
+        })
+        supersedes = str(row["supersedes_run"]) if row["supersedes_run"] else None
+        items.append({
+            "responsible-parties": [{"role-id": str(row["role"]),
+                                     "party-uuids": [party["uuid"]]}],
+            "parts": [{
+                "name": "attestation",
+                "ns": PROP_NS,
+                "title": f"{row['role']} sign-off by {signer}",
+                "prose": (f"{signer} signed off run {run.id} as {row['role']} on "
+                          f"{_ts(row['signed_at'])}, attesting MANIFEST.sha256 "
+                          f"{row['manifest_sha256']} of bundle version {row['bundle_version']}"
+                          + (f"; comment: {row['comment']}" if row["comment"] else "")
+                          + (f"; supersedes run {supersedes}" if supersedes else "")
+                          + ("" if row["authenticated"] else
+                             "; unauthenticated (no signers.yml)") + "."),
+                "props": _props(("attestation-id", row["id"]), ("role", row["role"]),
+                                ("signed-at", _ts(row["signed_at"])),
+                                ("manifest-sha256", row["manifest_sha256"]),
+                                ("bundle-version", row["bundle_version"]),
+                                ("authenticated", str(bool(row["authenticated"])).lower()),
+                                ("key-fingerprint", row["key_fingerprint"]),
+                                ("supersedes-run", supersedes),
+                                ("chain-hash", row["chain_hash"]),
+                                ("file", f"#{resource_uuid}")),
+            }],
+        })
+    return list(parties.values()), items, resources
 
 
 def assessment_results(conn: psycopg.Connection[Any], run_id: str) -> dict[str, Any]:
@@ -153,6 +207,7 @@ def assessment_results(conn: psycopg.Connection[Any], run_id: str) -> dict[str, 
         if related_uuids:
             finding["related-observations"] = [{"observation-uuid": u} for u in related_uuids]
         findings.append(finding)
+    parties, signed_off, attestation_files = _attestations(conn, run, store)
     conn.commit()
 
     last_modified = _ts(run.finished_at or run.started_at)
@@ -166,6 +221,9 @@ def assessment_results(conn: psycopg.Connection[Any], run_id: str) -> dict[str, 
             "oscal-version": OSCAL_VERSION,
             "props": _props(("run-id", run.id), ("quarter", run.quarter),
                             ("git-commit", run.git_commit), ("triggered-by", run.triggered_by)),
+            **({"roles": [{"id": role, "title": f"sign-off {role}"}
+                          for role in signoffs.ROLES],
+                "parties": parties} if parties else {}),
         },
         "import-ap": {"href": f"#{stable_uuid(run.id, 'resource', 'controls')}"},
         "results": [{
@@ -177,6 +235,7 @@ def assessment_results(conn: psycopg.Connection[Any], run_id: str) -> dict[str, 
             "start": _ts(run.started_at),
             **({"end": _ts(run.finished_at)} if run.finished_at else {}),
             "reviewed-controls": {"control-selections": [{"include-controls": control_ids}]},
+            **({"attestations": signed_off} if signed_off else {}),
             "observations": observations,
             "findings": findings,
         }],
@@ -185,7 +244,7 @@ def assessment_results(conn: psycopg.Connection[Any], run_id: str) -> dict[str, 
             "title": "soxtrail control definitions (docs/controls.md)",
             "description": "The normative description of each control's population, test "
                            "attributes and reason codes; stands in for an assessment plan.",
-        }, *resources]},
+        }, *resources, *attestation_files]},
     }
     return {"assessment-results": document}
 

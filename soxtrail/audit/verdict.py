@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Statuses that make the run fail verification; UNSIGNED only with require_signature.
+# Statuses that make the run fail verification; UNSIGNED too unless --allow-unsigned.
 FAILING = frozenset({"MISMATCH", "MISSING", "EXTRA", "FAIL"})
 
 

@@ -25,8 +25,8 @@ from soxtrail.kernel.store import LocalStore, Store, open_store
 GENESIS = evidence.GENESIS
 # The groups of checks; "control" also compares the stored mart rows ("mart" lines);
 # "included", the earlier rows the run includes (verify_included: their link, and with
-# "object" and "raw" their objects and raw rows).
-KINDS = ("object", "raw", "chain", "included", "control", "bundle", "links")
+# "object" and "raw" their objects and raw rows); "attest", the sign-off (verify_attest).
+KINDS = ("object", "raw", "chain", "included", "control", "bundle", "links", "attest")
 
 
 @dataclass
@@ -36,12 +36,14 @@ class VerifyReport:
     run_id: str
     quarter: str
     verdicts: list[Verdict] = field(default_factory=list)
-    require_signature: bool = False
+    # an UNSIGNED bundle fails unless allowed (bundles are signed by default; `--no-sign`
+    # is a deliberate choice the auditor accepts with --allow-unsigned)
+    allow_unsigned: bool = False
 
     def failures(self) -> list[Verdict]:
-        """The checks that did not pass."""
+        """The checks that did not pass (UNSIGNED too, unless allow_unsigned)."""
         return [v for v in self.verdicts
-                if v.failed or (self.require_signature and v.status == "UNSIGNED")]
+                if v.failed or (not self.allow_unsigned and v.status == "UNSIGNED")]
 
     @property
     def passed(self) -> bool:
@@ -208,7 +210,9 @@ def check_bundle_files(run: runs.Run, store: Store, bundle: str | None,
         checks = check_bundle(target, prefix, public_key=public_key)
     except SoxtrailError as exc:
         return [Verdict("FAIL", "bundle", target.location(prefix or "."), str(exc))]
-    return [Verdict(c.status, "bundle", c.path, c.detail) for c in checks]
+    return [Verdict(c.status, "bundle", c.path, c.detail + (
+        " (its run was started with --no-sign, or before soxtrail signed by default): fails "
+        "unless --allow-unsigned" if c.status == "UNSIGNED" else "")) for c in checks]
 
 
 def _lock_verdicts(run: runs.Run, store: Store, bundle: str | None) -> list[Verdict]:
@@ -260,10 +264,14 @@ def _status_verdict(run: runs.Run, bundled: bool) -> Verdict:
 
 
 def verify_run(conn: psycopg.Connection[Any], run_id: str, *, bundle: str | None = None,
-               public_key: Path | None = None, require_signature: bool = False,
+               public_key: Path | None = None, allow_unsigned: bool = False,
+               require_signature: bool = False,
                store: Store | None = None, kinds: Collection[str] = KINDS,
                progress: Callable[[Verdict], None] | None = None) -> VerifyReport:
-    """Every check of a run (or only those of `kinds`); `conn` should be read-only."""
+    """Every check of a run (or only those of `kinds`); `conn` should be read-only.
+
+    An UNSIGNED bundle fails unless `allow_unsigned`; `require_signature` (an UNSIGNED
+    bundle fails) is the default now and overrides `allow_unsigned`."""
     from soxtrail.audit import verify_anchor
 
     run = runs.get_run(conn, run_id)
@@ -275,7 +283,8 @@ def verify_run(conn: psycopg.Connection[Any], run_id: str, *, bundle: str | None
     given, store = store, store or run_store(run)
     signed = verify_anchor.read_bundle(*_bundle_location(run, store, bundle))
     objects, source = verify_anchor.choose_store(given, signed, store)
-    report = VerifyReport(run_id=run.id, quarter=run.quarter, require_signature=require_signature)
+    report = VerifyReport(run_id=run.id, quarter=run.quarter,
+                          allow_unsigned=allow_unsigned and not require_signature)
 
     def add(verdicts: Verdict | list[Verdict]) -> None:
         for verdict in verdicts if isinstance(verdicts, list) else [verdicts]:
@@ -328,6 +337,10 @@ def verify_run(conn: psycopg.Connection[Any], run_id: str, *, bundle: str | None
         add(_report_verdicts(conn, run, store, bundle, public_key, report, kinds))
     if "links" in kinds:
         add(check_links(conn, run.id))
+    if "attest" in kinds:  # the sign-off: attestations of the run (verify_attest)
+        from soxtrail.audit import verify_attest
+
+        add(verify_attest.check_attestations(conn, run, store))
     return report
 
 

@@ -36,8 +36,14 @@ def verify_command(
         "--bundle", help="Bundle folder or s3:// prefix (default: the run's own).")] = None,
     public_key: Annotated[Path | None, typer.Option(
         "--public-key", help="The signer's Ed25519 public key (PEM) the auditor holds.")] = None,
+    allow_unsigned: Annotated[bool, typer.Option(
+        "--allow-unsigned", help="Accept an UNSIGNED bundle (a run started with --no-sign): "
+                                 "its verdict is UNSIGNED, not a failure. Without it an "
+                                 "unsigned bundle fails verification.")] = False,
     require_signature: Annotated[bool, typer.Option(
-        "--require-signature", help="An UNSIGNED bundle fails verification.")] = False,
+        "--require-signature", help="An UNSIGNED bundle fails verification: the default "
+                                    "now (kept for scripts that pass it; not with "
+                                    "--allow-unsigned).")] = False,
     store_uri: Annotated[str | None, typer.Option(
         "--store", help="Read the raw objects (and find the bundle) in this store: a folder or "
                         "s3:// prefix, e.g. a copy (default: the store the signed bundle "
@@ -50,6 +56,8 @@ def verify_command(
     with handled():
         if public_key is not None and not public_key.is_file():
             raise ConfigError(f"--public-key {public_key}: no such file")
+        if allow_unsigned and require_signature:
+            raise ConfigError("--allow-unsigned and --require-signature contradict each other")
         store = None
         if store_uri is not None:
             if not store_uri.startswith("s3://") and not Path(store_uri).is_dir():
@@ -58,7 +66,7 @@ def verify_command(
         with _read_only() as conn:
             report = verify.verify_run(
                 conn, run_id, bundle=bundle, public_key=public_key,
-                require_signature=require_signature, store=store,
+                allow_unsigned=allow_unsigned, require_signature=require_signature, store=store,
                 progress=None if as_json else lambda v: out.print(v.line(), markup=False))
         if as_json:
             print(json.dumps({"run_id": report.run_id, "quarter": report.quarter,

@@ -12,7 +12,9 @@ from soxtrail.cli.audit import audit_app
 from soxtrail.cli.common import err
 from soxtrail.cli.db import db_app
 from soxtrail.cli.docs import docs_app
+from soxtrail.cli.respond import respond_app
 from soxtrail.cli.run import run_app
+from soxtrail.cli.signoff import signoff_app
 from soxtrail.kernel import secrets
 from soxtrail.kernel.errors import EXIT_PIPELINE_FAILURE
 
@@ -27,6 +29,8 @@ app = typer.Typer(
 )
 app.add_typer(run_app)  # run, capture, snapshot … bundle, resume, runs, demo, keygen, version
 app.add_typer(audit_app)  # verify, diff, access-as-of, evidence, export-oscal, grant-auditor
+app.add_typer(signoff_app)  # signoff: a person attests a run (the official run)
+app.add_typer(respond_app)  # respond: management's response to an exception
 app.add_typer(docs_app, name="docs")
 app.add_typer(db_app, name="db")  # status, stop: the embedded PostgreSQL
 

@@ -75,10 +75,12 @@ def explanations(event: dict[str, Any]) -> list[str]:
                      "+ skipped is checked)")
     if phase == "bundle" and event.get("signed") is False:
         lines.append("signed=False: the bundle's MANIFEST.sha256 carries no signature "
-                     "(SOXTRAIL_SIGNING_KEY was not set), so nothing proves who wrote it; "
-                     "its UNSIGNED file says so. To sign: `soxtrail keygen <path>` once, "
-                     "export SOXTRAIL_SIGNING_KEY=<path>; runs started with it are signed (a "
-                     "run is bundled as it started, signed or not: its workbook says which)")
+                     "(the run was started with --no-sign), so nothing proves who wrote it; "
+                     "its UNSIGNED file says so and `soxtrail verify` fails it unless "
+                     "--allow-unsigned. To sign: run without --no-sign (this machine's own "
+                     "key), or `soxtrail keygen <path>` once and export "
+                     "SOXTRAIL_SIGNING_KEY=<path> (a run is bundled as it started, signed or "
+                     "not: its workbook says which)")
     return lines
 
 

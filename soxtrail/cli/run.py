@@ -36,6 +36,7 @@ from soxtrail.kernel.config import load_config
 from soxtrail.kernel.database import home
 from soxtrail.kernel.errors import EXIT_EXCEPTIONS_FOUND, EXIT_USAGE, ConfigError
 from soxtrail.kernel.quarter import Quarter
+from soxtrail.pipeline.context import SIGNING_KEY
 from soxtrail.pipeline.runs import new_bundle_version
 
 run_app = typer.Typer()
@@ -65,6 +66,29 @@ def completeness_exceptions(outcome: pipeline.Outcome) -> int:
     return sum(int(c["exceptions"]) for c in outcome.controls if c.get("kind") == "completeness")
 
 
+def signing_words(run: runs.Run) -> str | None:
+    """How the run's bundle is signed, as recorded when it started (`_signing`)."""
+    from render import signing
+
+    record = run.config.get(SIGNING_KEY)
+    if not isinstance(record, dict) or run.kind == runs.CAPTURE:
+        return None
+    if not record.get("signed"):
+        return ("unsigned (--no-sign): `soxtrail verify` fails it unless given --allow-unsigned"
+                if record.get("key") == signing.OPTED_OUT else "unsigned")
+    where = {signing.FROM_LOCAL: f"this machine's key {signing.local_key_path()}",
+             signing.FROM_ENV: signing.KEY_ENV}.get(str(record.get("key")), "a key")
+    return f"Ed25519, key fingerprint {record.get('fingerprint')} ({where})"
+
+
+NoSignOpt = Annotated[bool, typer.Option(
+    "--no-sign", help="Write the bundle unsigned, on purpose (recorded in the run; `verify` "
+                      "then needs --allow-unsigned). By default a run signs with "
+                      "SOXTRAIL_SIGNING_KEY, else with this machine's own key (created on the "
+                      "first run under $SOXTRAIL_HOME/keys/); under CI (CI=true) "
+                      "SOXTRAIL_SIGNING_KEY is required.")]
+
+
 def print_result(outcome: pipeline.Outcome, *, as_json: bool) -> None:
     """The closing lines: run id, report and bundle paths, per-control counts."""
     run = outcome.run
@@ -74,6 +98,7 @@ def print_result(outcome: pipeline.Outcome, *, as_json: bool) -> None:
             "run_id": run.id, "quarter": run.quarter, "status": run.status,
             "report": outcome.report, "bundle": outcome.bundle, "controls": outcome.controls,
             "completeness_exceptions": incomplete, "phases": outcome.phases,
+            "signing": run.config.get(SIGNING_KEY),
         }, default=str, sort_keys=True))
         return
     if outcome.controls:
@@ -99,6 +124,8 @@ def print_result(outcome: pipeline.Outcome, *, as_json: bool) -> None:
         out.print(f"report: {outcome.report}")
     if outcome.bundle:
         out.print(f"bundle: {outcome.bundle}")
+    if words := signing_words(run):
+        out.print(f"signing: {words}", markup=False)
     if note := still_running_note():
         err.print(note, markup=False)
 
@@ -120,10 +147,14 @@ def run(
              "whole); without it the run completes and reports them.")] = False,
     wait: Annotated[bool, typer.Option(
         "--wait", help="Wait for another run of the same quarter instead of refusing.")] = False,
+    no_sign: NoSignOpt = False,
 ) -> None:
     """Run all five phases for a quarter: snapshot, load, reconcile, render, bundle."""
     with handled():
+        from render.signing import check_ci
+
         check_log_format(log_format)
+        check_ci(no_sign=no_sign)  # before anything: no fresh key per CI machine
         q = Quarter.parse(quarter)
         cfg = load_config(config or demo_config(q), specs=SPECS)
         q = cfg.quarter(q.label)  # its months and days: the config's fiscal year and zone
@@ -136,7 +167,9 @@ def run(
         with conn:
             outcome = pipeline.start_run(db, conn, cfg, q, clusters=parse_clusters(clusters),
                                          wait=wait, template=template, on_run=announce,
-                                         echo=echo_events(quiet or as_json, log_format))
+                                         echo=echo_events(quiet or as_json, log_format),
+                                         sign=not no_sign,
+                                         announce=lambda text: err.print(text, markup=False))
         print_result(outcome, as_json=as_json)
         if fail_on_exceptions and any(c["exceptions"] for c in outcome.controls
                                       if c.get("kind", "control") == "control"):
@@ -284,24 +317,37 @@ def list_runs(
     limit: Annotated[int, typer.Option(help="How many runs to list.")] = 20,
     as_json: JsonOpt = False,
 ) -> None:
-    """List runs, newest first."""
+    """List runs, newest first; a quarter run is `official` (its quarter's newest reviewer
+    sign-off, `soxtrail signoff`) or a `draft`."""
     with handled():
+        from soxtrail.kernel import attestations
+
         _, conn = open_database()
         with conn:
             rows = runs.list_runs(conn, limit)
+            official = {o["run_id"] for o in attestations.official_runs(conn).values()}
+
+        def signoff(r: runs.Run) -> str | None:
+            """official (the quarter's newest reviewer sign-off), draft, or None (capture)."""
+            if r.kind == runs.CAPTURE:
+                return None
+            return "official" if r.id in official else "draft"
+
         if as_json:
             print(json.dumps([{"run_id": r.id, "kind": r.kind, "quarter": r.quarter,
-                               "status": r.status,
+                               "status": r.status, "signoff": signoff(r),
                                "phase_reached": r.phase_reached, "started_at": r.started_at,
                                "finished_at": r.finished_at, "triggered_by": r.triggered_by}
                               for r in rows], default=str))
             return
         table = Table()
-        for column in ("run id", "kind", "quarter", "status", "phase", "started", "by"):
+        for column in ("run id", "kind", "quarter", "status", "sign-off", "phase", "started",
+                       "by"):
             table.add_column(column)
         for r in rows:
-            table.add_row(r.id, r.kind, r.quarter, r.status, r.phase_reached or "-",
-                          r.started_at.strftime("%Y-%m-%d %H:%M:%S"), r.triggered_by)
+            table.add_row(r.id, r.kind, r.quarter, r.status, signoff(r) or "-",
+                          r.phase_reached or "-", r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+                          r.triggered_by)
         out.print(table)
 
 

@@ -26,7 +26,8 @@ from soxtrail.kernel.sources import COMMON_KEYS, SYSTEMS, ConnectorSpec, Source
 from soxtrail.kernel.store import local_path, safe_name
 
 TOP_LEVEL_KEYS = frozenset({"version", "store", "sources", "catalogs", "policy", "clusters",
-                            "fiscal_year_start_month", "timezone"})
+                            "fiscal_year_start_month", "timezone", "responses",
+                            "signers"})
 CATALOG_KEYS = ("role_catalog", "applications", "identity_map")
 POLICY_KEYS = frozenset({
     "revocation_sla_hours", "approval_validity_days", "approved_statuses",
@@ -53,6 +54,8 @@ class Config:
     # the reporting period: a quarter's months and the zone of its days (Quarter)
     fiscal_year_start_month: int = DEFAULT_FISCAL_YEAR_START_MONTH
     timezone: str = DEFAULT_TIMEZONE
+    # management's responses to exceptions: the file per quarter (`{quarter}` in the path)
+    responses: str | None = None
     # the connectors' specs the config was validated against (extract.connectors.registry)
     specs: Mapping[str, ConnectorSpec] = field(default_factory=dict, repr=False)
 
@@ -250,6 +253,13 @@ def parse_config(data: Any, *, path: Path | None, base_dir: Path,
                                      and all(isinstance(c, str) for c in clusters)):
         raise ConfigError(f"{_where(path, 'clusters')}: expected a list of cluster names")
     fiscal_year_start_month, timezone = period_settings(data, path)
+    responses = data.get("responses")
+    if responses is not None and not (isinstance(responses, str) and responses.strip()):
+        raise ConfigError(f"{_where(path, 'responses')}: expected a file path "
+                          "(e.g. responses/{quarter}.yml)")
+    signers = data.get("signers")  # signers.yml: who may sign off, their keys
+    if signers is not None and not (isinstance(signers, str) and signers.strip()):
+        raise ConfigError(f"{_where(path, 'signers')}: expected a file path (e.g. signers.yml)")
     store = data.get("store")
     if store is not None and not isinstance(store, str):
         raise ConfigError(f"{_where(path, 'store')}: expected a path or s3://bucket/prefix")
@@ -262,6 +272,7 @@ def parse_config(data: Any, *, path: Path | None, base_dir: Path,
             store = str(folder if folder.is_absolute() else base_dir / folder)
     return Config(path=path, raw=data, sources=sources, catalogs=catalogs, policy=policy,
                   store=store, clusters=tuple(clusters) if clusters else None,
+                  responses=responses,
                   base_dir=base_dir, specs=specs,
                   fiscal_year_start_month=fiscal_year_start_month, timezone=timezone)
 

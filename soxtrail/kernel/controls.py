@@ -45,6 +45,12 @@ class Control:
     # a source of one of them qualifies the control's result
     systems: tuple[str, ...] = ()
 
+    @property
+    def recur_by(self) -> tuple[str, ...]:
+        """The mart columns by which an item recurs in a later run (`identity.recur_by`):
+        the whole `item_key` unless the control declares its non-time parts."""
+        return tuple(str(c) for c in self.identity.get("recur_by") or ("item_key",))
+
     def as_dict(self) -> dict[str, Any]:
         """The declaration as dbt receives it (JSON-able, keys sorted by the caller)."""
         return {"id": self.id, "model": self.model, "order": self.order, "title": self.title,
@@ -114,14 +120,18 @@ COMPLETENESS: dict[str, str] = {c.id: c.model for c in by_kind("completeness")}
 # the searched-population marts (kind `population`): what the absence claims searched, one row
 # per evidence object; evidenced and verified like a control, never counted as one
 POPULATIONS: dict[str, str] = {c.id: c.model for c in by_kind("population")}
+# the exceptions register (kind `register`): every exception item across the controls with
+# management's response, waiver state and recurrence; evidenced and verified like a control,
+# never counted as one
+REGISTERS: dict[str, str] = {c.id: c.model for c in by_kind("register")}
 SUMMARY_MODEL = "fct_control_summary"
 # The summary mart is not a control, but it has its own reconcile evidence row like one
 # (query_params control_id = SUMMARY_ID) and verify re-runs it the same way.
 SUMMARY_ID = "SUMMARY"
 # every mart with a reconcile evidence row: id -> model, the controls first, then the
-# completeness marts, then the summary, then the searched populations
+# completeness marts, then the summary, then the searched populations, then the register
 EVIDENCED_MARTS: dict[str, str] = {**CONTROLS, **COMPLETENESS, SUMMARY_ID: SUMMARY_MODEL,
-                                   **POPULATIONS}
+                                   **POPULATIONS, **REGISTERS}
 MARTS_SCHEMA = "marts"
 
 

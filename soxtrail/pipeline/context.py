@@ -141,18 +141,32 @@ def run_sources(config: Config, run: runs.Run, *, catalogs: bool = True) -> list
     if run.kind == runs.CAPTURE:
         names = set(run.config.get(CAPTURE_SOURCES_KEY) or ())
         return [source for source in config.sources if source.name in names]
-    return sources_in_scope(config, run.clusters) + (catalog_sources(config) if catalogs else [])
+    return (sources_in_scope(config, run.clusters) + (catalog_sources(config) if catalogs else [])
+            + responses_sources(config))
 
 
-def record_config(config: Config, store: Store) -> dict[str, Any]:
+def responses_sources(config: Config) -> list[Source]:
+    """Management's responses file (`responses:`), a source of every quarter run."""
+    if not config.responses:
+        return []
+    return [Source(name="responses", system="responses", connector="responses",
+                   values={"path": config.responses}, base_dir=config.base_dir)]
+
+
+def record_config(config: Config, store: Store, *, sign: bool = True,
+                  announce: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The config as the run records it (redacted), with the store it writes to and how its
-    bundle will be signed (`_signing`: whether, and the key's fingerprint; the workbook
-    states it, and the bundle phase refuses another key)."""
+    bundle will be signed (`_signing`: whether, the key's fingerprint and where the key
+    came from; the workbook states it, and the bundle phase refuses another key).
+
+    With `sign` the key is SOXTRAIL_SIGNING_KEY, else the machine's own key (created now
+    on the first run, `announce` told; refused under CI: render.signing.check_ci); without
+    it (`--no-sign`, or a capture, which writes no bundle) `signed` is false."""
     from render.signing import signing_record
 
     recorded = config.redacted()
     recorded["_store"] = store.uri
-    recorded[SIGNING_KEY] = signing_record()
+    recorded[SIGNING_KEY] = signing_record(no_sign=not sign, announce=announce)
     return recorded
 
 

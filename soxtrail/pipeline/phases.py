@@ -260,8 +260,9 @@ def phase_reconcile(p: Pipeline) -> dict[str, Any]:
         raise PipelineError(f"dbt build did not build the summary model {controls.SUMMARY_MODEL}")
     written += write_control_evidence(p, controls.SUMMARY_ID, controls.SUMMARY_MODEL, summary,
                                       variables)
-    # the populations the absence claims searched: evidenced (and re-run) like the summary
-    for population_id, model in controls.POPULATIONS.items():
+    # the populations the absence claims searched, and the exceptions register: evidenced
+    # (and re-run) like the summary
+    for population_id, model in {**controls.POPULATIONS, **controls.REGISTERS}.items():
         node = nodes.get(model)
         if node is None:
             raise PipelineError(f"dbt build did not build the population model {model}")
@@ -350,37 +351,46 @@ def phase_bundle(p: Pipeline) -> dict[str, Any]:
     return write_bundle_version(p, report_dir=p.workdir / "report")
 
 
-def check_signing(p: Pipeline) -> None:
-    """The bundle is signed as the run recorded when it started (its workbook says so):
-    refuse another key, or none, rather than write a bundle its own report misdescribes."""
-    from render.signing import signing_record
+def check_signing(p: Pipeline) -> Path | None:
+    """The key to sign the bundle with, as the run recorded when it started (its workbook
+    says so): None for a run recorded unsigned (`--no-sign`), else SOXTRAIL_SIGNING_KEY or
+    the machine's own key, refused unless it is the recorded key (rather than write a
+    bundle its own report misdescribes)."""
+    from render import signing
 
     recorded = p.run.config.get(SIGNING_KEY)
     if not isinstance(recorded, dict):
-        return  # a run recorded before `_signing` existed
-    now = signing_record()
-    if bool(now.get("signed")) == bool(recorded.get("signed")) and \
-            now.get("fingerprint") == recorded.get("fingerprint"):
-        return
-
-    def said(record: dict[str, Any]) -> str:
-        return (f"signed with the key of fingerprint {record.get('fingerprint')}"
-                if record.get("signed") else "unsigned (no SOXTRAIL_SIGNING_KEY)")
-
-    raise PipelineError(
-        f"bundle: the run was started {said(recorded)}, which its workbook states; "
-        f"SOXTRAIL_SIGNING_KEY now gives {said(now)}: point it at the key the run started "
-        f"with and resume (soxtrail resume {p.run.id}), or start a new run")
+        return signing.signing_key_path(None)  # a run recorded before `_signing` existed
+    if not recorded.get("signed"):
+        return None  # bundled unsigned, as it started
+    wanted = recorded.get("fingerprint")
+    key = signing.signing_key_path(None, local=True)
+    if key is None:
+        raise PipelineError(
+            f"bundle: the run was started signed with the key of fingerprint {wanted}, which "
+            f"its workbook states, but {signing.KEY_ENV} is not set and this machine has no "
+            f"key ({signing.local_key_path()}): set {signing.KEY_ENV} to that key and resume "
+            f"(soxtrail resume {p.run.id}), or start a new run")
+    now = signing.fingerprint(signing.load_private_key(key).public_key())
+    if now != wanted:
+        where = (signing.KEY_ENV if os.environ.get(signing.KEY_ENV, "").strip()
+                 else "this machine's key")
+        raise PipelineError(
+            f"bundle: the run was started signed with the key of fingerprint {wanted}, which "
+            f"its workbook states; {where} ({key}) has fingerprint {now}: point "
+            f"{signing.KEY_ENV} at the key the run started with and resume "
+            f"(soxtrail resume {p.run.id}), or start a new run")
+    return key
 
 
 def write_bundle_version(p: Pipeline, *, report_dir: Path, version: int = 1,
                          reason: str | None = None) -> dict[str, Any]:
-    """Write bundle `version` of the run with the report in `report_dir`."""
+    """Write bundle `version` of the run with the report in `report_dir`, signed as the run
+    recorded when it started (check_signing)."""
     from render.bundle import BundleInputs, bundle_prefix, write_bundle
 
     target = p.workdir / "dbt" / "target"
-    key_path = os.environ.get("SOXTRAIL_SIGNING_KEY")
-    check_signing(p)
+    key_path = check_signing(p)
     record_path = report_dir.parent / f"{report_dir.name}.{RENDER_RECORD}"
     render = json.loads(record_path.read_text()) if record_path.is_file() else None
     inputs = BundleInputs(
@@ -395,7 +405,7 @@ def write_bundle_version(p: Pipeline, *, report_dir: Path, version: int = 1,
         created_by=runs.triggered_by() if version > 1 else None,
     )
     result = write_bundle(p.conn, p.store, run_id=p.run.id, quarter=p.quarter.label,
-                          files=inputs, signing_key=Path(key_path) if key_path else None)
+                          files=inputs, signing_key=key_path, unsigned=key_path is None)
     p.conn.commit()
     prefix = bundle_prefix(p.quarter.label, p.run.id, version)
     p.outputs["bundle_prefix"] = prefix

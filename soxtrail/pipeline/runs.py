@@ -168,8 +168,11 @@ def check_clusters(config: Config, clusters: tuple[str, ...] | None) -> None:
 def start_run(db: Database, conn: psycopg.Connection[Any], config: Config, quarter: Quarter, *,
               clusters: tuple[str, ...] | None = None, wait: bool = False,
               template: str = "default", echo: Echo | None = None,
-              on_run: OnRun | None = None) -> Outcome:
-    """A new run of the quarter: under its lock (or `wait` for it), record it, run every phase."""
+              on_run: OnRun | None = None, sign: bool = True,
+              announce: Callable[[str], None] | None = None) -> Outcome:
+    """A new run of the quarter: under its lock (or `wait` for it), record it, run every phase.
+    `sign=False` (`--no-sign`) writes an unsigned bundle; `announce` is told when the
+    machine's signing key is created (context.record_config)."""
     check_clusters(config, clusters or config.clusters)
     if quarter != config.quarter(quarter.label) and quarter != Quarter.parse(quarter.label):
         raise ConfigError(f"quarter {quarter.label}: built for fiscal year start month "
@@ -179,7 +182,9 @@ def start_run(db: Database, conn: psycopg.Connection[Any], config: Config, quart
     store = open_store(config.store, home() / "store")
     with runs.quarter_lock(conn, quarter.label, wait=wait):
         run = runs.create_run(conn, quarter=quarter.label, clusters=clusters or config.clusters,
-                              config=record_config(config, store), config_hash=config.hash())
+                              config=record_config(config, store, sign=sign,
+                                                   announce=announce),
+                              config_hash=config.hash())
         if on_run is not None:
             on_run(run, list(run.phases))
         return execute(db, conn, run, list(run.phases), resolve_secrets=True,
@@ -226,7 +231,7 @@ def start_capture(db: Database, conn: psycopg.Connection[Any], config: Config,
     under the quarter's lock; the quarter's run includes what it captured."""
     chosen = capture_sources(config, sources)
     store = open_store(config.store, home() / "store")
-    recorded = record_config(config, store)
+    recorded = record_config(config, store, sign=False)  # a capture writes no bundle
     recorded[runs.KIND_KEY] = runs.CAPTURE
     recorded[CAPTURE_SOURCES_KEY] = chosen
     with runs.quarter_lock(conn, quarter.label, wait=wait):

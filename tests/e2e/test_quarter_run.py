@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
+import openpyxl
 import psycopg
 import pytest
+from psycopg.rows import dict_row
 
 from extract.demo import generate
-from soxtrail.kernel.controls import COMPLETENESS, CONTROLS, EVIDENCED_MARTS, POPULATIONS
+from soxtrail.kernel.controls import (
+    COMPLETENESS,
+    CONTROLS,
+    EVIDENCED_MARTS,
+    POPULATIONS,
+    REGISTERS,
+)
 from soxtrail.kernel.database import Database
 from soxtrail.kernel.quarter import Quarter
 from soxtrail.kernel.store import LocalStore
@@ -100,11 +109,11 @@ def test_every_evidence_row_hashes_the_object_it_names(
                             (completed_run["run_id"],)).fetchall()
     systems = {r[0] for r in rows}
     assert {"db_audit", "db_catalog", "iam", "tickets", "backups", "role_catalog",
-            "reconcile"} <= systems
-    # one reconcile row per control, completeness and searched-population mart, and one for
-    # the summary mart
+            "responses", "reconcile"} <= systems
+    # one reconcile row per control, completeness, searched-population and register mart, and
+    # one for the summary mart
     assert sum(1 for r in rows if r[0] == "reconcile") == len(EVIDENCED_MARTS) \
-        == len(CONTROLS) + len(COMPLETENESS) + 1 + len(POPULATIONS)
+        == len(CONTROLS) + len(COMPLETENESS) + 1 + len(POPULATIONS) + len(REGISTERS)
     for _, digest, key in rows:
         with store.open(key) as handle:
             assert hashlib.sha256(handle.read()).hexdigest() == digest, key
@@ -122,6 +131,45 @@ def test_loading_accounts_for_every_record(completed_run: dict[str, Any],
     assert read == loaded + rejected + skipped
     assert rejects == rejected
     assert loaded > 0
+
+
+def _register(conn: psycopg.Connection, run_id: str) -> dict[tuple[str, str], dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute("select * from marts.fct_exceptions_register where run_id = %s", (run_id,))
+        return {(row["control_id"], row["control_item_key"]): row for row in cur.fetchall()}
+
+
+def test_the_exceptions_register_shows_the_planted_responses_and_waivers(
+        completed_run: dict[str, Any], pg_database: Database, demo_estate: Path) -> None:
+    expected = json.loads((demo_estate / "expected.json").read_text())["register"]
+    with pg_database.connect() as conn:
+        register = _register(conn, completed_run["run_id"])
+        exceptions = sum(len(conn.execute(
+            f"select 1 from marts.{model} where run_id = %s and result = 'EXCEPTION'",
+            (completed_run["run_id"],)).fetchall()) for model in CONTROLS.values())
+    # the first run of its database: nothing earlier to recur from or resolve
+    assert {row["recurrence"] for row in register.values()} == {"new"}
+    assert len(register) == exceptions == expected["exceptions"]
+    assert sum(not row["has_response"] for row in register.values()) \
+        == expected["without_response"]
+    for want in expected["rows"]:
+        row = register[(want["control"], want["item"])]
+        assert {k: row[k] for k in ("register_status", "waiver_state", "owner",
+                                    "response_status")} == {
+            k: want[k] for k in ("register_status", "waiver_state", "owner", "response_status")}
+    # the workbook: an Exceptions sheet, one row per exception, and the Summary's count
+    book = openpyxl.load_workbook(completed_run["report"], read_only=True)
+    sheet = [list(r) for r in book["Exceptions"].iter_rows(values_only=True)]
+    statuses = [v for r in sheet for v in r if isinstance(v, str) and v.startswith("EXCEPTION")]
+    assert len(statuses) == len(register)
+    assert any(v.startswith("EXCEPTION (waived until ") for v in statuses)
+    summary = [str(v) for r in book["Summary"].iter_rows(values_only=True) for v in r if v]
+    assert f"{expected['without_response']} of {expected['exceptions']} exceptions" in " ".join(
+        summary)
+    # a waiver never makes a pass: every register row is an exception, waived or not
+    assert all(row["result"] == "EXCEPTION" and row["register_status"].startswith("EXCEPTION")
+               for row in register.values())
+    assert {row["waiver_state"] for row in register.values()} >= {"expired", "none"}
 
 
 def test_a_second_run_is_a_new_run_and_leaves_the_first_alone(
@@ -149,3 +197,14 @@ def test_a_second_run_is_a_new_run_and_leaves_the_first_alone(
                                     (completed_run["run_id"],)).fetchone()[0]
     assert after == before
     assert first_status == "completed"
+    # the second run compares with the first: every exception recurs, with its response
+    with pg_database.connect() as conn:
+        first = _register(conn, completed_run["run_id"])
+        again = _register(conn, second["run_id"])
+    assert set(again) == set(first)
+    assert {row["recurrence"] for row in again.values()} == {"recurring"}
+    assert {row["earlier_run_id"] for row in again.values()} == {
+        uuid.UUID(completed_run["run_id"])}
+    assert [(k, row["earlier_response_status"]) for k, row in sorted(again.items())
+            if row["earlier_response_status"]] == [
+        (k, row["response_status"]) for k, row in sorted(first.items()) if row["has_response"]]

@@ -37,7 +37,7 @@ def test_completeness_is_registered_after_the_controls_and_never_counted_as_one(
     assert controls.COMPLETENESS == {"COMPLETENESS": "fct_completeness__sources"}
     assert "COMPLETENESS" not in controls.CONTROLS
     assert list(controls.EVIDENCED_MARTS) == [*controls.CONTROLS, "COMPLETENESS",
-                                              controls.SUMMARY_ID, "POPULATIONS"]
+                                              controls.SUMMARY_ID, "POPULATIONS", "REGISTER"]
 
 
 def test_searched_populations_are_evidenced_and_never_counted_as_a_control() -> None:
@@ -48,6 +48,22 @@ def test_searched_populations_are_evidenced_and_never_counted_as_a_control() -> 
     assert "POPULATIONS" not in controls.CONTROLS and "POPULATIONS" not in controls.COMPLETENESS
 
 
+def test_the_exceptions_register_is_evidenced_and_never_counted_as_a_control() -> None:
+    [register] = controls.by_kind("register")
+    assert (register.id, register.model, register.sheet) == (
+        "REGISTER", "fct_exceptions_register", "Exceptions")
+    assert controls.REGISTERS == {"REGISTER": "fct_exceptions_register"}
+    assert "REGISTER" not in controls.CONTROLS and "REGISTER" not in controls.COMPLETENESS
+
+
+def test_items_of_one_period_recur_by_their_non_time_parts() -> None:
+    recur = {c.id: c.recur_by for c in controls.by_kind("control")}
+    assert recur == {"AC-01": ("cluster", "grantee", "granted_role"),
+                     "AC-02": ("item_key",), "AC-03": ("item_key",),
+                     "CM-01": ("cluster", "executed_by_identity"),
+                     "BK-01": ("cluster",), "LG-01": ("cluster",)}
+
+
 def test_dbt_manifest_carries_the_same_registry(pg_database: Database, tmp_path: Path) -> None:
     result = dbt.invoke(pg_database, ["parse"], workdir=tmp_path, vars={"run_id": ""})
     assert result.success
@@ -56,7 +72,7 @@ def test_dbt_manifest_carries_the_same_registry(pg_database: Database, tmp_path:
     summary = manifest["nodes"]["model.soxtrail.fct_control_summary"]
     # the summary tallies the controls and the completeness marts, not the searched populations
     assert {f"model.soxtrail.{c.model}" for c in controls.registry()
-            if c.kind != "population"} <= set(summary["depends_on"]["nodes"])
+            if c.kind not in ("population", "register")} <= set(summary["depends_on"]["nodes"])
 
 
 def _models_dir(tmp_path: Path, body: str) -> Path:

@@ -36,6 +36,7 @@ class StopBeforeLoad(Observer):
 @pytest.fixture()
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("SOXTRAIL_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("CI", raising=False)  # signs with the home's own key, even in CI
     monkeypatch.delenv("SOXTRAIL_STORE", raising=False)
     monkeypatch.setattr(pipeline.runs, "OBSERVERS", [StopBeforeLoad()])
     yield tmp_path / "home"

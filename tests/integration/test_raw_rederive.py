@@ -43,6 +43,7 @@ def estate(pg_database: Database, tmp_path_factory: pytest.TempPathFactory) -> I
     generate(root / "demo", Quarter.parse("2024Q3"))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SOXTRAIL_HOME", str(root / "home"))
+        patch.delenv("CI", raising=False)  # signs with the home's own key, even in CI
         patch.delenv("SOXTRAIL_STORE", raising=False)
         yield Estate(root / "demo" / "soxtrail.yml", root / "home", pg_database)
 

@@ -39,10 +39,14 @@ def soxtrail(*args: str, home: Path, database_url: str | None, env: dict[str, st
              timeout: float = 600, launcher: Sequence[str] = SOXTRAIL) -> Result:
     """`python -m soxtrail ARGS` with SOXTRAIL_HOME (and SOXTRAIL_DATABASE_URL) set.
 
+    `CI` is not passed on unless `env` sets it: on a CI machine (CI=true) a run without
+    SOXTRAIL_SIGNING_KEY stops (render.signing.check_ci), and the suite must behave the
+    same there as on a laptop; without a key, a run signs with the key it creates under
+    `home` (keys/), one per test home.
     `launcher` runs something else in its place, e.g. tests.support.faults.FAULTY_CLI.
     """
     full_env = {k: v for k, v in os.environ.items()
-                if k not in ("SOXTRAIL_DATABASE_URL", "SOXTRAIL_STORE")}
+                if k not in ("SOXTRAIL_DATABASE_URL", "SOXTRAIL_STORE", "CI")}
     full_env["SOXTRAIL_HOME"] = str(home)
     if database_url:
         full_env["SOXTRAIL_DATABASE_URL"] = database_url

@@ -268,9 +268,10 @@ class FaultObserver(pipeline.Observer):
 
 
 def cli_env(home: Path, database_url: str, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment of a `soxtrail` child process (like tests.support.cli.soxtrail)."""
+    """The environment of a `soxtrail` child process (like tests.support.cli.soxtrail: no
+    `CI` unless `extra` sets it)."""
     env = {k: v for k, v in os.environ.items()
-           if k not in ("SOXTRAIL_DATABASE_URL", "SOXTRAIL_STORE", KILL_ENV, PAUSE_ENV)}
+           if k not in ("SOXTRAIL_DATABASE_URL", "SOXTRAIL_STORE", "CI", KILL_ENV, PAUSE_ENV)}
     env.update(SOXTRAIL_HOME=str(home), SOXTRAIL_DATABASE_URL=database_url)
     env.update(extra or {})
     return env

@@ -172,3 +172,17 @@ def test_the_capture_workflow_runs_twice_a_month_on_the_long_lived_database() ->
     scripts = [step["run"] for step in job["steps"] if "run" in step]
     assert scripts == ['make capture Q="$QUARTER" CONFIG="$CONFIG" SOURCES="$SOURCES"']
     assert set(make_calls(scripts[0])) <= makefile_targets()
+
+
+def test_the_signing_key_is_required_under_ci(workflow: dict[Any, Any], jenkinsfile: str) -> None:
+    """Bundles are signed by default and a CI run never creates a key (render.signing.check_ci):
+    both templates take the key from the CI's secret store, and say it is required."""
+    step = next(s for s in _steps(workflow) if s.get("name") == "Signing key")
+    assert step["env"]["SIGNING_KEY_PEM"] == "${{ secrets.SOXTRAIL_SIGNING_KEY }}"
+    script = step["run"]
+    assert re.search(r'if \[ -z "\$SIGNING_KEY_PEM" \]; then.*?exit 2', script, re.DOTALL)
+    assert 'echo "SOXTRAIL_SIGNING_KEY=$RUNNER_TEMP/signing.pem" >> "$GITHUB_ENV"' in script
+    assert "SOXTRAIL_SIGNING_KEY" in WORKFLOW.read_text().split("\nname:")[0]  # the header
+    assert re.search(r"environment \{[^}]*\bCI = 'true'", jenkinsfile)  # Jenkins sets no CI
+    header = jenkinsfile.split("pipeline {")[0]
+    assert "soxtrail-signing-key" in header and "required" in header

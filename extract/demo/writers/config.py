@@ -26,6 +26,8 @@ def config_text(plan: Plan) -> str:
         "  role_catalog: seeds/role_catalog.csv",
         "  applications: seeds/applications.csv",
         "  identity_map: seeds/identity_map.csv",
+        "# management's responses to exceptions, one version-controlled file per quarter",
+        "responses: responses/{quarter}.yml",
         "sources:",
     ]
     for c in plan.clusters:

@@ -246,6 +246,15 @@ create table if not exists raw.identity_map (
     login_role text, identity text, identity_type text, approval_ref text
 );
 
+-- Management's responses to exceptions (`responses:` in soxtrail.yml, one
+-- version-controlled file per quarter), loaded per run like a catalog.
+create table if not exists raw.responses (
+    run_id uuid not null, evidence_id uuid not null, locator text not null,
+    control_id text, item_key text, root_cause text, remediation text,
+    owner text, due_date text, status text, compensating_control text,
+    approver text, expires_on text
+);
+
 -- Non-secret per-source settings from the run's recorded config that the
 -- staging SQL needs: ticket field paths, ticket types, approved statuses,
 -- source time zones, stanza -> cluster and ARN -> cluster maps.
@@ -254,6 +263,85 @@ create table if not exists raw.source_settings (
     setting text not null, key text not null, value text,
     primary key (run_id, source_name, setting, key)
 );
+
+------------------------------------------------------------------------
+-- Management sign-off (`soxtrail signoff`, kernel/attestations.py): one row per
+-- attestation of a completed quarter run, append-only and hash-chained like the
+-- evidence.  `document` is the exact JSON the signer signed (Ed25519, `signature`
+-- hex; null when unauthenticated, without signers.yml), also written beside the
+-- bundle at `store_key`.  The columns repeat the document's fields for queries;
+-- verify compares them.  seq, prev_hash and chain_hash are set by the owner's
+-- trigger below (the run role inserts, never chains).
+------------------------------------------------------------------------
+
+create table if not exists soxtrail.sox_attestations (
+    seq bigint primary key,
+    id uuid not null unique,
+    run_id uuid not null references soxtrail.sox_runs(id),
+    quarter text not null,
+    ordinal integer not null,
+    role text not null check (role in ('preparer', 'reviewer')),
+    signer text not null,
+    signed_at timestamptz not null,
+    comment text,
+    manifest_sha256 text not null,
+    bundle_version integer not null,
+    authenticated boolean not null,
+    key_fingerprint text,
+    supersedes_run uuid,
+    document text not null,
+    signature text,
+    store_key text not null,
+    prev_hash text not null,
+    chain_hash text not null,
+    created_at timestamptz not null default now(),
+    unique (run_id, ordinal)
+);
+
+create or replace function soxtrail.chain_attestation() returns trigger
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+    previous text;
+    doc jsonb;
+    run_status text;
+    run_quarter text;
+    run_kind text;
+begin
+    -- serialize chain writers; the lock is released at commit
+    perform pg_advisory_xact_lock(hashtext('soxtrail.sox_attestations'));
+    select status, quarter, config ->> '_kind' into run_status, run_quarter, run_kind
+        from soxtrail.sox_runs where id = new.run_id;
+    if run_status is distinct from 'completed' or run_quarter is distinct from new.quarter
+            or run_kind = 'capture' then
+        raise exception 'soxtrail: sign-off of run % refused: only a completed quarter run '
+                        'is signed off (status %, kind %)',
+            new.run_id, coalesce(run_status, 'unknown'), coalesce(run_kind, 'quarter')
+            using errcode = 'insufficient_privilege';
+    end if;
+    select chain_hash into previous
+        from soxtrail.sox_attestations order by seq desc limit 1;
+    previous := coalesce(previous, repeat('0', 64));
+    doc := new.document::jsonb;
+    if doc ->> 'previous' is distinct from previous
+            or doc ->> 'id' is distinct from new.id::text
+            or doc ->> 'run_id' is distinct from new.run_id::text
+            or doc ->> 'quarter' is distinct from new.quarter
+            or doc ->> 'role' is distinct from new.role
+            or doc ->> 'signer' is distinct from new.signer
+            or doc ->> 'manifest_sha256' is distinct from new.manifest_sha256 then
+        raise exception 'soxtrail: attestation % refused: its columns or its previous link '
+                        'differ from its document', new.id
+            using errcode = 'insufficient_privilege';
+    end if;
+    new.seq := coalesce((select max(seq) from soxtrail.sox_attestations), 0) + 1;
+    new.prev_hash := previous;
+    new.chain_hash := encode(sha256(convert_to(previous || '|' || new.document, 'UTF8')), 'hex');
+    return new;
+end $$;
+
+drop trigger if exists chain on soxtrail.sox_attestations;
+create trigger chain before insert on soxtrail.sox_attestations
+    for each row execute function soxtrail.chain_attestation();
 
 ------------------------------------------------------------------------
 -- Append-only enforcement.
@@ -333,12 +421,13 @@ language sql immutable as $$
     select array[
         'soxtrail.sox_evidence', 'soxtrail.sox_evidence_chain',
         'soxtrail.sox_load_stats', 'soxtrail.sox_rejects', 'soxtrail.sox_platform',
+        'soxtrail.sox_attestations',
         'raw.pgaudit_csvlog', 'raw.pgaudit_jsonlog', 'raw.pgaudit_stderr',
         'raw.catalog_memberships', 'raw.catalog_roles', 'raw.iam_events',
         'raw.tickets', 'raw.backups', 'raw.role_catalog', 'raw.applications',
         'raw.identity_map', 'raw.source_settings', 'raw.source_completeness',
         'raw.catalog_settings',
-        'raw.cloudtrail_digests', 'raw.included_evidence'
+        'raw.cloudtrail_digests', 'raw.included_evidence', 'raw.responses'
     ]
 $$;
 
@@ -475,6 +564,7 @@ language sql stable as $$
                ('soxtrail.sox_runs', 'forward_only'),
                ('soxtrail.sox_runs', 'start_fresh'),
                ('soxtrail.sox_load_stats', 'while_running'),
+               ('soxtrail.sox_attestations', 'chain'),
                ('soxtrail.sox_rejects', 'while_running')
     )
     select format('trigger %s on %s is %s', expected.trigger_name, expected.table_name,

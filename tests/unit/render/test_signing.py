@@ -67,3 +67,67 @@ def test_the_key_path_is_the_argument_else_the_environment(
     monkeypatch.setenv("SOXTRAIL_SIGNING_KEY", str(tmp_path / "env.pem"))
     assert signing.signing_key_path(None) == tmp_path / "env.pem"
     assert signing.signing_key_path(tmp_path / "arg.pem") == tmp_path / "arg.pem"
+
+
+@pytest.fixture()
+def machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A machine with no SOXTRAIL_SIGNING_KEY, not in CI, SOXTRAIL_HOME in a temp folder."""
+    monkeypatch.setenv("SOXTRAIL_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("SOXTRAIL_SIGNING_KEY", raising=False)
+    monkeypatch.delenv("CI", raising=False)
+    return tmp_path / "home"
+
+
+def test_the_first_run_creates_the_machine_key_0600_and_later_runs_reuse_it(
+        machine: Path) -> None:
+    told: list[str] = []
+    assert signing.signing_key_path(None, local=True) is None  # nothing yet
+    first = signing.signing_record(announce=told.append)
+    key = machine / "keys" / "signing-key.pem"
+    assert key.is_file() and stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert stat.S_IMODE(key.parent.stat().st_mode) == 0o700
+    public = signing.load_public_key((machine / "keys" / "signing-key.pub").read_bytes(), "pub")
+    assert first == {"signed": True, "key": "local", "fingerprint": signing.fingerprint(public)}
+    assert len(told) == 1 and str(key) in told[0] and first["fingerprint"] in told[0]
+    assert str(machine / "keys" / "signing-key.pub") in told[0]
+    pem = key.read_bytes()
+    assert signing.signing_record(announce=told.append) == first  # reused, not announced
+    assert len(told) == 1 and key.read_bytes() == pem
+    assert signing.signing_key_path(None, local=True) == key
+    assert signing.signing_key_path(None) is None  # write_bundle's own lookup: argument or env
+
+
+def test_the_environment_key_wins_over_the_machine_key(
+        machine: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    signing.ensure_local_key()
+    team = tmp_path / "team.pem"
+    fingerprint = signing.generate_signing_key(team)
+    monkeypatch.setenv("SOXTRAIL_SIGNING_KEY", str(team))
+    assert signing.signing_key_path(None, local=True) == team
+    assert signing.signing_record() == {"signed": True, "key": "SOXTRAIL_SIGNING_KEY",
+                                        "fingerprint": fingerprint}
+
+
+@pytest.mark.parametrize("value", ["true", "1", "TRUE"])
+def test_under_ci_without_a_key_nothing_is_created_and_the_error_names_the_ways_out(
+        machine: Path, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("CI", value)
+    with pytest.raises(ConfigError, match="SOXTRAIL_SIGNING_KEY is not set") as caught:
+        signing.signing_record()
+    assert "--no-sign" in str(caught.value) and caught.value.exit_code == 2
+    with pytest.raises(ConfigError):
+        signing.check_ci(no_sign=False)
+    assert not (machine / "keys").exists()
+    signing.check_ci(no_sign=True)
+    assert signing.signing_record(no_sign=True) == {"signed": False, "fingerprint": None,
+                                                    "key": "--no-sign"}
+    assert not (machine / "keys").exists()
+
+
+def test_ci_false_or_a_key_in_the_environment_is_not_refused(
+        machine: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI", "false")
+    signing.check_ci(no_sign=False)
+    monkeypatch.setenv("CI", "true")
+    monkeypatch.setenv("SOXTRAIL_SIGNING_KEY", str(tmp_path / "team.pem"))
+    signing.check_ci(no_sign=False)
