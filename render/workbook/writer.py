@@ -31,6 +31,7 @@ from render.workbook.data import (
 from render.workbook.layout import Column, Layout, SheetLayout, load_layout, template_context
 from render.workbook.values import display, to_utc_naive
 from soxtrail.kernel.controls import CONTROLS
+from soxtrail.kernel.csvcells import neutralise
 
 EXCEL_MAX_ROWS = 1_048_576
 EXCEL_MAX_LINKS = 65_530  # hyperlinks per worksheet; beyond it links are HYPERLINK() formulas
@@ -40,8 +41,6 @@ DATE_FORMAT = "yyyy-mm-dd"
 PERCENT_FORMAT = "0.0%"
 PERCENT_COLUMNS = ("pass_rate",)  # fractions 0..1, shown as percentages
 SAMPLE_ROWS = 200  # rows looked at to size columns
-# a CSV cell starting with one of these is a formula to a spreadsheet (OWASP: CSV injection)
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def csv_cell(value: Any, udt: str = "") -> str:
@@ -51,7 +50,7 @@ def csv_cell(value: Any, udt: str = "") -> str:
     text = display(value, udt)
     if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
         return text
-    return "'" + text if text.startswith(FORMULA_START) else text
+    return neutralise(text)
 
 
 class ControlCsv:

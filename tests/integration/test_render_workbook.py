@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from render.workbook import LayoutError, render_workbook
-from render.workbook.writer import FORMULA_START
+from soxtrail.kernel.csvcells import FORMULA_START
 from soxtrail.kernel.database import Database
 from tests.support.render_run import (
     CONTROLS,

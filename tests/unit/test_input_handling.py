@@ -16,6 +16,7 @@ from render.workbook.layout import Column
 from render.workbook.writer import ControlCsv, csv_cell
 from soxtrail.kernel import secrets
 from soxtrail.kernel.config import Config, load_config, parse_config
+from soxtrail.kernel.csvcells import neutralise, unneutralise
 from soxtrail.kernel.errors import EXIT_USAGE, ConfigError, StoreError
 from soxtrail.kernel.store import LocalStore, open_store
 from soxtrail.pipeline.context import config_for_run
@@ -58,6 +59,13 @@ def test_a_cluster_no_application_lists_is_refused_naming_the_known_ones(
                                   "=HYPERLINK(\"http://evil\")"])
 def test_a_csv_cell_that_looks_like_a_formula_is_neutralised(text: str) -> None:
     assert csv_cell(text) == "'" + text
+
+
+@pytest.mark.parametrize("text", ["=1+2", "+1", "-x", "@SUM(A1)", "\tx", "alice", "'quoted",
+                                  "'=already", ""])
+def test_reading_a_cell_back_undoes_the_neutralising_and_nothing_else(text: str) -> None:
+    assert unneutralise(neutralise(text)) == text
+    assert unneutralise("'plain") == "'plain"  # a quote the writer did not add stays
 
 
 def test_numbers_and_ordinary_text_are_written_as_they_are() -> None:
