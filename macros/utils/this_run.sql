@@ -14,3 +14,22 @@
             from {{ ref('stg_soxtrail__included_evidence') }} as included_evidence
         ))
 {%- endmacro %}
+
+{#- The rank of a record among its captures (1 = the one to keep), for a raw table read
+    with this_run_or_included and left-joined to stg_soxtrail__included_evidence as
+    `included`: records are the same when their source and their `key_field` in `doc`
+    agree (a row without the field is its own record); the run's own capture (not
+    included) comes first, then the newest capture. -#}
+{% macro latest_capture_rank(relation_alias, key_field) -%}
+    row_number() over (
+        partition by
+            {{ relation_alias }}.source_name,
+            coalesce(
+                {{ relation_alias }}.doc ->> '{{ key_field }}',
+                cast({{ relation_alias }}.evidence_id as text) || {{ relation_alias }}.locator
+            )
+        order by
+            included.included_executed_at desc nulls first,
+            {{ relation_alias }}.evidence_id asc, {{ relation_alias }}.locator asc
+    )
+{%- endmacro %}

@@ -23,18 +23,8 @@ aws_backups_latest as (
 
     select
         backups.*,
-        row_number() over (
-            partition by
-                backups.source_name,
-                coalesce(
-                    backups.doc ->> 'BackupJobId',
-                    cast(backups.evidence_id as text) || backups.locator
-                )
-            -- the run's own capture (no inclusion) first, then the newest capture
-            order by
-                included.included_executed_at desc nulls first,
-                backups.evidence_id asc, backups.locator asc
-        ) as capture_rank
+        -- the run's own capture (no inclusion) first, then the newest capture
+        {{ latest_capture_rank('backups', 'BackupJobId') }} as capture_rank
     from backups
     left join included
         on backups.evidence_id = included.included_evidence_id
@@ -50,30 +40,7 @@ source_settings as (
 
 file_columns as (
 
-    select
-        source_settings.source_name,
-        max(case
-            when source_settings.setting = 'column' and source_settings.setting_key = 'cluster'
-                then source_settings.setting_value
-        end) as cluster_column,
-        max(case
-            when source_settings.setting = 'column' and source_settings.setting_key = 'backup_id'
-                then source_settings.setting_value
-        end) as backup_id_column,
-        max(case
-            when source_settings.setting = 'column' and source_settings.setting_key = 'completed_at'
-                then source_settings.setting_value
-        end) as completed_at_column,
-        max(case
-            when source_settings.setting = 'column' and source_settings.setting_key = 'status'
-                then source_settings.setting_value
-        end) as status_column,
-        max(case
-            when source_settings.setting = 'timezone'
-                then source_settings.setting_value
-        end) as time_zone
-    from source_settings
-    group by source_settings.source_name
+    {{ file_source_columns(['cluster', 'backup_id', 'completed_at', 'status']) }}
 
 ),
 

@@ -23,17 +23,7 @@ okta_events_latest as (
     -- captured more than once counts once, in its latest capture
     select
         iam_events.*,
-        row_number() over (
-            partition by
-                iam_events.source_name,
-                coalesce(
-                    iam_events.doc ->> 'uuid',
-                    cast(iam_events.evidence_id as text) || iam_events.locator
-                )
-            order by
-                included.included_executed_at desc nulls first,
-                iam_events.evidence_id asc, iam_events.locator asc
-        ) as capture_rank
+        {{ latest_capture_rank('iam_events', 'uuid') }} as capture_rank
     from iam_events
     left join included
         on iam_events.evidence_id = included.included_evidence_id
@@ -49,28 +39,7 @@ source_settings as (
 
 file_columns as (
 
-    select
-        source_settings.source_name,
-        max(case
-            when source_settings.setting = 'column' and source_settings.setting_key = 'identity'
-                then source_settings.setting_value
-        end) as identity_column,
-        max(case
-            when
-                source_settings.setting = 'column'
-                and source_settings.setting_key = 'deactivated_at'
-                then source_settings.setting_value
-        end) as deactivated_at_column,
-        max(case
-            when source_settings.setting = 'column' and source_settings.setting_key = 'event'
-                then source_settings.setting_value
-        end) as event_column,
-        max(case
-            when source_settings.setting = 'timezone'
-                then source_settings.setting_value
-        end) as time_zone
-    from source_settings
-    group by source_settings.source_name
+    {{ file_source_columns(['identity', 'deactivated_at', 'event']) }}
 
 ),
 
