@@ -1,4 +1,5 @@
-"""Shared fixtures: a fresh PostgreSQL database per test module, a local evidence store."""
+"""Shared fixtures: a fresh PostgreSQL database per test module, a demo run lent to each module
+that asks (tests/support/demo_quarter.py), a local evidence store."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from soxtrail.kernel.database import Database, bootstrap
 from soxtrail.kernel.store import LocalStore
 from tests.support import admin_server
 from tests.support.admin_server import ADMIN_ENV, THROWAWAY_ENV, Throwaway
+from tests.support.demo_quarter import DemoQuarter, DemoRun, with_dbname
 
 pytest_plugins = ["tests.support.fake_services"]
 
@@ -34,8 +36,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
     Only the controller (or the single process without xdist) decides; the workers inherit
     the URL and the server's folder through the environment.
+
+    Under xdist the files are handed out in the order pytest_collection_modifyitems sets
+    (longest first), not re-sorted by xdist by their number of tests.
     """
     global ADMIN_URL
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
     if hasattr(config, "workerinput") or os.environ.get(ADMIN_ENV):
         return
     why = admin_server.unreachable(admin_server.default_url())
@@ -70,6 +77,48 @@ def pytest_unconfigure(config: pytest.Config) -> None:
             os.environ[key] = value
 
 
+# The test files that take longest (setup + calls, measured on the 2-core CI machine),
+# longest first. Handing these out first keeps both xdist workers busy to the end: the
+# many quick files fill in behind them (xdist's own order, most tests first, left the
+# slowest files for last and one worker idle for minutes). Order only: a file missing
+# here, or listed but faster now, costs balance, never a result.
+SLOWEST_FIRST = (
+    "tests/integration/test_signing_default.py",
+    "tests/integration/test_diff.py",
+    "tests/e2e/test_backends.py",
+    "tests/integration/test_signoff.py",
+    "tests/reliability/test_tamper.py",
+    "tests/e2e/test_captures.py",
+    "tests/integration/test_anchor.py",
+    "tests/e2e/test_dbt_docs_browser.py",
+)
+# then the rest of these folders (whole-pipeline tests first), then everything else
+_FOLDERS_FIRST = ("tests/e2e/", "tests/reliability/", "tests/integration/")
+
+
+def _file_rank(path: str) -> int:
+    if path in SLOWEST_FIRST:
+        return SLOWEST_FIRST.index(path)
+    folder = next((i for i, f in enumerate(_FOLDERS_FIRST) if path.startswith(f)),
+                  len(_FOLDERS_FIRST))
+    return len(SLOWEST_FIRST) + folder
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Test files in the order of _file_rank (slowest first), each file's tests kept
+    together and in their own order."""
+    first: dict[str, int] = {}
+    for index, item in enumerate(items):
+        first.setdefault(item.nodeid.split("::")[0], index)
+    position = {id(item): index for index, item in enumerate(items)}
+
+    def key(item: pytest.Item) -> tuple[int, int, int]:
+        path = item.nodeid.split("::")[0]
+        return _file_rank(path), first[path], position[id(item)]
+
+    items.sort(key=key)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Tests marked integration or e2e need PostgreSQL: start the throwaway server if planned."""
@@ -77,10 +126,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         admin_server.ensure_throwaway()
 
 
-def _with_dbname(url: str, dbname: str) -> str:
-    params = psycopg.conninfo.conninfo_to_dict(url)
-    params["dbname"] = dbname
-    return psycopg.conninfo.make_conninfo(**params)
+_with_dbname = with_dbname  # the name test modules import from here
 
 
 @contextmanager
@@ -130,3 +176,22 @@ def s3_endpoint() -> Iterator[str]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def demo_quarter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoQuarter]:
+    """The demo quarter run of this process, made on first use (tests/support/demo_quarter.py)."""
+    admin_server.ensure_throwaway()
+    quarter = DemoQuarter(ADMIN_URL, tmp_path_factory.mktemp("demo-quarter"))
+    try:
+        yield quarter
+    finally:
+        quarter.drop()
+
+
+@pytest.fixture(scope="module")
+def demo_run(demo_quarter: DemoQuarter) -> Iterator[DemoRun]:
+    """A completed default demo run of 2024Q3 this module may change at will: its own
+    database and SOXTRAIL_HOME until the module ends (tests/support/demo_quarter.py)."""
+    with demo_quarter.checkout() as run:
+        yield run

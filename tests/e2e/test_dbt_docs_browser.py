@@ -18,13 +18,12 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
-from extract.demo import generate
 from soxtrail.cli.docs import make_server, offline_html, remote_references
 from soxtrail.kernel.controls import CONTROLS
 from soxtrail.kernel.database import Database
-from soxtrail.kernel.quarter import Quarter
 from tests.support.cli import soxtrail
 from tests.support.debian import ensure_packages, free_port
+from tests.support.demo_quarter import DemoRun
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -46,18 +45,19 @@ REFERENCE_KINDS = ("model", "source", "seed", "snapshot")
 
 
 @pytest.fixture(scope="module")
-def docs_home(pg_database: Database, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def pg_database(demo_run: DemoRun) -> Database:
+    """The database of this module's demo run (tests/support/demo_quarter.py)."""
+    return demo_run.db
+
+
+@pytest.fixture(scope="module")
+def docs_home(pg_database: Database, demo_run: DemoRun) -> Path:
     """SOXTRAIL_HOME after a demo run and `soxtrail docs generate --static`."""
-    estate = tmp_path_factory.mktemp("demo")
-    generate(estate, Quarter.parse("2024Q3"))
-    home = tmp_path_factory.mktemp("home")
-    run = soxtrail("run", "--quarter", "2024Q3", "--config", str(estate / "soxtrail.yml"),
-                   "--json", "--quiet", home=home, database_url=pg_database.dsn)
-    assert run.code == 0, run.stderr
+    home = demo_run.home
     docs = soxtrail("docs", "generate", "--static", home=home, database_url=pg_database.dsn)
     assert docs.code == 0, docs.stderr
     about = json.loads((home / "docs" / "run.json").read_text())
-    assert about["run_id"] == run.json()["run_id"]
+    assert about["run_id"] == demo_run.run_id
     return home
 
 

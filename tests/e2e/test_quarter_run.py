@@ -13,7 +13,6 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from extract.demo import generate
 from soxtrail.kernel.controls import (
     COMPLETENESS,
     CONTROLS,
@@ -22,29 +21,30 @@ from soxtrail.kernel.controls import (
     REGISTERS,
 )
 from soxtrail.kernel.database import Database
-from soxtrail.kernel.quarter import Quarter
 from soxtrail.kernel.store import LocalStore
 from tests.support.cli import soxtrail
+from tests.support.demo_quarter import DemoRun
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 
 @pytest.fixture(scope="module")
-def demo_estate(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("demo")
-    generate(out, Quarter.parse("2024Q3"))
-    return out
+def pg_database(demo_run: DemoRun) -> Database:
+    """The database of this module's demo run (tests/support/demo_quarter.py)."""
+    return demo_run.db
 
 
 @pytest.fixture(scope="module")
-def completed_run(pg_database: Database, demo_estate: Path,
-                  tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    home = tmp_path_factory.mktemp("home")
-    result = soxtrail("run", "--quarter", "2024Q3", "--config", str(demo_estate / "soxtrail.yml"),
-                      "--json", home=home, database_url=pg_database.dsn)
-    assert result.code == 0, result.stderr
-    summary = result.json()
-    summary["home"] = home
+def demo_estate(demo_run: DemoRun) -> Path:
+    return demo_run.demo
+
+
+@pytest.fixture(scope="module")
+def completed_run(demo_run: DemoRun) -> dict[str, Any]:
+    """The --json summary of `soxtrail run --quarter 2024Q3` on the demo estate, in a new
+    database on a new SOXTRAIL_HOME, with that home."""
+    summary = demo_run.summary
+    summary["home"] = demo_run.home
     return summary
 
 

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from extract.demo import generate
 from soxtrail.audit import access
 from soxtrail.kernel.controls import CONTROLS
 from soxtrail.kernel.database import Database
-from soxtrail.kernel.quarter import Quarter
 from tests.support.cli import soxtrail
+from tests.support.demo_quarter import DemoRun
 
 pytestmark = pytest.mark.integration
 SECOND = timedelta(seconds=1)
@@ -28,14 +27,16 @@ class Demo:
 
 
 @pytest.fixture(scope="module")
-def demo(pg_database: Database, tmp_path_factory: pytest.TempPathFactory) -> Demo:
-    root = tmp_path_factory.mktemp("access")
-    generate(root / "demo", Quarter.parse("2024Q3"))
-    result = soxtrail("run", "--quarter", "2024Q3", "--config", str(root / "demo" / "soxtrail.yml"),
-                      "--json", "--quiet", home=root / "home", database_url=pg_database.dsn)
-    assert result.code == 0, result.stderr
-    expected = json.loads((root / "demo" / "expected.json").read_text())["controls"]
-    return Demo(str(result.json()["run_id"]), root / "home", expected)
+def pg_database(demo_run: DemoRun) -> Database:
+    """The database of this module's demo run (tests/support/demo_quarter.py)."""
+    return demo_run.db
+
+
+@pytest.fixture(scope="module")
+def demo(demo_run: DemoRun) -> Demo:
+    """A completed default demo run of 2024Q3 and its planted ground truth."""
+    expected = json.loads((demo_run.demo / "expected.json").read_text())["controls"]
+    return Demo(demo_run.run_id, demo_run.home, expected)
 
 
 def _held(db: Database, at: datetime, cluster: str) -> dict[tuple[str, str], access.Holding]:

@@ -16,27 +16,26 @@ import pytest
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from extract.demo import generate
 from soxtrail.audit.auditor import AUDITOR_ROLE
 from soxtrail.kernel.controls import CONTROLS
 from soxtrail.kernel.database import Database
-from soxtrail.kernel.quarter import Quarter
 from tests.support.cli import Result, soxtrail
+from tests.support.demo_quarter import DemoRun
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 
 @pytest.fixture(scope="module")
-def completed_run(pg_database: Database, tmp_path_factory: pytest.TempPathFactory
-                  ) -> dict[str, Any]:
-    estate = tmp_path_factory.mktemp("demo")
-    generate(estate, Quarter.parse("2024Q3"))
-    home = tmp_path_factory.mktemp("home")
-    result = soxtrail("run", "--quarter", "2024Q3", "--config", str(estate / "soxtrail.yml"),
-                      "--json", home=home, database_url=pg_database.dsn)
-    assert result.code == 0, result.stderr
-    summary = result.json()
-    summary["home"] = home
+def pg_database(demo_run: DemoRun) -> Database:
+    """The database of this module's demo run (tests/support/demo_quarter.py)."""
+    return demo_run.db
+
+
+@pytest.fixture(scope="module")
+def completed_run(demo_run: DemoRun) -> dict[str, Any]:
+    """The --json summary of a completed default demo run of 2024Q3, with its home."""
+    summary = demo_run.summary
+    summary["home"] = demo_run.home
     return summary
 
 

@@ -11,11 +11,10 @@ from typing import Any
 import pytest
 from trestle.oscal.assessment_results import AssessmentResults
 
-from extract.demo import generate
 from soxtrail.kernel.controls import CONTROLS, control_evidence_id
 from soxtrail.kernel.database import Database
-from soxtrail.kernel.quarter import Quarter
 from tests.support.cli import soxtrail
+from tests.support.demo_quarter import DemoRun
 
 pytestmark = pytest.mark.integration
 
@@ -29,18 +28,21 @@ class Exported:
 
 
 @pytest.fixture(scope="module")
-def exported(pg_database: Database, tmp_path_factory: pytest.TempPathFactory) -> Exported:
-    root = tmp_path_factory.mktemp("oscal")
-    generate(root / "demo", Quarter.parse("2024Q3"))
-    result = soxtrail("run", "--quarter", "2024Q3", "--config", str(root / "demo" / "soxtrail.yml"),
-                      "--json", "--quiet", home=root / "home", database_url=pg_database.dsn)
-    assert result.code == 0, result.stderr
-    run_id = str(result.json()["run_id"])
-    path = root / "assessment-results.json"
-    out = soxtrail("export-oscal", run_id, "--out", str(path), home=root / "home",
+def pg_database(demo_run: DemoRun) -> Database:
+    """The database of this module's demo run (tests/support/demo_quarter.py)."""
+    return demo_run.db
+
+
+@pytest.fixture(scope="module")
+def exported(pg_database: Database, demo_run: DemoRun,
+             tmp_path_factory: pytest.TempPathFactory) -> Exported:
+    """A completed default demo run of 2024Q3, exported to OSCAL."""
+    run_id = demo_run.run_id
+    path = tmp_path_factory.mktemp("oscal") / "assessment-results.json"
+    out = soxtrail("export-oscal", run_id, "--out", str(path), home=demo_run.home,
                    database_url=pg_database.dsn)
     assert out.code == 0, out.stderr
-    return Exported(run_id, root / "home", path, json.loads(path.read_text()))
+    return Exported(run_id, demo_run.home, path, json.loads(path.read_text()))
 
 
 def _props(thing: dict[str, Any]) -> dict[str, str]:

@@ -3,6 +3,7 @@ a waiver never counts as a pass; `soxtrail respond` writes the responses file.""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,15 +11,12 @@ import psycopg
 import pytest
 import yaml
 
-from extract.demo import generate
-from render import signing
-from render.bundle import generate_signing_key
 from soxtrail.audit import verify
 from soxtrail.kernel.controls import REGISTERS, control_evidence_id
 from soxtrail.kernel.database import Database
-from soxtrail.kernel.quarter import Quarter
 from soxtrail.kernel.store import LocalStore
 from tests.support.cli import Result, soxtrail
+from tests.support.demo_quarter import DemoQuarter
 
 pytestmark = pytest.mark.integration
 REGISTER = REGISTERS["REGISTER"]
@@ -36,21 +34,12 @@ class DemoRun:
 
 
 @pytest.fixture(scope="module")
-def demo_run(pg_database: Database, tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
-    """One full demo run of 2024Q3 (its estate ships a responses file), signed."""
-    root = tmp_path_factory.mktemp("register")
-    generate(root / "demo", Quarter.parse("2024Q3"))
-    key = root / "signing.pem"
-    generate_signing_key(key)
-    public = root / "signing.pub"
-    public.write_bytes(signing.public_key_pem(signing.load_private_key(key).public_key()))
-    home = root / "home"
-    result = soxtrail("run", "--quarter", "2024Q3", "--config", str(root / "demo" / "soxtrail.yml"),
-                      "--json", "--quiet", home=home, database_url=pg_database.dsn,
-                      env={"SOXTRAIL_SIGNING_KEY": str(key)})
-    assert result.code == 0, result.stderr
-    return DemoRun(result.json()["run_id"], root / "demo", home, LocalStore(home / "store"),
-                   public, key, pg_database)
+def demo_run(demo_quarter: DemoQuarter) -> Iterator[DemoRun]:
+    """One full demo run of 2024Q3 (its estate ships a responses file), signed
+    (tests/support/demo_quarter.py: this module's to change)."""
+    with demo_quarter.checkout() as run:
+        yield DemoRun(run.run_id, run.demo, run.home, run.store, run.public_key,
+                      run.signing_key, run.db)
 
 
 def _verify(run: DemoRun, kinds: tuple[str, ...]) -> verify.VerifyReport:

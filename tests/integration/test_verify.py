@@ -15,15 +15,14 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from extract.demo import generate
 from render import signing
 from render.bundle import generate_signing_key
 from soxtrail.audit import verify
 from soxtrail.kernel.controls import CONTROLS
 from soxtrail.kernel.database import Database
-from soxtrail.kernel.quarter import Quarter
 from soxtrail.kernel.store import LocalStore
 from tests.support.cli import soxtrail
+from tests.support.demo_quarter import DemoQuarter
 
 pytestmark = pytest.mark.integration
 
@@ -39,21 +38,17 @@ class SignedRun:
 
 
 @pytest.fixture(scope="module")
-def signed_run(pg_database: Database, tmp_path_factory: pytest.TempPathFactory) -> SignedRun:
-    """One full demo run of 2024Q3 with a signed bundle."""
+def signed_run(demo_quarter: DemoQuarter,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[SignedRun]:
+    """One full demo run of 2024Q3 with a signed bundle (tests/support/demo_quarter.py: this
+    module's to tamper with). Its key pair is also at signing.pem / signing.pub side by side
+    (modules reusing this fixture sign with `public_key.with_name("signing.pem")`)."""
     root = tmp_path_factory.mktemp("verify")
-    generate(root / "demo", Quarter.parse("2024Q3"))
-    key = root / "signing.pem"
-    generate_signing_key(key)
-    public = root / "signing.pub"
-    public.write_bytes(signing.public_key_pem(signing.load_private_key(key).public_key()))
-    home = root / "home"
-    result = soxtrail("run", "--quarter", "2024Q3", "--config", str(root / "demo" / "soxtrail.yml"),
-                      "--json", "--quiet", home=home, database_url=pg_database.dsn,
-                      env={"SOXTRAIL_SIGNING_KEY": str(key)})
-    assert result.code == 0, result.stderr
-    run_id = result.json()["run_id"]
-    return SignedRun(run_id, "2024Q3", home, LocalStore(home / "store"), public, pg_database)
+    with demo_quarter.checkout() as run:
+        shutil.copy2(run.signing_key, root / "signing.pem")
+        shutil.copy2(run.public_key, root / "signing.pub")
+        yield SignedRun(run.run_id, run.quarter, run.home, run.store, root / "signing.pub",
+                        run.db)
 
 
 def _verify(run: SignedRun, kinds: tuple[str, ...] = verify.KINDS) -> verify.VerifyReport:

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,9 +52,25 @@ def soxtrail(*args: str, home: Path, database_url: str | None, env: dict[str, st
     if database_url:
         full_env["SOXTRAIL_DATABASE_URL"] = database_url
     full_env.update(env or {})
+    started = time.monotonic()
     proc = subprocess.run([sys.executable, *launcher, *args], env=importable(full_env, launcher),
                           capture_output=True, text=True, timeout=timeout)
+    _log_time(args, time.monotonic() - started)
     return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def _log_time(args: Sequence[str], seconds: float) -> None:
+    """With SOXTRAIL_TEST_CLI_TIMES=<file>: one JSON line per CLI call (its command, wall
+    seconds, the test), to see where the suite's time goes (`make test` leaves it unset)."""
+    path = os.environ.get("SOXTRAIL_TEST_CLI_TIMES")
+    if not path:
+        return
+    groups = ("db", "docs", "review")  # commands whose second word is a subcommand
+    words = list(args[:2]) if args[:1] and args[0] in groups else list(args[:1])
+    line = {"command": " ".join(words),
+            "seconds": round(seconds, 3), "test": os.environ.get("PYTEST_CURRENT_TEST", "")}
+    with open(path, "a", encoding="utf-8") as out:
+        out.write(json.dumps(line) + "\n")
 
 
 def stop_embedded(home: Path, timeout: float = 30) -> None:
