@@ -25,8 +25,10 @@ from soxtrail.kernel.store import LocalStore, Store, open_store
 GENESIS = evidence.GENESIS
 # The groups of checks; "control" also compares the stored mart rows ("mart" lines);
 # "included", the earlier rows the run includes (verify_included: their link, and with
-# "object" and "raw" their objects and raw rows); "attest", the sign-off (verify_attest).
-KINDS = ("object", "raw", "chain", "included", "control", "bundle", "links", "attest")
+# "object" and "raw" their objects and raw rows); "attest", the sign-off (verify_attest);
+# "sample", the samples drawn for re-performance (verify_sample).
+KINDS = ("object", "raw", "chain", "included", "control", "bundle", "links", "attest",
+         "sample")
 
 
 @dataclass
@@ -341,6 +343,10 @@ def verify_run(conn: psycopg.Connection[Any], run_id: str, *, bundle: str | None
         from soxtrail.audit import verify_attest
 
         add(verify_attest.check_attestations(conn, run, store))
+    if "sample" in kinds:  # samples drawn for re-performance (verify_sample)
+        from soxtrail.audit import verify_sample
+
+        add(verify_sample.check_samples(conn, run, store))
     return report
 
 

@@ -32,7 +32,8 @@ class Manifest:
     fingerprint: str | None
 
 
-def _read(store: Store, key: str) -> bytes | None:
+def read_object(store: Store, key: str) -> bytes | None:
+    """The bytes of a store object, None when it is not there (also verify_sample)."""
     if not store.exists(key):
         return None
     handle = store.open(key)
@@ -49,10 +50,10 @@ def bundle_manifests(store: Store, run: runs.Run) -> list[Manifest]:
 
     found = []
     for number, prefix in enumerate(version_prefixes(store, run.quarter, run.id), start=1):
-        data = _read(store, f"{prefix}/{MANIFEST}")
+        data = read_object(store, f"{prefix}/{MANIFEST}")
         if data is None:
             continue
-        fp = _read(store, f"{prefix}/{FINGERPRINT}")
+        fp = read_object(store, f"{prefix}/{FINGERPRINT}")
         found.append(Manifest(version=number, prefix=prefix,
                               sha256=hashlib.sha256(data).hexdigest(),
                               signed=store.exists(f"{prefix}/{SIGNATURE}"),
@@ -86,8 +87,10 @@ def _document(row: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
     return (doc, None) if isinstance(doc, dict) else (None, "the document is not a JSON object")
 
 
-def check_chain(rows: list[dict[str, Any]], run_id: str) -> list[Verdict]:
-    """The attestation chain (all runs share it) up to the run's last attestation."""
+def check_chain(rows: list[dict[str, Any]], run_id: str, *, kind: str = KIND,
+                noun: str = "attestation") -> list[Verdict]:
+    """The attestation chain (all runs share it) up to the run's last attestation; the
+    samples' chain (verify_sample) is built the same way (`kind`, `noun`)."""
     previous = attestations.GENESIS
     broken = []
     last = max((int(r["seq"]) for r in rows if str(r["run_id"]) == run_id), default=0)
@@ -96,13 +99,13 @@ def check_chain(rows: list[dict[str, Any]], run_id: str) -> list[Verdict]:
             break
         link = attestations.chain_link(previous, row["document"])
         if row["prev_hash"] != previous or row["chain_hash"] != link:
-            broken.append(f"seq {row['seq']} (attestation {row['id']}, run {row['run_id']})")
+            broken.append(f"seq {row['seq']} ({noun} {row['id']}, run {row['run_id']})")
         previous = row["chain_hash"]
     if broken:
-        return [Verdict("MISMATCH", KIND, "chain",
-                        "the attestation chain does not hold at " + "; ".join(broken[:5])
+        return [Verdict("MISMATCH", kind, "chain",
+                        f"the {noun} chain does not hold at " + "; ".join(broken[:5])
                         + " (a row or link was changed)")]
-    return [Verdict("OK", KIND, "chain",
+    return [Verdict("OK", kind, "chain",
                     f"{sum(1 for r in rows if int(r['seq']) <= last)} links hold")]
 
 
@@ -155,21 +158,24 @@ def _signature(row: dict[str, Any], doc: dict[str, Any], subject: str,
     return verdicts
 
 
-def _file(store: Store, row: dict[str, Any], subject: str) -> list[Verdict]:
+def check_file(store: Store, row: dict[str, Any], subject: str, *, kind: str = KIND,
+               noun: str = "attestation") -> list[Verdict]:
+    """The row's signed file (`store_key`) and signature in the store are its document's
+    (also the samples', verify_sample: `kind`, `noun`)."""
     key = str(row["store_key"])
-    stored = _read(store, key)
+    stored = read_object(store, key)
     if stored is None:
-        return [Verdict("MISSING", KIND, subject, f"no attestation file at {store.location(key)}")]
+        return [Verdict("MISSING", kind, subject, f"no {noun} file at {store.location(key)}")]
     if stored != row["document"].encode("utf-8"):
-        return [Verdict("MISMATCH", KIND, subject,
+        return [Verdict("MISMATCH", kind, subject,
                         f"{key} differs from the database's document (one of them was edited)")]
     if row.get("signature"):
-        sig = _read(store, key + attestations.SIGNATURE_SUFFIX)
+        sig = read_object(store, key + attestations.SIGNATURE_SUFFIX)
         if sig is None or sig.hex() != row["signature"]:
-            return [Verdict("MISMATCH" if sig is not None else "MISSING", KIND, subject,
+            return [Verdict("MISMATCH" if sig is not None else "MISSING", kind, subject,
                             f"{key}{attestations.SIGNATURE_SUFFIX} is not the recorded "
                             "signature")]
-    return [Verdict("OK", KIND, subject, f"{key} is the signed document")]
+    return [Verdict("OK", kind, subject, f"{key} is the signed document")]
 
 
 def _manifest(doc: dict[str, Any], manifests: list[Manifest], subject: str) -> Verdict:
@@ -236,7 +242,7 @@ def check_attestations(conn: psycopg.Connection[Any], run: runs.Run,
                                     "the row differs from its signed document: "
                                     + "; ".join(differences)))
         verdicts += _signature(row, doc, subject, signers, why)
-        verdicts += _file(store, row, subject)
+        verdicts += check_file(store, row, subject)
         verdicts.append(_manifest(doc, manifests, subject))
         sod = _segregation(doc, row, run, [r for r in rows if r["id"] != row["id"]],
                            executors, signers, subject)

@@ -24,7 +24,8 @@ from soxtrail.kernel.errors import ConfigError, PlatformError
 DBT_SCHEMAS = ("marts", "snapshots")
 RECORD_TABLES = ("soxtrail.sox_runs", "soxtrail.sox_evidence", "soxtrail.sox_load_stats",
                  "soxtrail.sox_rejects",
-                 "soxtrail.sox_attestations")  # sign-off: chained by the owner's trigger
+                 "soxtrail.sox_attestations",  # sign-off: chained by the owner's trigger
+                 "soxtrail.sox_samples")  # samples for re-performance: likewise
 READ_TABLES = ("soxtrail.sox_evidence_chain", "soxtrail.sox_platform")
 RUN_FUNCTIONS = ("soxtrail.run_mark_phase(uuid, text)", "soxtrail.run_mark_failed(uuid, text)",
                  "soxtrail.run_mark_completed(uuid, jsonb)", "soxtrail.run_mark_running(uuid)")
