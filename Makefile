@@ -19,7 +19,7 @@ TEST_WORKERS ?= auto
 # PNG `make docs` writes)
 TEST_DEBS := postgresql-15-pgaudit pgbackrest faketime libreoffice-calc poppler-utils
 
-.PHONY: help quarter capture test test-fast lint docs docs-serve bench demo clean system-deps
+.PHONY: help quarter demo-signoff capture test test-fast lint docs docs-serve bench demo clean system-deps
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -37,9 +37,20 @@ $(STAMP): pyproject.toml setup.py extract/connectors/_pgaudit_scan.pyx
 	@touch $(STAMP)
 	@echo "  done: $(VENV) is ready"
 
-quarter: $(STAMP) ## Run a quarter: make quarter Q=2024Q3 [CLUSTERS=a,b] [CONFIG=soxtrail.yml]
+quarter: $(STAMP) ## Run a quarter: make quarter Q=2024Q3 [CLUSTERS=a,b] [CONFIG=soxtrail.yml] (the demo: then its sign-off)
 	@[[ "$(Q)" =~ ^[0-9]{4}Q[1-4]$$ ]] || { echo "error: Q='$(Q)' is not a quarter; expected YYYYQn, e.g. make quarter Q=2024Q3" >&2; exit 2; }
 	$(BIN)/soxtrail run --quarter $(Q) $(if $(CLUSTERS),--clusters $(CLUSTERS)) $(if $(CONFIG),--config $(CONFIG))
+	@$(if $(CONFIG),true,$(MAKE) --no-print-directory demo-signoff Q=$(Q))
+
+# the demo estate's people (signers.yml, keys/ of the demo: DEMO keys, derived from the names)
+DEMO ?= $(or $(SOXTRAIL_HOME),.soxtrail)/demo/$(Q)
+demo-signoff: $(STAMP) ## The demo's management step: its preparer and reviewer sign off the quarter's newest run (make demo-signoff Q=2024Q3)
+	@[[ "$(Q)" =~ ^[0-9]{4}Q[1-4]$$ ]] || { echo "error: Q='$(Q)' is not a quarter; expected YYYYQn" >&2; exit 2; }
+	@run=$$($(BIN)/soxtrail runs --json | $(BIN)/python -c 'import json, sys; print(next((r["run_id"] for r in json.load(sys.stdin) if r["quarter"] == "$(Q)" and r["kind"] == "quarter" and r["status"] == "completed"), ""))') && \
+	  test -n "$$run" || { echo "error: no completed run of $(Q) to sign off" >&2; exit 2; }; \
+	  set -x; \
+	  $(BIN)/soxtrail signoff $$run --as pat.preparer --role preparer --key $(DEMO)/keys/pat.preparer.pem --comment "demo: prepared; exceptions answered in responses/$(Q).yml" && \
+	  $(BIN)/soxtrail signoff $$run --as rita.reviewer --role reviewer --key $(DEMO)/keys/rita.reviewer.pem --comment "demo: reviewed"
 
 capture: $(STAMP) ## Capture sources that forget, mid-quarter: make capture Q=2024Q3|current CONFIG=soxtrail.yml [SOURCES=a,b]
 	@[[ "$(Q)" =~ ^([0-9]{4}Q[1-4]|current)$$ ]] || { echo "error: Q='$(Q)' is not a quarter; expected YYYYQn or current" >&2; exit 2; }

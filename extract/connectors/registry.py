@@ -7,6 +7,7 @@ from types import ModuleType
 from typing import Any
 
 from extract.connectors import (
+    access_review,
     aws_backup,
     aws_cloudtrail,
     catalog_file,
@@ -36,16 +37,19 @@ CONNECTORS: dict[str, ModuleType] = {
     "file": file,
     "catalog_file": catalog_file,
     "responses": responses,
+    "access_review": access_review,
 }
 # what a config's `connector:` may name (catalog_file serves the `catalogs:` files only,
-# responses the `responses:` file)
+# responses the `responses:` file, access_review the `access_review:` folder)
 SPECS: dict[str, ConnectorSpec] = {name: module.SPEC for name, module in CONNECTORS.items()}
+# the connectors of the config's own keys (`catalogs:`, `responses:`, `access_review:`)
+INTERNAL = ("catalog_file", "responses", "access_review")
 
 
 def connector_module(name: str, where: str = "") -> ModuleType:
     """The module implementing connector `name`."""
     if name not in CONNECTORS:
-        known = ", ".join(sorted(k for k in CONNECTORS if k not in ("catalog_file", "responses")))
+        known = ", ".join(sorted(k for k in CONNECTORS if k not in INTERNAL))
         raise ConfigError(f"{where}unknown connector {name!r} (known: {known})")
     return CONNECTORS[name]
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from extract.demo.oracle import ItemSink, write_expected
-from extract.demo.oracle_access import evaluate_access
+from extract.demo.oracle_access import access_review, evaluate_access
 from extract.demo.oracle_logging import evaluate_logging, logging_completeness
 from extract.demo.oracle_register import expected_register
 from extract.demo.plan import DemoScale, Plan
@@ -19,7 +19,9 @@ from extract.demo.writers.config import config_text
 from extract.demo.writers.iam import write_cloudtrail, write_hr
 from extract.demo.writers.pgaudit import write_logs
 from extract.demo.writers.responses import write_responses
+from extract.demo.writers.review import write_review
 from extract.demo.writers.server_settings import write_server_settings
+from extract.demo.writers.signers import write_signers
 from extract.demo.writers.tickets import write_jira
 from soxtrail.kernel.controls import CONTROLS
 from soxtrail.kernel.quarter import Quarter
@@ -40,6 +42,7 @@ class DemoSummary:
     tickets: int = 0
     backups: int = 0
     role_catalog_rows: int = 0
+    review_rows: int = 0
     population: dict[str, int] = field(default_factory=dict)
     exceptions: dict[str, int] = field(default_factory=dict)
 
@@ -55,7 +58,8 @@ def generate(out: Path, quarter: Quarter, *, clusters: int = 12, seed: int = 7,
     scale = scale or default_scale(clusters)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for sub in ("logs", "catalog", "cloudtrail", "hr", "jira", "backups", "seeds", "responses"):
+    for sub in ("logs", "catalog", "cloudtrail", "hr", "jira", "backups", "seeds", "responses",
+                "reviews", "keys"):
         shutil.rmtree(out / sub, ignore_errors=True)
     plan = Plan.build(quarter, scale, seed)
     summary = DemoSummary(out=out, quarter=quarter.label, clusters=len(plan.clusters),
@@ -88,6 +92,9 @@ def generate(out: Path, quarter: Quarter, *, clusters: int = 12, seed: int = 7,
     # management's responses to a few exceptions: one waiver, one expired waiver
     responses = plan_responses(quarter, controls)
     write_responses(responses, out / "responses" / f"{quarter.label}.yml")
+    # the owners' returned user access review (AC-03), with its planted errors
+    summary.review_rows = write_review(access_review(plan), out / "reviews" / quarter.label)
+    write_signers(out)  # who signs the run off: a preparer and a reviewer, with demo keys
     register = expected_register(responses, sum(n for _, n in counts.values()),
                                  judged_on=quarter.end_day)
     write_expected(out / "expected.json", quarter, controls, {"CM-01": cm01_tmp,

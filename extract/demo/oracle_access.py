@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING
 
 from extract.demo.model import Session, Stmt
 from extract.demo.oracle import Item, result, stmt_key
+from extract.demo.plan_completeness import catalog_captured_at
+from extract.demo.plan_review import Review, plan_review, quarter_end_holdings
 
 if TYPE_CHECKING:
     from extract.demo.plan import Plan
@@ -150,33 +152,50 @@ def _ac02(plan: Plan) -> list[Item]:
     return sorted(items, key=lambda i: "|".join(i[0]))
 
 
+def access_review(plan: Plan) -> Review:
+    """The demo's returned user access review (plan_review), its identity statuses from
+    the quarter's deactivations."""
+    return plan_review(plan, set(_deactivations(plan)))
+
+
+def _review_reasons(plan: Plan, review: Review, key: str, who: str, cluster: str) -> list[str]:
+    """AC-03's review attributes of one item (docs/controls.md)."""
+    row = review.decisions().get(key)
+    if row is None:
+        return ["REVIEW_MISSING"]
+    reasons = []
+    decided = row.reviewed_at_utc
+    assert decided is not None and row.reviewer is not None
+    if row.reviewer.lower() == who.lower():
+        reasons.append("REVIEWER_IS_HOLDER")
+    # the catalog lists every population item: a removal is not actioned when the catalog
+    # was taken after the decision plus the grace period
+    if row.decision == "remove" and catalog_captured_at(plan, cluster) > decided + review.grace:
+        reasons.append("REMOVE_NOT_ACTIONED")
+    late_from = datetime.combine(review.deadline + timedelta(days=1), time(0),
+                                 tzinfo=plan.quarter.zone)
+    if decided >= late_from:
+        reasons.append("REVIEW_LATE")
+    return reasons
+
+
 def _ac03(plan: Plan) -> list[Item]:
     items = []
     deactivated = _deactivations(plan)
-    for c in plan.clusters:
-        if not c.in_scope:
-            continue
-        roles, members = plan.final[c.name]
-        held = [(m, g) for (m, g) in members if roles.get(m, {}).get("login")]
-        for name, attrs in roles.items():
-            if attrs["login"] and attrs["super"]:
-                held.append((name, "SUPERUSER"))
-            if attrs["login"] and attrs["createrole"]:
-                held.append((name, "CREATEROLE"))
-        for login, role in held:
-            who = plan.identity(login)
-            reasons = []
-            if not plan.catalog_entries(role, c.name):
-                reasons.append("UNKNOWN_ROLE")
-            if who in deactivated:
-                reasons.append("INACTIVE_HOLDER")
-            ref = plan.identity_map.get(login, ("", "", ""))[2]
-            if plan.is_privileged(role, c.name) and not ref and not any(
-                    t.kind == "access" and t.is_approved and (t.subject or "").lower() == who
-                    and t.cluster == c.name and (t.role or "").lower() == role.lower()
-                    and t.approved_at is not None and t.approved_at < plan.quarter.end
-                    for t in plan.tickets.values()):
-                reasons.append("NO_APPROVAL_ON_RECORD")
-            items.append(result([c.name, login, role], reasons))
+    review = access_review(plan)
+    for cluster, login, role in quarter_end_holdings(plan):
+        who = plan.identity(login)
+        reasons = _review_reasons(plan, review, f"{cluster}|{login}|{role}", who, cluster)
+        if not plan.catalog_entries(role, cluster):
+            reasons.append("UNKNOWN_ROLE")
+        if who in deactivated:
+            reasons.append("INACTIVE_HOLDER")
+        ref = plan.identity_map.get(login, ("", "", ""))[2]
+        if plan.is_privileged(role, cluster) and not ref and not any(
+                t.kind == "access" and t.is_approved and (t.subject or "").lower() == who
+                and t.cluster == cluster and (t.role or "").lower() == role.lower()
+                and t.approved_at is not None and t.approved_at < plan.quarter.end
+                for t in plan.tickets.values()):
+            reasons.append("NO_APPROVAL_ON_RECORD")
+        items.append(result([cluster, login, role], reasons))
     return sorted(items, key=lambda i: "|".join(i[0]))
-

@@ -19,7 +19,8 @@ from soxtrail.kernel.database import home, resolve_database
 from soxtrail.kernel.errors import EXIT_EXCEPTIONS_FOUND, ConfigError, PipelineError
 from soxtrail.kernel.store import open_store
 
-RunArg = Annotated[str, typer.Argument(help="The run id (or a unique 8+ character prefix).")]
+RunArg = Annotated[str, typer.Argument(help="The run id (or a unique 8+ character prefix, or "
+                                            "`latest`: the newest completed quarter run).")]
 
 audit_app = typer.Typer()
 
@@ -46,8 +47,9 @@ def verify_command(
                                     "--allow-unsigned).")] = False,
     store_uri: Annotated[str | None, typer.Option(
         "--store", help="Read the raw objects (and find the bundle) in this store: a folder or "
-                        "s3:// prefix, e.g. a copy (default: the store the signed bundle "
-                        "records).")] = None,
+                        "s3:// prefix, e.g. an auditor's copy (default: the store the signed "
+                        "bundle records). Another store or database than the run's is a NOTE; "
+                        "the hashes decide.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Re-check a run: raw objects (hash, rows, and the raw tables re-derived from them), the
@@ -92,19 +94,42 @@ def _warn_unpinned(report: verify.VerifyReport) -> None:
 def diff_command(
     run_a: Annotated[str, typer.Argument(help="The earlier run (A).")],
     run_b: Annotated[str, typer.Argument(help="The later run (B).")],
-    fmt: Annotated[str, typer.Option("--format", help="table, csv or xlsx.")] = "table",
+    fmt: Annotated[str, typer.Option(
+        "--format", help="table (every layer), csv (the changed items) or xlsx (one sheet "
+                         "per layer).")] = "table",
     out_path: Annotated[Path | None, typer.Option(
         "--out", help="Write to this file (required for xlsx).")] = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print every layer as JSON (instead of --format).")] = False,
+    fail_on_change: Annotated[bool, typer.Option(
+        "--fail-on-change",
+        help="Exit 1 when any layer differs (CI: a re-run must reproduce a run exactly). "
+             "Counted: evidence objects added, removed or changed (SHA-256, rows) and "
+             "sources; recorded config keys, scope and catalog rows; a control's compiled "
+             "SQL (run id replaced) or model checksum; items added, removed or changed "
+             "(counts and reason codes where items are compared by counts). Not counted: "
+             "run ids, timestamps, store keys, evidence ids, git commit, tool version and "
+             "the config's record keys _base_dir, _catalogs, _store, _signing.")] = False,
 ) -> None:
-    """Per control: population items added, removed, and whose result or reasons changed."""
+    """Why results moved between two runs, layer by layer: evidence objects per source,
+    config and catalogs, each control's compiled SQL, and the items added, removed or
+    changed, each explained by the layer whose input changed (UNEXPLAINED: none did).
+    Runs of two quarters match items only for controls whose items recur across
+    quarters; the others are compared by counts and reason codes."""
     with handled():
         if fmt not in ("table", "csv", "xlsx"):
             raise ConfigError(f"--format {fmt!r}: expected table, csv or xlsx")
         if fmt == "xlsx" and out_path is None:
             raise ConfigError("--format xlsx needs --out FILE.xlsx")
         with _read_only() as conn:
-            result = diff.diff_runs(conn, run_a, run_b)
-        if fmt == "xlsx":
+            result = diff.diff_runs(conn, run_a, run_b, sizes=fmt != "csv" or as_json)
+        if as_json:
+            text = json.dumps(result.as_dict(), sort_keys=True, default=str)
+            if out_path is not None:
+                out_path.write_text(text + "\n", encoding="utf-8")
+            else:
+                print(text)
+        elif fmt == "xlsx":
             assert out_path is not None
             diff.write_xlsx(result, out_path)
             err.print(result.header(), markup=False)
@@ -118,6 +143,25 @@ def diff_command(
                 print(text, end="")
         else:
             _print_diff_table(result, out_path)
+        if result.unexplained():
+            err.print(f"[bold red]UNEXPLAINED: {len(result.unexplained())} changed decision(s) "
+                      "with no changed input: a determinism bug[/]", markup=True)
+        if fail_on_change and result.differs:
+            counts = ", ".join(f"{k} {v}" for k, v in result.differences().items() if v)
+            err.print(f"runs differ ({counts}): --fail-on-change", markup=False)
+            raise typer.Exit(EXIT_EXCEPTIONS_FOUND)
+
+
+_SQL_DIFF_LINES = 40  # per control in the table; --json and xlsx carry the whole diff
+
+
+def _table(title: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> Table:
+    table = Table(title=title)
+    for name in columns:
+        table.add_column(name)
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    return table
 
 
 def _print_diff_table(result: diff.RunDiff, out_path: Path | None) -> None:
@@ -128,25 +172,73 @@ def _print_diff_table(result: diff.RunDiff, out_path: Path | None) -> None:
         console = Console(file=out_path.open("w", encoding="utf-8"), width=200,
                           highlight=False, soft_wrap=True)
     console.print(result.header(), markup=False)
-    counts = Table(title="per control")
-    for name in ("control", "population A", "population B", "added", "removed", "changed",
-                 "unchanged"):
-        counts.add_column(name, justify="left" if name == "control" else "right")
+    console.print(_table("layers (what --fail-on-change counts)", ("layer", "differences"),
+                         list(result.differences().items())))
+    evidence = result.evidence
+    if evidence is not None and evidence.differs:
+        console.print(_table(
+            "evidence, per source", ("source", "objects A", "objects B", "added", "removed",
+                                     "changed", "status"),
+            [tuple(r.values()) for r in evidence.per_source() if r["status"] != "same"]))
+        console.print(_table(
+            "evidence objects", ("source", "object", "change", "rows A", "rows B", "bytes A",
+                                 "bytes B", "sha256 A", "sha256 B"),
+            [(r["source"], r["query_name"], r["change"], r["rows_a"], r["rows_b"],
+              r["size_a"], r["size_b"], str(r["sha256_a"])[:12], str(r["sha256_b"])[:12])
+             for r in (c.row() for c in evidence.changes)]))
+    if result.config is not None and result.config.keys:
+        console.print(_table("config (recorded, ${…} references as written)",
+                             ("key", "change", "A", "B", "counted"),
+                             [tuple(k.row().values()) for k in result.config.keys]))
+    if result.config is not None and result.config.catalog_rows:
+        console.print(_table("catalog rows", ("catalog", "key", "change", "what differs"),
+                             [(c.catalog, c.key, c.change, c.delta())
+                              for c in result.config.catalog_rows]))
+    if result.sql is not None and result.sql.differs:
+        changed_sql = [c for c in result.sql.controls if c.status != "same"]
+        console.print(_table(
+            "control SQL", ("control", "status", "cause", "SQL sha256 A", "SQL sha256 B",
+                            "vars changed", "git commit A", "git commit B"),
+            [(c.control_id, c.status, c.cause, c.row()["sql_sha256_a"][:12],
+              c.row()["sql_sha256_b"][:12], c.row()["vars_changed"],
+              c.row()["git_commit_a"][:12], c.row()["git_commit_b"][:12])
+             for c in changed_sql]))
+        for entry in changed_sql:
+            lines = entry.unified_diff.splitlines()
+            console.print("\n".join(lines[:_SQL_DIFF_LINES]), markup=False, highlight=False)
+            if len(lines) > _SQL_DIFF_LINES:
+                console.print(f"… {len(lines) - _SQL_DIFF_LINES} more lines of {entry.control_id}"
+                              "'s SQL diff (all of it: --json or --format xlsx)", markup=False)
+    counts = Table(title="decisions, per control")
+    for name in ("control", "compared by", "population A", "population B", "exceptions A",
+                 "exceptions B", "added", "removed", "changed"):
+        counts.add_column(name, justify="left" if name in ("control", "compared by")
+                          else "right")
     for control in result.controls:
-        counts.add_row(control.control_id, str(control.population_a), str(control.population_b),
-                       *(str(control.count(k)) for k in diff.CHANGE_KINDS),
-                       str(control.unchanged))
+        counts.add_row(control.control_id, control.compared_by, str(control.population_a),
+                       str(control.population_b), str(control.exceptions_a),
+                       str(control.exceptions_b),
+                       *(str(control.count(k)) if control.compared_by == "item" else "-"
+                         for k in diff.CHANGE_KINDS))
     console.print(counts)
+    by_counts = [c for c in result.controls if c.compared_by == "counts" and c.differs]
+    if by_counts:
+        console.print(_table("reason codes (controls compared by counts)",
+                             ("control", "reasons A", "reasons B"),
+                             [(c.control_id, c.counts_row()["reasons_a"],
+                               c.counts_row()["reasons_b"]) for c in by_counts]))
     changes = result.changes()
     if changes:
-        table = Table(title="changes")
-        for name in ("control", "change", "item key", "A", "B"):
+        table = Table(title="changed items, and the layer that explains each")
+        for name in ("control", "change", "item key", "A", "B", "explained by"):
             table.add_column(name)
         for change in changes:
             row = change.row()
             a = f"{row['result_a']} {row['reasons_a']}".strip() or "-"
             b = f"{row['result_b']} {row['reasons_b']}".strip() or "-"
-            table.add_row(change.control_id, change.change, change.item_key, a, b)
+            table.add_row(change.control_id, change.change, change.item_key, a, b,
+                          "\n".join(change.because), style="bold red"
+                          if diff.UNEXPLAINED in change.explained_by else None)
         console.print(table)
     if out_path is not None:
         console.file.close()

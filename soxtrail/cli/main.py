@@ -13,8 +13,11 @@ from soxtrail.cli.common import err
 from soxtrail.cli.db import db_app
 from soxtrail.cli.docs import docs_app
 from soxtrail.cli.respond import respond_app
+from soxtrail.cli.review import review_app
 from soxtrail.cli.run import run_app
+from soxtrail.cli.sample import sample_app
 from soxtrail.cli.signoff import signoff_app
+from soxtrail.cli.trend import trend_app
 from soxtrail.kernel import secrets
 from soxtrail.kernel.errors import EXIT_PIPELINE_FAILURE
 
@@ -31,6 +34,9 @@ app.add_typer(run_app)  # run, capture, snapshot … bundle, resume, runs, demo,
 app.add_typer(audit_app)  # verify, diff, access-as-of, evidence, export-oscal, grant-auditor
 app.add_typer(signoff_app)  # signoff: a person attests a run (the official run)
 app.add_typer(respond_app)  # respond: management's response to an exception
+app.add_typer(sample_app)  # sample: a recorded sample for re-performance
+app.add_typer(trend_app)  # trend: quarter over quarter, per control
+app.add_typer(review_app, name="review")  # export, import: the user access review (AC-03)
 app.add_typer(docs_app, name="docs")
 app.add_typer(db_app, name="db")  # status, stop: the embedded PostgreSQL
 

@@ -36,7 +36,8 @@ def _signers(config: Path | None, run: runs.Run) -> attestations.Signers | None:
 
 @signoff_app.command()
 def signoff(
-    run_id: Annotated[str, typer.Argument(help="The completed quarter run to sign off.")],
+    run_id: Annotated[str, typer.Argument(
+        help="The completed quarter run to sign off (id, 8+ character prefix, or `latest`).")],
     signer: Annotated[str, typer.Option("--as", help="Who signs: a person of signers.yml.")],
     role: Annotated[str, typer.Option("--role", help="preparer or reviewer.")],
     comment: Annotated[str | None, typer.Option("--comment", help="Recorded as written.")] = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import math
@@ -27,12 +28,13 @@ from soxtrail.kernel.store import local_path, safe_name
 
 TOP_LEVEL_KEYS = frozenset({"version", "store", "sources", "catalogs", "policy", "clusters",
                             "fiscal_year_start_month", "timezone", "responses",
-                            "signers"})
+                            "signers", "access_review"})
 CATALOG_KEYS = ("role_catalog", "applications", "identity_map")
 POLICY_KEYS = frozenset({
     "revocation_sla_hours", "approval_validity_days", "approved_statuses",
     "default_backup_policy", "ticket_key_pattern", "catalog_capture_tolerance_hours",
     "lg01_restart_resets_settings", "lg01_silence_limit_hours",
+    "access_review_deadline", "access_review_due_days", "access_review_removal_grace_days",
 })
 BACKUP_POLICIES = ("daily", "weekly")  # what BK-01 (fct_control_bk01) knows
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -56,6 +58,8 @@ class Config:
     timezone: str = DEFAULT_TIMEZONE
     # management's responses to exceptions: the file per quarter (`{quarter}` in the path)
     responses: str | None = None
+    # the user access review behind AC-03: the folder of returned review files per quarter
+    access_review: str | None = None
     # the connectors' specs the config was validated against (extract.connectors.registry)
     specs: Mapping[str, ConnectorSpec] = field(default_factory=dict, repr=False)
 
@@ -248,6 +252,8 @@ def parse_config(data: Any, *, path: Path | None, base_dir: Path,
             raise ConfigError(f"{_where(path, 'policy.' + str(key))}: unknown policy "
                               f"(allowed: {', '.join(sorted(POLICY_KEYS))})")
         _check_policy(key, value, _where(path, f"policy.{key}"))
+        if key == "access_review_deadline" and value is not None:
+            policy[key] = str(value)  # a YAML date, as the ISO text dbt's var takes
     clusters = data.get("clusters")
     if clusters is not None and not (isinstance(clusters, list)
                                      and all(isinstance(c, str) for c in clusters)):
@@ -257,6 +263,11 @@ def parse_config(data: Any, *, path: Path | None, base_dir: Path,
     if responses is not None and not (isinstance(responses, str) and responses.strip()):
         raise ConfigError(f"{_where(path, 'responses')}: expected a file path "
                           "(e.g. responses/{quarter}.yml)")
+    access_review = data.get("access_review")
+    if access_review is not None and not (isinstance(access_review, str)
+                                          and access_review.strip()):
+        raise ConfigError(f"{_where(path, 'access_review')}: expected a folder path "
+                          "(e.g. reviews/{quarter})")
     signers = data.get("signers")  # signers.yml: who may sign off, their keys
     if signers is not None and not (isinstance(signers, str) and signers.strip()):
         raise ConfigError(f"{_where(path, 'signers')}: expected a file path (e.g. signers.yml)")
@@ -272,9 +283,19 @@ def parse_config(data: Any, *, path: Path | None, base_dir: Path,
             store = str(folder if folder.is_absolute() else base_dir / folder)
     return Config(path=path, raw=data, sources=sources, catalogs=catalogs, policy=policy,
                   store=store, clusters=tuple(clusters) if clusters else None,
-                  responses=responses,
+                  responses=responses, access_review=access_review,
                   base_dir=base_dir, specs=specs,
                   fiscal_year_start_month=fiscal_year_start_month, timezone=timezone)
+
+
+def policy_value(recorded: Mapping[str, Any], key: str) -> Any:
+    """A policy key's value for a run's recorded config: its `policy:` value, else the
+    default, which lives in one place, dbt_project.yml's `vars:` (what dbt applies)."""
+    policy = recorded.get("policy") or {}
+    if key in policy:
+        return policy[key]
+    project = yaml.safe_load((REPO_ROOT / "dbt_project.yml").read_text(encoding="utf-8"))
+    return (project.get("vars") or {}).get(key)
 
 
 def _check_policy(key: str, value: Any, where: str) -> None:
@@ -299,6 +320,16 @@ def _check_policy(key: str, value: Any, where: str) -> None:
     if key == "default_backup_policy" and value not in BACKUP_POLICIES:
         raise ConfigError(f"{where}: expected one of {', '.join(BACKUP_POLICIES)}, "
                           f"got {value!r}")
+    if key == "access_review_deadline" and value is not None:
+        try:
+            dt.date.fromisoformat(str(value))
+        except ValueError:
+            raise ConfigError(f"{where}: expected a date (YYYY-MM-DD, or null: "
+                              f"access_review_due_days after the quarter's last day), "
+                              f"got {value!r}") from None
+    if key in ("access_review_removal_grace_days", "access_review_due_days") and not (
+            number and isinstance(value, int) and value >= 0):
+        raise ConfigError(f"{where}: expected a whole number of days >= 0, got {value!r}")
     if key == "ticket_key_pattern":
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{where}: expected a regular expression, got {value!r}")

@@ -131,8 +131,17 @@ def create_run(conn: psycopg.Connection[Any], *, quarter: str, clusters: tuple[s
     return get_run(conn, run_id)
 
 
+LATEST = "latest"  # a run argument: the newest completed quarter run
+
+
 def get_run(conn: psycopg.Connection[Any], run_id: str) -> Run:
-    """The run with that id (a unique prefix of at least 8 characters also works)."""
+    """The run with that id (a unique prefix of at least 8 characters also works; `latest`:
+    the newest completed quarter run)."""
+    if run_id.strip().lower() == LATEST:
+        newest = latest_completed_run(conn)
+        if newest is None:
+            raise PipelineError("no completed quarter run yet: `latest` names none")
+        return newest
     with conn.cursor(row_factory=dict_row) as cur:
         try:
             uuid.UUID(run_id)

@@ -142,7 +142,7 @@ def run_sources(config: Config, run: runs.Run, *, catalogs: bool = True) -> list
         names = set(run.config.get(CAPTURE_SOURCES_KEY) or ())
         return [source for source in config.sources if source.name in names]
     return (sources_in_scope(config, run.clusters) + (catalog_sources(config) if catalogs else [])
-            + responses_sources(config))
+            + responses_sources(config) + access_review_sources(config))
 
 
 def responses_sources(config: Config) -> list[Source]:
@@ -151,6 +151,15 @@ def responses_sources(config: Config) -> list[Source]:
         return []
     return [Source(name="responses", system="responses", connector="responses",
                    values={"path": config.responses}, base_dir=config.base_dir)]
+
+
+def access_review_sources(config: Config) -> list[Source]:
+    """The user access review behind AC-03 (`access_review:`, a folder of returned review
+    files per quarter), a source of every quarter run."""
+    if not config.access_review:
+        return []
+    return [Source(name="access_review", system="access_review", connector="access_review",
+                   values={"path": config.access_review}, base_dir=config.base_dir)]
 
 
 def record_config(config: Config, store: Store, *, sign: bool = True,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -71,10 +70,10 @@ def cycle(pg_database: Database, tmp_path_factory: pytest.TempPathFactory) -> di
                "  carol: {public_key: carol.pub}\n"
                f"  dave: {{public_key: dave.pub, logins: [{RUNNER}]}}\n")
     (estate / "signers.yml").write_text(signers)
-    config = estate / "soxtrail.yml"
+    config = estate / "soxtrail.yml"  # the demo's names signers.yml: now these people
+    assert "\nsigners: signers.yml\n" in config.read_text()
     plain = estate / "soxtrail-unsigned-off.yml"  # the same estate without signers.yml
-    shutil.copyfile(config, plain)
-    config.write_text(config.read_text() + "\nsigners: signers.yml\n")
+    plain.write_text(config.read_text().replace("\nsigners: signers.yml\n", "\n"))
     home = tmp_path_factory.mktemp("home")
     env = {"BUILD_USER_ID": RUNNER}
 

@@ -320,8 +320,10 @@ def edit_report_printed_by_run(conn: psycopg.Connection[Any], ctx: Copy) -> Tamp
     It is the bundle's own copy: the store holds no report outside a bundle."""
     printed = ctx.baseline.report
     assert printed.parent == ctx.bundle() / "report", printed
+    # raw objects may be workbooks too (returned access review files): evidence, not reports
     outside = [p for p in ctx.store.rglob("*.xlsx")
-               if not p.parent.parent.name.startswith("bundle")]
+               if not p.parent.parent.name.startswith("bundle")
+               and "raw" not in p.relative_to(ctx.store).parts]
     assert outside == []
     workbook = openpyxl.load_workbook(printed)
     sheet = workbook["Summary"]

@@ -31,7 +31,8 @@ REASONS = {
               "APPROVAL_EXPIRED", "SELF_APPROVAL", "APPROVER_IS_REQUESTER",
               "APPROVER_RAN_GRANT"},
     "AC-02": {"REVOKED_LATE", "NOT_REVOKED"},
-    "AC-03": {"UNKNOWN_ROLE", "INACTIVE_HOLDER", "NO_APPROVAL_ON_RECORD"},
+    "AC-03": {"UNKNOWN_ROLE", "INACTIVE_HOLDER", "NO_APPROVAL_ON_RECORD", "REVIEW_MISSING",
+              "REVIEWER_IS_HOLDER", "REMOVE_NOT_ACTIONED", "REVIEW_LATE"},
     "CM-01": {"NO_CHANGE_TICKET", "TICKET_CLUSTER_MISMATCH", "NOT_APPROVED",
               "OUTSIDE_CHANGE_WINDOW"},
     "BK-01": {"NO_BACKUP"},
@@ -170,10 +171,13 @@ def test_ac02_user_revoked_on_one_cluster_only(expected: dict[str, Any]) -> None
 
 def test_ac03_planted_cases(expected: dict[str, Any]) -> None:
     ac03 = items(expected, "AC-03")
-    assert ac03[("pg-pay-01", "otto", "fin_admin")]["reasons"] == ["UNKNOWN_ROLE"]
+    # an unknown role has no owner to review it (plan_review)
+    assert ac03[("pg-pay-01", "otto", "fin_admin")]["reasons"] == ["REVIEW_MISSING",
+                                                                   "UNKNOWN_ROLE"]
     assert ac03[("pg-fin-01", "hiro", "fin_admin")]["reasons"] == [
         "INACTIVE_HOLDER", "NO_APPROVAL_ON_RECORD"]
-    assert ac03[("pg-ord-01", "kofi", "ord_admin")]["reasons"] == ["NO_APPROVAL_ON_RECORD"]
+    assert ac03[("pg-ord-01", "kofi", "ord_admin")]["reasons"] == ["NO_APPROVAL_ON_RECORD",
+                                                                    "REVIEW_LATE"]
     assert ac03[("pg-pay-01", "pia", "pay_admin")]["reasons"] == []
     assert ac03[("pg-fin-01", "postgres", "SUPERUSER")]["reasons"] == []
     assert ac03[("pg-hr-01", "lars", "CREATEROLE")]["reasons"] == []

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from extract.demo.model import APPROVED_STATUSES
 from extract.demo.plan_completeness import catalog_captured_at
+from extract.demo.plan_review import review_deadline
 
 if TYPE_CHECKING:
     from extract.demo.plan import Plan
@@ -22,12 +23,19 @@ def config_text(plan: Plan) -> str:
         "  revocation_sla_hours: 24",
         "  approval_validity_days: 30",
         f"  approved_statuses: [{', '.join(APPROVED_STATUSES)}]",
+        "  # AC-03: the user access review is due on this day (later decisions: REVIEW_LATE)",
+        f"  access_review_deadline: '{review_deadline(plan).isoformat()}'",
         "catalogs:",
         "  role_catalog: seeds/role_catalog.csv",
         "  applications: seeds/applications.csv",
         "  identity_map: seeds/identity_map.csv",
         "# management's responses to exceptions, one version-controlled file per quarter",
         "responses: responses/{quarter}.yml",
+        "# the role owners' returned user access review files (AC-03), one folder per quarter",
+        "access_review: reviews/{quarter}",
+        "# who may sign off a run and their public keys (DEMO ONLY: keys/ holds their private",
+        "# keys, derived from the names: soxtrail signoff --key keys/<name>.pem)",
+        "signers: signers.yml",
         "sources:",
     ]
     for c in plan.clusters:

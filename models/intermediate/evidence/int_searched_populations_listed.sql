@@ -99,6 +99,16 @@ populations as (
         null as cluster,
         'the role catalog of the run' as description
     union all
+    -- only a run with a user access review (`access_review:`) searches one
+    select distinct
+        'access_review' as population_key,
+        'AC-03' as control_id,
+        'access_review' as source_system,
+        null as cluster,
+        'every review file of the run''s user access review' as description
+    from run_sources
+    where run_sources.connector = 'access_review'
+    union all
     select
         'audit_log:' || scoped_clusters.cluster as population_key,
         'AC-02,LG-01' as control_id,

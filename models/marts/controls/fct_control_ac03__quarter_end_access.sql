@@ -1,7 +1,16 @@
 -- AC-03 Quarter-end access listing.
 -- Question: at quarter end, is every role held by a login role on an
 -- in-scope cluster a known role, held by an active identity, and, when
--- privileged, backed by an approval on record?
+-- privileged, backed by an approval on record? And, when the run has a user
+-- access review (`access_review:` in soxtrail.yml), did the role's owner
+-- decide on it in time, someone other than its holder, and was a removal
+-- carried out?
+
+{%- set deadline = var('access_review_deadline', none) %}
+{%- if deadline and not modules.re.match('^[0-9]{4}-[0-9]{2}-[0-9]{2}$', deadline | string) %}
+    {{ exceptions.raise_compiler_error(
+        "var access_review_deadline: not a date (YYYY-MM-DD): " ~ deadline) }}
+{%- endif %}
 
 with
 
@@ -38,6 +47,35 @@ deactivated_identities as (
 tickets as (
 
     select * from {{ ref('stg_tickets__tickets') }}
+
+),
+
+run_sources as (
+
+    select * from {{ ref('stg_soxtrail__run_sources') }}
+
+),
+
+access_reviews as (
+
+    select * from {{ ref('stg_reviews__access_reviews') }}
+
+),
+
+catalog_captures as (
+
+    -- when each catalog object was taken: the server's now() its capture
+    -- recorded (`unknown` for an export that says not when)
+    select
+        evidence.id as evidence_id,
+        case
+            when evidence.query_params ->> 'server_now' ~ '^[0-9]{4}-'
+                then (evidence.query_params ->> 'server_now')::timestamptz
+        end as captured_at
+    from {{ source('soxtrail', 'sox_evidence') }} as evidence
+    where
+        {{ this_run('evidence') }}
+        and evidence.source_system = 'db_catalog'
 
 ),
 
@@ -89,7 +127,9 @@ role_in_catalog as (
         population.granted_role in ('SUPERUSER', 'CREATEROLE')
         or coalesce(bool_or(role_catalog.is_privileged), false) as is_privileged_role,
         (array_agg(role_catalog.evidence_id order by role_catalog.evidence_locator))[1]
-            as role_catalog_evidence_id
+            as role_catalog_evidence_id,
+        (array_agg(role_catalog.owner order by role_catalog.evidence_locator))[1]
+            as role_owner
     from population
     left join role_catalog
         on
@@ -155,6 +195,75 @@ approval_on_record as (
 
 ),
 
+review_configured as (
+
+    -- the review rules apply only to a run whose config names `access_review`
+    select count(*) > 0 as is_review_configured
+    from run_sources
+    where run_sources.connector = 'access_review'
+
+),
+
+review_decisions as (
+
+    -- the latest decision on each item across the review files (ties: the
+    -- first by file name, then line); an undecided row decides nothing
+    select distinct on (access_reviews.item_key)
+        access_reviews.item_key,
+        access_reviews.review_decision,
+        access_reviews.reviewer,
+        access_reviews.reviewed_at,
+        access_reviews.evidence_id,
+        access_reviews.evidence_locator
+    from access_reviews
+    where access_reviews.review_decision is not null
+    order by
+        access_reviews.item_key asc,
+        access_reviews.reviewed_at desc,
+        access_reviews.review_file asc,
+        access_reviews.review_line asc
+
+),
+
+review_on_record as (
+
+    -- a removal is due `access_review_removal_grace_days` after its decision;
+    -- a review is late from the local day after `access_review_deadline` (by
+    -- default `access_review_due_days` after the quarter's last local day)
+    select
+        population.item_key,
+        review_configured.is_review_configured,
+        review_decisions.review_decision,
+        review_decisions.reviewer,
+        review_decisions.reviewed_at,
+        review_decisions.evidence_id as review_evidence_id,
+        review_decisions.evidence_locator as review_locator,
+        case
+            when review_decisions.review_decision = 'remove'
+                then
+                    review_decisions.reviewed_at
+                    + {{ var('access_review_removal_grace_days') | int }}
+                    * interval '1 day'
+        end as removal_due_at,
+        catalog_captures.captured_at as catalog_captured_at,
+        {% if deadline -%}
+            {{ local_day_start("date '" ~ deadline ~ "' + 1") }}
+        {%- else -%}
+            {{ local_day_start(
+                local_date(quarter_end_at()) ~ ' + ' ~ (var('access_review_due_days') | int)
+            ) }}
+        {%- endif %} as review_late_from
+    from population
+    cross join review_configured
+    left join review_decisions
+        on
+            review_configured.is_review_configured
+            and population.item_key = review_decisions.item_key
+    left join catalog_captures
+        on population.evidence_id = catalog_captures.evidence_id
+
+),
+
 reasons as (
 
     -- every reason code whose test fails, sorted; empty when the item passes
@@ -164,6 +273,17 @@ reasons as (
             'UNKNOWN_ROLE': 'not role_in_catalog.has_role_catalog_entry',
             'INACTIVE_HOLDER': 'not holder_active.is_holder_active',
             'NO_APPROVAL_ON_RECORD': 'not approval_on_record.has_approval_on_record',
+            'REVIEW_MISSING':
+                'review_on_record.is_review_configured'
+                ~ ' and review_on_record.review_decision is null',
+            'REVIEWER_IS_HOLDER':
+                'lower(review_on_record.reviewer) = lower(population.holder_identity)',
+            'REMOVE_NOT_ACTIONED':
+                "review_on_record.review_decision = 'remove'"
+                ~ ' and review_on_record.catalog_captured_at'
+                ~ ' > review_on_record.removal_due_at',
+            'REVIEW_LATE':
+                'review_on_record.reviewed_at >= review_on_record.review_late_from',
         }) }} as exception_reasons
     from population
     inner join role_in_catalog
@@ -172,6 +292,8 @@ reasons as (
         on population.item_key = holder_active.item_key
     inner join approval_on_record
         on population.item_key = approval_on_record.item_key
+    inner join review_on_record
+        on population.item_key = review_on_record.item_key
 
 ),
 
@@ -185,7 +307,8 @@ searched as (
 
     -- an absence claim searched a whole population: NO_APPROVAL_ON_RECORD
     -- every ticket object, UNKNOWN_ROLE the role catalog (the two never meet:
-    -- only a catalogued role is privileged)
+    -- only a catalogued role is privileged), REVIEW_MISSING every review file
+    -- (named when it is the item's only absence claim)
     select
         reasons.item_key,
         coalesce(
@@ -194,6 +317,9 @@ searched as (
             ) }},
             {{ searched_population(
                 'reasons.exception_reasons', ['UNKNOWN_ROLE'], "'role_catalog'"
+            ) }},
+            {{ searched_population(
+                'reasons.exception_reasons', ['REVIEW_MISSING'], "'access_review'"
             ) }}
         ) as searched_population
     from reasons
@@ -211,12 +337,18 @@ final as (
         population.holder_identity,
         population.holder_identity_type,
         population.granted_role,
+        role_in_catalog.role_owner,
         role_in_catalog.is_privileged_role,
         population.approval_ref,
         approval_on_record.approval_ticket_key,
         role_in_catalog.has_role_catalog_entry,
         holder_active.is_holder_active,
         approval_on_record.has_approval_on_record,
+        review_on_record.review_decision,
+        review_on_record.reviewer,
+        review_on_record.reviewed_at,
+        review_on_record.review_locator,
+        review_on_record.removal_due_at,
         {{ control_result('reasons.exception_reasons') }} as result,
         reasons.exception_reasons,
         null::text as candidates,
@@ -230,6 +362,7 @@ final as (
             'population.identity_map_evidence_id',
             'holder_active.deactivation_evidence_id',
             'approval_on_record.approval_ticket_evidence_id',
+            'review_on_record.review_evidence_id',
         ]) }} as supporting_evidence_ids,
         {{ control_evidence_id() }} as control_evidence_id
     from population
@@ -241,6 +374,8 @@ final as (
         on population.item_key = approval_on_record.item_key
     inner join reasons
         on population.item_key = reasons.item_key
+    inner join review_on_record
+        on population.item_key = review_on_record.item_key
     inner join searched
         on population.item_key = searched.item_key
     left join population_sizes

@@ -157,6 +157,7 @@ resolved as (
         earlier_exceptions.run_id as earlier_run_id,
         earlier_exceptions.earlier_quarter,
         earlier_exceptions.item_key as earlier_item_key,
+        earlier_exceptions.recur_key,
         current_items.result
     from earlier_exceptions
     left join current_items
@@ -179,6 +180,7 @@ register_items as (
         current_exceptions.item_key,
         current_exceptions.result,
         current_exceptions.exception_reasons,
+        current_exceptions.recur_key,
         case
             when recurring_match.item_key is null then 'new'
             else 'recurring'
@@ -199,6 +201,7 @@ register_items as (
         resolved.item_key,
         resolved.result,
         array[]::text[] as exception_reasons,
+        resolved.recur_key,
         'resolved' as recurrence,
         resolved.earlier_run_id,
         resolved.earlier_quarter,
@@ -237,6 +240,7 @@ final as (
         -- unique per run: the canonical result is ordered by item_key
         register_items.control_id || '|' || register_items.item_key as item_key,
         register_items.item_key as control_item_key,
+        register_items.recur_key,
         register_items.result,
         register_items.exception_reasons,
         case

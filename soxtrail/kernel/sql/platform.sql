@@ -255,6 +255,17 @@ create table if not exists raw.responses (
     approver text, expires_on text
 );
 
+-- The user access review behind AC-03 (`access_review:` in soxtrail.yml, the
+-- returned review files of a quarter, CSV or XLSX): one row per review row, the
+-- file's columns as text (extract/connectors/access_review.py).
+create table if not exists raw.access_reviews (
+    run_id uuid not null, evidence_id uuid not null, locator text not null,
+    item_key text, cluster text, login_role text, holder_identity text,
+    identity_status text, granted_role text, role_owner text,
+    last_granted_at text, grant_evidence text, decision text, reviewer text,
+    reviewed_at text, comment text
+);
+
 -- Non-secret per-source settings from the run's recorded config that the
 -- staging SQL needs: ticket field paths, ticket types, approved statuses,
 -- source time zones, stanza -> cluster and ARN -> cluster maps.
@@ -298,29 +309,42 @@ create table if not exists soxtrail.sox_attestations (
     unique (run_id, ordinal)
 );
 
+-- The link a new record made after a run (a sign-off, a sample) follows in its
+-- table's hash chain: refused unless the run is a completed quarter run; the
+-- table's writers are serialized (the lock is released at commit).
+create or replace function soxtrail.after_run_chain_previous(
+    record_table regclass, record_run uuid, record_quarter text, noun text, done text
+) returns text
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+    previous text;
+    run_status text;
+    run_quarter text;
+    run_kind text;
+begin
+    perform pg_advisory_xact_lock(hashtext(record_table::text));
+    select status, quarter, config ->> '_kind' into run_status, run_quarter, run_kind
+        from soxtrail.sox_runs where id = record_run;
+    if run_status is distinct from 'completed' or run_quarter is distinct from record_quarter
+            or run_kind = 'capture' then
+        raise exception 'soxtrail: % of run % refused: only a completed quarter run is % '
+                        '(status %, kind %)',
+            noun, record_run, done, coalesce(run_status, 'unknown'), coalesce(run_kind, 'quarter')
+            using errcode = 'insufficient_privilege';
+    end if;
+    execute format('select chain_hash from %s order by seq desc limit 1', record_table)
+        into previous;
+    return coalesce(previous, repeat('0', 64));
+end $$;
+
 create or replace function soxtrail.chain_attestation() returns trigger
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
     previous text;
     doc jsonb;
-    run_status text;
-    run_quarter text;
-    run_kind text;
 begin
-    -- serialize chain writers; the lock is released at commit
-    perform pg_advisory_xact_lock(hashtext('soxtrail.sox_attestations'));
-    select status, quarter, config ->> '_kind' into run_status, run_quarter, run_kind
-        from soxtrail.sox_runs where id = new.run_id;
-    if run_status is distinct from 'completed' or run_quarter is distinct from new.quarter
-            or run_kind = 'capture' then
-        raise exception 'soxtrail: sign-off of run % refused: only a completed quarter run '
-                        'is signed off (status %, kind %)',
-            new.run_id, coalesce(run_status, 'unknown'), coalesce(run_kind, 'quarter')
-            using errcode = 'insufficient_privilege';
-    end if;
-    select chain_hash into previous
-        from soxtrail.sox_attestations order by seq desc limit 1;
-    previous := coalesce(previous, repeat('0', 64));
+    previous := soxtrail.after_run_chain_previous(
+        'soxtrail.sox_attestations', new.run_id, new.quarter, 'sign-off', 'signed off');
     doc := new.document::jsonb;
     if doc ->> 'previous' is distinct from previous
             or doc ->> 'id' is distinct from new.id::text
@@ -342,6 +366,75 @@ end $$;
 drop trigger if exists chain on soxtrail.sox_attestations;
 create trigger chain before insert on soxtrail.sox_attestations
     for each row execute function soxtrail.chain_attestation();
+
+------------------------------------------------------------------------
+-- Samples for re-performance (`soxtrail sample`, kernel/samples.py and
+-- kernel/sampling.py): one row per sample request of a completed quarter run,
+-- made after the run and never part of its record, append-only and
+-- hash-chained like the attestations.  `document` is the exact JSON signed
+-- (method, seed, population hash and count, sizes, the drawn items; Ed25519
+-- `signature` hex, null when no key was found), also written beside the bundle
+-- at `store_key`; `drawn_items` repeats its item keys in rank order.  seq,
+-- prev_hash and chain_hash are set by the owner's trigger below.
+------------------------------------------------------------------------
+
+create table if not exists soxtrail.sox_samples (
+    seq bigint primary key,
+    id uuid not null unique,
+    run_id uuid not null references soxtrail.sox_runs(id),
+    quarter text not null,
+    ordinal integer not null,
+    control_id text not null,
+    method text not null,
+    seed bigint not null check (seed >= 0),
+    size_requested integer not null check (size_requested > 0),
+    size_drawn integer not null,
+    stratify text,
+    population_count integer not null,
+    population_hash text not null,
+    drawn_items jsonb not null,
+    requested_by text not null,
+    requested_at timestamptz not null,
+    key_fingerprint text,
+    document text not null,
+    signature text,
+    store_key text not null,
+    prev_hash text not null,
+    chain_hash text not null,
+    created_at timestamptz not null default now(),
+    unique (run_id, ordinal)
+);
+
+create or replace function soxtrail.chain_sample() returns trigger
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+    previous text;
+    doc jsonb;
+begin
+    previous := soxtrail.after_run_chain_previous(
+        'soxtrail.sox_samples', new.run_id, new.quarter, 'sample', 'sampled');
+    doc := new.document::jsonb;
+    if doc ->> 'previous' is distinct from previous
+            or doc ->> 'id' is distinct from new.id::text
+            or doc ->> 'run_id' is distinct from new.run_id::text
+            or doc ->> 'control_id' is distinct from new.control_id
+            or (doc -> 'seed')::bigint is distinct from new.seed
+            or doc ->> 'population_hash' is distinct from new.population_hash
+            or jsonb_path_query_array(doc, '$.items[*].item_key')
+               is distinct from new.drawn_items then
+        raise exception 'soxtrail: sample % refused: its columns or its previous link '
+                        'differ from its document', new.id
+            using errcode = 'insufficient_privilege';
+    end if;
+    new.seq := coalesce((select max(seq) from soxtrail.sox_samples), 0) + 1;
+    new.prev_hash := previous;
+    new.chain_hash := encode(sha256(convert_to(previous || '|' || new.document, 'UTF8')), 'hex');
+    return new;
+end $$;
+
+drop trigger if exists chain on soxtrail.sox_samples;
+create trigger chain before insert on soxtrail.sox_samples
+    for each row execute function soxtrail.chain_sample();
 
 ------------------------------------------------------------------------
 -- Append-only enforcement.
@@ -421,13 +514,14 @@ language sql immutable as $$
     select array[
         'soxtrail.sox_evidence', 'soxtrail.sox_evidence_chain',
         'soxtrail.sox_load_stats', 'soxtrail.sox_rejects', 'soxtrail.sox_platform',
-        'soxtrail.sox_attestations',
+        'soxtrail.sox_attestations', 'soxtrail.sox_samples',
         'raw.pgaudit_csvlog', 'raw.pgaudit_jsonlog', 'raw.pgaudit_stderr',
         'raw.catalog_memberships', 'raw.catalog_roles', 'raw.iam_events',
         'raw.tickets', 'raw.backups', 'raw.role_catalog', 'raw.applications',
         'raw.identity_map', 'raw.source_settings', 'raw.source_completeness',
         'raw.catalog_settings',
-        'raw.cloudtrail_digests', 'raw.included_evidence', 'raw.responses'
+        'raw.cloudtrail_digests', 'raw.included_evidence', 'raw.responses',
+        'raw.access_reviews'
     ]
 $$;
 
@@ -565,6 +659,7 @@ language sql stable as $$
                ('soxtrail.sox_runs', 'start_fresh'),
                ('soxtrail.sox_load_stats', 'while_running'),
                ('soxtrail.sox_attestations', 'chain'),
+               ('soxtrail.sox_samples', 'chain'),
                ('soxtrail.sox_rejects', 'while_running')
     )
     select format('trigger %s on %s is %s', expected.trigger_name, expected.table_name,
