@@ -109,31 +109,42 @@ def check_chain(rows: list[dict[str, Any]], run_id: str, *, kind: str = KIND,
                     f"{sum(1 for r in rows if int(r['seq']) <= last)} links hold")]
 
 
+def recorded_key_signature(row: dict[str, Any], key_doc: dict[str, Any], *, kind: str,
+                           subject: str, whose: str) -> tuple[str, Verdict | None]:
+    """The signer key a signed record's document carries (`signer_key`: PEM and fingerprint)
+    checked against itself, and the row's signature against it: (the key's fingerprint, or
+    "" when unreadable; None when the signature verifies, else the FAIL)."""
+    try:
+        public = attestations.load_public(str(key_doc.get("public_key_pem")), "signer_key")
+    except SoxtrailError as exc:
+        return "", Verdict("FAIL", kind, subject, str(exc))
+    fp = attestations.fingerprint(public)
+    if fp != key_doc.get("fingerprint"):
+        return fp, Verdict("FAIL", kind, subject, f"the recorded key's fingerprint is {fp}, "
+                           f"the document says {key_doc.get('fingerprint')}")
+    try:
+        signature = bytes.fromhex(row.get("signature") or "")
+    except ValueError:
+        signature = b""
+    if not attestations.verify_signature(public, row["document"].encode("utf-8"), signature):
+        return fp, Verdict("FAIL", kind, subject,
+                           f"the signature does not verify under {whose} {fp}")
+    return fp, None
+
+
 def _signature(row: dict[str, Any], doc: dict[str, Any], subject: str,
                signers: attestations.Signers | None, why: str | None) -> list[Verdict]:
     key_doc = doc.get("signer_key")
-    data = row["document"].encode("utf-8")
     if not isinstance(key_doc, dict):
         if doc.get("authenticated") or row.get("signature"):
             return [Verdict("FAIL", KIND, subject, "says it is authenticated but records no key")]
         return [Verdict("NOTE", KIND, subject,
                         "unauthenticated: signed off without signers.yml, so only the typed "
                         "name says who it was")]
-    try:
-        public = attestations.load_public(str(key_doc.get("public_key_pem")), "signer_key")
-    except SoxtrailError as exc:
-        return [Verdict("FAIL", KIND, subject, str(exc))]
-    fp = attestations.fingerprint(public)
-    if fp != key_doc.get("fingerprint"):
-        return [Verdict("FAIL", KIND, subject, f"the recorded key's fingerprint is {fp}, "
-                        f"the document says {key_doc.get('fingerprint')}")]
-    try:
-        signature = bytes.fromhex(row.get("signature") or "")
-    except ValueError:
-        signature = b""
-    if not attestations.verify_signature(public, data, signature):
-        return [Verdict("FAIL", KIND, subject,
-                        f"the signature does not verify under {doc.get('signer')}'s key {fp}")]
+    fp, failed = recorded_key_signature(row, key_doc, kind=KIND, subject=subject,
+                                        whose=f"{doc.get('signer')}'s key")
+    if failed is not None:
+        return [failed]
     verdicts = [Verdict("OK", KIND, subject, f"Ed25519 signature by {doc.get('signer')}, "
                         f"key {fp}")]
     if not doc.get("authenticated"):

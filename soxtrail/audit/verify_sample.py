@@ -12,7 +12,7 @@ import psycopg
 
 from soxtrail.audit import sample, verify_attest
 from soxtrail.audit.verdict import Verdict
-from soxtrail.kernel import attestations, runs, samples, sampling
+from soxtrail.kernel import runs, samples, sampling
 from soxtrail.kernel.errors import SoxtrailError
 from soxtrail.kernel.store import Store
 
@@ -36,21 +36,10 @@ def _signature(row: dict[str, Any], doc: dict[str, Any], run: runs.Run,
             return [Verdict("FAIL", KIND, subject, "has a signature but records no key")]
         return [Verdict("NOTE", KIND, subject, "unsigned: no signing key was found when it "
                         "was drawn; the recomputation below is what proves it")]
-    try:
-        public = attestations.load_public(str(key_doc.get("public_key_pem")), "signer_key")
-    except SoxtrailError as exc:
-        return [Verdict("FAIL", KIND, subject, str(exc))]
-    fp = attestations.fingerprint(public)
-    if fp != key_doc.get("fingerprint"):
-        return [Verdict("FAIL", KIND, subject, f"the recorded key's fingerprint is {fp}, "
-                        f"the document says {key_doc.get('fingerprint')}")]
-    try:
-        signature = bytes.fromhex(row.get("signature") or "")
-    except ValueError:
-        signature = b""
-    if not attestations.verify_signature(public, row["document"].encode("utf-8"), signature):
-        return [Verdict("FAIL", KIND, subject, f"the signature does not verify under the "
-                        f"recorded key {fp}")]
+    fp, failed = verify_attest.recorded_key_signature(row, key_doc, kind=KIND, subject=subject,
+                                                      whose="the recorded key")
+    if failed is not None:
+        return [failed]
     bundle_key = sample.run_key_fingerprint(run)
     whose = ("the run's bundle key" if fp == bundle_key
              else f"not the run's bundle key ({bundle_key or 'unsigned bundle'}): the "
