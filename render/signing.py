@@ -4,17 +4,17 @@ first run; never a fresh key under CI; `--no-sign` opts out)."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from soxtrail.kernel import keys
 from soxtrail.kernel.errors import ConfigError
+from soxtrail.kernel.keys import fingerprint, public_key_pem, raw_public_key, verify  # noqa: F401
 
 KEY_ENV = "SOXTRAIL_SIGNING_KEY"
 PASSWORD_ENV = "SOXTRAIL_SIGNING_KEY_PASSWORD"
@@ -112,61 +112,17 @@ def ensure_local_key(announce: Callable[[str], None] | None = None) -> Path:
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:
     """Load an Ed25519 private key from PEM (password from $SOXTRAIL_SIGNING_KEY_PASSWORD)."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"signing key {path}: cannot read it ({exc.strerror})") from exc
-    password = os.environ.get(PASSWORD_ENV)
-    try:
-        key = serialization.load_pem_private_key(
-            data, password=password.encode() if password else None)
-    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-        raise ConfigError(f"signing key {path}: not a usable PEM private key ({exc})") from exc
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ConfigError(f"signing key {path}: expected an Ed25519 key "
-                          f"(create one with `soxtrail keygen`), got {type(key).__name__}")
-    return key
+    return keys.load_private(path, what="signing key", password_env=PASSWORD_ENV)
 
 
 def load_public_key(data: bytes, where: str) -> Ed25519PublicKey:
     """Load an Ed25519 public key from PEM bytes; `where` names it in errors."""
-    try:
-        key = serialization.load_pem_public_key(data)
-    except (ValueError, UnsupportedAlgorithm) as exc:
-        raise ConfigError(f"public key {where}: not a PEM public key ({exc})") from exc
-    if not isinstance(key, Ed25519PublicKey):
-        raise ConfigError(f"public key {where}: expected an Ed25519 key, got {type(key).__name__}")
-    return key
-
-
-def public_key_pem(key: Ed25519PublicKey) -> bytes:
-    """The public key as PEM (SubjectPublicKeyInfo), the form `openssl pkeyutl -pubin` reads."""
-    return key.public_bytes(serialization.Encoding.PEM,
-                            serialization.PublicFormat.SubjectPublicKeyInfo)
-
-
-def raw_public_key(key: Ed25519PublicKey) -> bytes:
-    """The 32 raw bytes of an Ed25519 public key."""
-    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-
-
-def fingerprint(key: Ed25519PublicKey) -> str:
-    """SHA-256 (hex) of the raw 32-byte public key."""
-    return hashlib.sha256(raw_public_key(key)).hexdigest()
+    return keys.load_public(data, f"public key {where}")
 
 
 def sign(key: Ed25519PrivateKey, data: bytes) -> bytes:
     """The 64-byte detached Ed25519 signature of `data` (deterministic)."""
     return key.sign(data)
-
-
-def verify(key: Ed25519PublicKey, data: bytes, signature: bytes) -> bool:
-    """Whether `signature` is a valid Ed25519 signature of `data` under `key`."""
-    try:
-        key.verify(signature, data)
-    except InvalidSignature:
-        return False
-    return True
 
 
 def signing_record(path: Path | None = None, *, no_sign: bool = False,

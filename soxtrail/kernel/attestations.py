@@ -23,12 +23,13 @@ from typing import Any
 
 import psycopg
 import yaml
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from psycopg.rows import dict_row
 
+from soxtrail.kernel import keys
 from soxtrail.kernel.errors import ConfigError
+from soxtrail.kernel.keys import fingerprint
+from soxtrail.kernel.keys import verify as verify_signature  # noqa: F401
 from soxtrail.kernel.store import check_key, safe_name
 
 ROLES = ("preparer", "reviewer")
@@ -45,28 +46,15 @@ _SIGNER_KEYS = frozenset({"public_key", "fingerprint", "logins"})
 # ---------------------------------------------------------------- keys
 
 
-def fingerprint(key: Ed25519PublicKey) -> str:
-    """SHA-256 (hex) of the raw 32-byte public key (the form render/signing.py prints)."""
-    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()
-
-
 def public_pem(key: Ed25519PublicKey) -> str:
-    """The public key as PEM (SubjectPublicKeyInfo), what `openssl pkeyutl -pubin` reads."""
-    return key.public_bytes(serialization.Encoding.PEM,
-                            serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
+    """The public key as PEM text (SubjectPublicKeyInfo), what `openssl pkeyutl -pubin` reads."""
+    return keys.public_key_pem(key).decode("ascii")
 
 
 def load_public(pem: str | bytes, where: str) -> Ed25519PublicKey:
     """An Ed25519 public key from PEM; `where` names it in errors."""
-    data = pem.encode("ascii", "replace") if isinstance(pem, str) else pem
-    try:
-        key = serialization.load_pem_public_key(data)
-    except (ValueError, UnsupportedAlgorithm) as exc:
-        raise ConfigError(f"{where}: not a PEM public key ({exc})") from exc
-    if not isinstance(key, Ed25519PublicKey):
-        raise ConfigError(f"{where}: expected an Ed25519 public key, got {type(key).__name__}")
-    return key
+    return keys.load_public(pem.encode("ascii", "replace") if isinstance(pem, str) else pem,
+                            where)
 
 
 def signoff_key_path(given: Path | None) -> Path | None:
@@ -79,29 +67,7 @@ def signoff_key_path(given: Path | None) -> Path | None:
 
 def load_private(path: Path) -> Ed25519PrivateKey:
     """The signer's Ed25519 private key (PEM; password from $SOXTRAIL_SIGNOFF_KEY_PASSWORD)."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"sign-off key {path}: cannot read it ({exc.strerror})") from exc
-    password = os.environ.get(PASSWORD_ENV)
-    try:
-        key = serialization.load_pem_private_key(
-            data, password=password.encode() if password else None)
-    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-        raise ConfigError(f"sign-off key {path}: not a usable PEM private key ({exc})") from exc
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ConfigError(f"sign-off key {path}: expected an Ed25519 key (`soxtrail keygen`), "
-                          f"got {type(key).__name__}")
-    return key
-
-
-def verify_signature(public: Ed25519PublicKey, data: bytes, signature: bytes) -> bool:
-    """Whether `signature` is a valid Ed25519 signature of `data` under `public`."""
-    try:
-        public.verify(signature, data)
-    except InvalidSignature:
-        return False
-    return True
+    return keys.load_private(path, what="sign-off key", password_env=PASSWORD_ENV)
 
 
 # ---------------------------------------------------------------- signers.yml
