@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ from soxtrail.audit import verify
 from soxtrail.kernel.database import Database
 from tests.support.cli import Result, soxtrail
 from tests.support.demo_quarter import DemoRun
+from tests.support.tamper import append_only_off
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
 
@@ -38,18 +37,6 @@ def _sample_verdicts(db: Database, run_id: str) -> list[verify.Verdict]:
 
 def _failed(verdicts: list[verify.Verdict]) -> list[str]:
     return [v.line() for v in verdicts if v.failed]
-
-
-@contextmanager
-def _append_only_off(db: Database) -> Iterator[psycopg.Connection[Any]]:
-    """An attacker with the owner's rights: the append-only trigger disabled, then restored."""
-    with db.connect() as conn:
-        conn.autocommit = True
-        conn.execute("alter table soxtrail.sox_samples disable trigger append_only")
-        try:
-            yield conn
-        finally:
-            conn.execute("alter table soxtrail.sox_samples enable trigger append_only")
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +89,7 @@ def drawn(demo_run: DemoRun, pg_database: Database,
 
     # tampering, each undone before the next
     first = got["first"].json()
-    with _append_only_off(pg_database) as conn:
+    with append_only_off(pg_database, "soxtrail.sox_samples") as conn:
         original = conn.execute("select drawn_items from soxtrail.sox_samples where id = %s",
                                 (first["sample_id"],)).fetchone()[0]  # type: ignore[index]
         swapped = [got["population"][0] if k != got["population"][0] else got["population"][1]

@@ -11,8 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ from soxtrail.audit import oscal, verify
 from soxtrail.kernel.database import Database
 from soxtrail.kernel.quarter import Quarter
 from tests.support.cli import Result, soxtrail
+from tests.support.tamper import append_only_off
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
 
@@ -40,18 +39,6 @@ def _attest_verdicts(db: Database, run_id: str) -> list[verify.Verdict]:
 
 def _failed(verdicts: list[verify.Verdict]) -> list[str]:
     return [v.line() for v in verdicts if v.failed]
-
-
-@contextmanager
-def _append_only_off(db: Database) -> Iterator[psycopg.Connection[Any]]:
-    """An attacker with the owner's rights: the append-only trigger disabled, then restored."""
-    with db.connect() as conn:
-        conn.autocommit = True
-        conn.execute("alter table soxtrail.sox_attestations disable trigger append_only")
-        try:
-            yield conn
-        finally:
-            conn.execute("alter table soxtrail.sox_attestations enable trigger append_only")
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +104,7 @@ def cycle(pg_database: Database, tmp_path_factory: pytest.TempPathFactory) -> di
 
     # tampering, each undone before the next
     review = got["review"].json()
-    with _append_only_off(pg_database) as conn:
+    with append_only_off(pg_database, "soxtrail.sox_attestations") as conn:
         conn.execute("update soxtrail.sox_attestations set signer = 'carol' where id = %s",
                      (review["attestation_id"],))
         got["forged_row"] = _attest_verdicts(pg_database, run1)

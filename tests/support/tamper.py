@@ -274,3 +274,18 @@ def fresh_copy(baseline: Baseline, role: Role) -> Iterator[Copy]:
         with admin() as conn:
             drop_database(conn, baseline.database)
         shutil.rmtree(baseline.home, ignore_errors=True)
+
+
+@contextmanager
+def append_only_off(db: Database, table: str) -> Iterator[psycopg.Connection[Any]]:
+    """An attacker with the owner's rights: `table`'s append-only trigger disabled (an
+    autocommit connection to change rows with), then enabled again."""
+    with db.connect() as conn:
+        conn.autocommit = True
+        conn.execute(sql.SQL("alter table {} disable trigger append_only").format(
+            sql.Identifier(*table.split("."))))
+        try:
+            yield conn
+        finally:
+            conn.execute(sql.SQL("alter table {} enable trigger append_only").format(
+                sql.Identifier(*table.split("."))))
