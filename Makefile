@@ -11,15 +11,19 @@ CLUSTERS ?=
 CONFIG ?=
 SOURCES ?=
 SIZE   ?= small
+# where the reconcile runs: postgres (default) or spark (installs the `spark` extra and Java)
+ENGINE ?=
 # pytest-xdist workers for `make test` (test files are kept whole on one worker: their
 # module fixtures each own a database and a run); 0 runs the suite in this process
 TEST_WORKERS ?= auto
 # Debian packages the test suite drives as real software (libreoffice-calc: the workbook's
 # Summary printed to PDF, checked to fit one page; poppler-utils: pdftoppm, that page as the
 # PNG `make docs` writes)
-TEST_DEBS := postgresql-15-pgaudit pgbackrest faketime libreoffice-calc poppler-utils
+TEST_DEBS := postgresql-15-pgaudit pgbackrest faketime libreoffice-calc poppler-utils \
+  openjdk-17-jre-headless
+SPARK_STAMP := $(VENV)/.installed-spark
 
-.PHONY: help quarter demo-signoff capture test test-fast lint docs docs-serve bench demo clean system-deps
+.PHONY: help quarter demo-signoff capture test test-fast lint docs docs-serve bench demo clean system-deps spark-deps
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -37,9 +41,18 @@ $(STAMP): pyproject.toml setup.py extract/connectors/_pgaudit_scan.pyx
 	@touch $(STAMP)
 	@echo "  done: $(VENV) is ready"
 
-quarter: $(STAMP) ## Run a quarter: make quarter Q=2024Q3 [CLUSTERS=a,b] [CONFIG=soxtrail.yml] (the demo: then its sign-off)
+# engine: spark needs the `spark` extra (pyspark, dbt-spark, pyarrow: about 1 minute, once)
+$(SPARK_STAMP): $(STAMP) pyproject.toml
+	@echo "installing the Spark engine's extra: pyspark (Spark itself), dbt-spark, pyarrow (about 1 minute, once)"
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[spark]'
+	@touch $(SPARK_STAMP)
+
+spark-deps: $(SPARK_STAMP) ## The Spark engine's Python extra and Java 17 (Debian's openjdk-17-jre-headless)
+	@command -v java >/dev/null || $(MAKE) --no-print-directory system-deps TEST_DEBS=openjdk-17-jre-headless
+
+quarter: $(STAMP) $(if $(filter spark,$(ENGINE)),spark-deps) ## Run a quarter: make quarter Q=2024Q3 [CLUSTERS=a,b] [CONFIG=soxtrail.yml] [ENGINE=spark] (the demo: then its sign-off)
 	@[[ "$(Q)" =~ ^[0-9]{4}Q[1-4]$$ ]] || { echo "error: Q='$(Q)' is not a quarter; expected YYYYQn, e.g. make quarter Q=2024Q3" >&2; exit 2; }
-	$(BIN)/soxtrail run --quarter $(Q) $(if $(CLUSTERS),--clusters $(CLUSTERS)) $(if $(CONFIG),--config $(CONFIG))
+	$(if $(ENGINE),SOXTRAIL_ENGINE=$(ENGINE) )$(BIN)/soxtrail run --quarter $(Q) $(if $(CLUSTERS),--clusters $(CLUSTERS)) $(if $(CONFIG),--config $(CONFIG))
 	@$(if $(CONFIG),true,$(MAKE) --no-print-directory demo-signoff Q=$(Q))
 
 # the demo estate's people (signers.yml, keys/ of the demo: DEMO keys, derived from the names)
@@ -67,7 +80,7 @@ system-deps: ## Install the Debian packages the tests drive (pgaudit, pgBackRest
 	  else echo "warning: missing Debian packages:$$missing (run as root or install them)" >&2; fi; \
 	fi
 
-test: $(STAMP) system-deps ## Run the whole test suite
+test: $(STAMP) $(SPARK_STAMP) system-deps ## Run the whole test suite
 	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: $(STAMP) ## Unit tests only
@@ -87,8 +100,8 @@ docs: $(STAMP) ## Build the dbt docs site and the workbook's Summary page (PNG) 
 docs-serve: $(STAMP) ## Serve the dbt docs site on localhost
 	$(BIN)/soxtrail docs serve
 
-bench: $(STAMP) ## Benchmark: make bench SIZE=small|medium|large
-	$(BIN)/python -m bench.run --size $(SIZE)
+bench: $(STAMP) $(if $(filter spark,$(ENGINE)),spark-deps) ## Benchmark: make bench SIZE=small|medium|large [ENGINE=spark: both engines side by side]
+	$(BIN)/python -m bench.run --size $(SIZE) $(if $(filter spark,$(ENGINE)),--engine spark)
 
 demo: $(STAMP) ## Write the demo estate: make demo Q=2024Q3 OUT=demo
 	$(BIN)/soxtrail demo --quarter $(or $(Q),2024Q3) --out $(or $(OUT),demo)

@@ -22,7 +22,16 @@ from extract.connectors.formats import jsonb_problem
 from extract.connectors.registry import RAW_TABLES, connector_module, object_module
 from soxtrail.kernel import evidence, secrets
 from soxtrail.kernel.errors import PipelineError
-from soxtrail.kernel.sources import CopyRows, JsonDoc, RawRow, Reject, Skipped, Source, copy_fields
+from soxtrail.kernel.sources import (
+    CopyRows,
+    JsonDoc,
+    RawRow,
+    Reject,
+    Skipped,
+    Source,
+    copy_fields,
+    copy_lines_columns,
+)
 from soxtrail.kernel.store import Store
 
 MAX_REJECT_TEXT = 10_000
@@ -191,7 +200,8 @@ def _rows(params: dict[str, Any], path: Path, *, run_id: str, evidence_id: str,
             counts.skipped += item.count
 
 
-def _copy_sql(table_name: str) -> str:
+def copy_sql(table_name: str) -> str:
+    """The COPY statement loading a raw table's columns."""
     return f"copy {table_name} ({', '.join(RAW_TABLES[table_name].columns)}) from stdin"
 
 
@@ -277,7 +287,7 @@ def copy_object(conn: psycopg.Connection[Any], *, run_id: str, evidence_id: str,
     rows = _rows(params, path, run_id=run_id, evidence_id=evidence_id, counts=counts,
                  rejects=rejects)
     with conn.cursor() as cur:
-        with cur.copy(_copy_sql(params["raw_table"])) as copy:  # type: ignore[arg-type]
+        with cur.copy(copy_sql(params["raw_table"])) as copy:  # type: ignore[arg-type]
             for row in rows:
                 assert type(row) is tuple  # no `head`: no pre-encoded rows
                 copy.write_row(row)
@@ -348,7 +358,7 @@ def copy_object_text(conn: psycopg.Connection[Any], *, run_id: str, evidence_id:
     content = ContentHash(_head_text(run_id, evidence_id, params))
     try:
         with conn.cursor() as cur:
-            with cur.copy(_copy_sql(params["raw_table"])) as copy:  # type: ignore[arg-type]
+            with cur.copy(copy_sql(params["raw_table"])) as copy:  # type: ignore[arg-type]
                 for block in encode_blocks(run_id=run_id, evidence_id=evidence_id,
                                            params=params, path=path, counts=counts,
                                            rejects=rejects):
@@ -361,6 +371,90 @@ def copy_object_text(conn: psycopg.Connection[Any], *, run_id: str, evidence_id:
         return copy_object(conn, run_id=run_id, evidence_id=evidence_id, params=params,
                            path=path)
     return counts
+
+
+# engine: spark. The raw rows of an object go to its Parquet file under the warehouse
+# (soxtrail.kernel.spark), parsed by the same code into the same COPY lines, which are read
+# back into columns: no second parser. Load stats and rejects stay in PostgreSQL, in the
+# transaction the caller commits after the file is in place (a resumed load rewrites it).
+# The run's own evidence list reads raw.included_evidence from PostgreSQL (the report's
+# rows: soxtrail.kernel.evidence): its rows are written there too.
+KEPT_IN_POSTGRES = frozenset({"raw.included_evidence"})
+
+
+def spark_raw_tables() -> list[tuple[str, tuple[str, ...]]]:
+    """(name without `raw.`, columns) of every raw table the Spark warehouse holds."""
+    return [(name.removeprefix("raw."), shape.columns) for name, shape in RAW_TABLES.items()
+            ] + [("source_settings", tuple(SOURCE_SETTINGS_COLUMNS))]
+
+
+def object_blocks(*, run_id: str, evidence_id: str, params: dict[str, Any], path: Path,
+                  counts: LoadCounts, rejects: list[tuple[str, str, str | None]]
+                  ) -> tuple[list[bytes], str]:
+    """The object's COPY lines (blocks) and content hash, as copy_object_text writes them."""
+    head = _head_text(run_id, evidence_id, params)
+    content = ContentHash(head)
+    blocks: list[bytes] = []
+    try:
+        for block in encode_blocks(run_id=run_id, evidence_id=evidence_id, params=params,
+                                   path=path, counts=counts, rejects=rejects):
+            content.update(block)
+            blocks.append(block)
+    except _NotText:
+        fresh = LoadCounts()
+        counts.__dict__.update(fresh.__dict__)
+        rejects.clear()
+        content, blocks = ContentHash(head), []
+        for row in _rows(params, path, run_id=run_id, evidence_id=evidence_id, counts=counts,
+                         rejects=rejects):
+            assert type(row) is tuple  # no `head`: no pre-encoded rows
+            content.update_row(row)
+            text = [v if v is None or type(v) is str else str(v) for v in row]
+            blocks.append((copy_fields(text) + "\n").encode("utf-8"))
+    return blocks, content.hexdigest()
+
+
+def parquet_object(conn: psycopg.Connection[Any], *, warehouse: Path, run_id: str,
+                   evidence_id: str, params: dict[str, Any], path: Path) -> LoadCounts:
+    """Write one object's rows as its Parquet file (every column text), then its rejects and
+    load stats inside the caller's transaction (engine: spark)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from soxtrail.kernel import spark
+
+    counts = LoadCounts()
+    rejects: list[tuple[str, str, str | None]] = []
+    table_name = params["raw_table"]
+    columns = RAW_TABLES[table_name].columns
+    blocks, digest = object_blocks(run_id=run_id, evidence_id=evidence_id, params=params,
+                                   path=path, counts=counts, rejects=rejects)
+    values = copy_lines_columns(b"".join(blocks), len(columns))
+    target = spark.raw_object_path(warehouse, table_name.removeprefix("raw."), run_id,
+                                   evidence_id)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.parent / f".{target.name}.partial"  # Spark skips dot files
+    pq.write_table(pa.Table.from_arrays([pa.array(v, type=pa.string()) for v in values],
+                                        names=list(columns)), partial)
+    os.replace(partial, target)
+    with conn.cursor() as cur:
+        if table_name in KEPT_IN_POSTGRES:
+            with cur.copy(copy_sql(table_name)) as copy:  # type: ignore[arg-type]
+                for block in blocks:
+                    copy.write(block)
+        _finish_object(cur, run_id=run_id, evidence_id=evidence_id, params=params,
+                       counts=counts, rejects=rejects, content_sha256=digest)
+    return counts
+
+
+def load_one(conn: psycopg.Connection[Any], *, warehouse: Path | None, run_id: str,
+             evidence_id: str, params: dict[str, Any], path: Path) -> LoadCounts:
+    """Load one object into PostgreSQL (no warehouse) or the Spark warehouse."""
+    if warehouse is None:
+        return copy_object_text(conn, run_id=run_id, evidence_id=evidence_id, params=params,
+                                path=path)
+    return parquet_object(conn, warehouse=warehouse, run_id=run_id, evidence_id=evidence_id,
+                          params=params, path=path)
 
 
 @dataclass
@@ -401,10 +495,11 @@ def derive_object(*, run_id: str, evidence_id: str, params: dict[str, Any],
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(parent: int, dsn: str) -> None:
+def _init_worker(parent: int, dsn: str, warehouse: str | None = None) -> None:
     """Worker initializer: follow the parent's death; connect on the first object."""
     die_with_parent(parent)
     _WORKER["dsn"] = dsn
+    _WORKER["warehouse"] = Path(warehouse) if warehouse else None
 
 
 def load_object(*, run_id: str, evidence_id: str, params: dict[str, Any],
@@ -421,8 +516,8 @@ def load_object(*, run_id: str, evidence_id: str, params: dict[str, Any],
         conn.execute("set synchronous_commit = off")
         conn.commit()
     try:
-        counts = copy_object_text(conn, run_id=run_id, evidence_id=evidence_id,
-                                  params=params, path=Path(path))
+        counts = load_one(conn, warehouse=_WORKER.get("warehouse"), run_id=run_id,
+                          evidence_id=evidence_id, params=params, path=Path(path))
         conn.commit()
     except BaseException:
         if conn.broken:
@@ -463,8 +558,10 @@ def load_workers(objects: int) -> int:
     return max(1, min(workers, objects))
 
 
-def load_settings(conn: psycopg.Connection[Any], run_id: str, sources: Iterable[Source]) -> int:
-    """Write the non-secret per-source settings staging needs (idempotent)."""
+def load_settings(conn: psycopg.Connection[Any], run_id: str, sources: Iterable[Source],
+                  warehouse: Path | None = None) -> int:
+    """Write the non-secret per-source settings staging needs (idempotent): into
+    raw.source_settings, or with `warehouse` (engine: spark) as the run's Parquet file."""
     rows = []
     for source in sources:
         module = connector_module(source.connector)
@@ -474,6 +571,21 @@ def load_settings(conn: psycopg.Connection[Any], run_id: str, sources: Iterable[
         for setting, key, value in settings(source):
             rows.append((run_id, source.name, source.connector, setting, key,
                          None if value is None else secrets.redact(str(value))))
+    if warehouse is not None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from soxtrail.kernel import spark
+
+        target = spark.raw_object_path(warehouse, "source_settings", run_id, "settings")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.parent / f".{target.name}.partial"
+        pq.write_table(pa.Table.from_arrays(
+            [pa.array([None if r[i] is None else str(r[i]) for r in rows], type=pa.string())
+             for i in range(len(SOURCE_SETTINGS_COLUMNS))],
+            names=list(SOURCE_SETTINGS_COLUMNS)), partial)
+        os.replace(partial, target)
+        return len(rows)
     with conn.cursor() as cur:
         cur.executemany(
             f"insert into raw.source_settings ({', '.join(SOURCE_SETTINGS_COLUMNS)})"
@@ -484,11 +596,12 @@ def load_settings(conn: psycopg.Connection[Any], run_id: str, sources: Iterable[
 
 def load_run(conn: psycopg.Connection[Any], *, run_id: str, store: Store, spool_dir: Path,
              sources: Iterable[Source], progress: Any = None,
-             dsn: str | None = None) -> LoadReport:
+             dsn: str | None = None, warehouse: Path | None = None) -> LoadReport:
     """Load every not-yet-loaded snapshot object of the run; one transaction per object.
 
     With `dsn`, worker processes (load_workers) load objects over their own connections;
-    without, this connection loads them one after another.
+    without, this connection loads them one after another. With `warehouse` (engine:
+    spark) the rows go to Parquet files there instead of the raw tables.
     """
     report = LoadReport()
     pending = evidence.objects_to_load(conn, run_id)
@@ -499,13 +612,14 @@ def load_run(conn: psycopg.Connection[Any], *, run_id: str, store: Store, spool_
     workers = load_workers(len(pending))
     if workers > 1 and dsn is not None:
         _load_parallel(dsn, pending, workers, run_id=run_id, store=store,
-                       spool_dir=spool_dir, report=report, progress=progress)
+                       spool_dir=spool_dir, report=report, progress=progress,
+                       warehouse=warehouse)
         pending = []
     for evidence_id, params, key, query_name in pending:
         local = store.fetch(key, spool_dir / "load" / Path(key).name)
         try:
-            counts = copy_object_text(conn, run_id=run_id, evidence_id=evidence_id,
-                                      params=params, path=local)
+            counts = load_one(conn, warehouse=warehouse, run_id=run_id,
+                              evidence_id=evidence_id, params=params, path=local)
             conn.commit()
         except BaseException:
             conn.rollback()
@@ -517,13 +631,14 @@ def load_run(conn: psycopg.Connection[Any], *, run_id: str, store: Store, spool_
         report.objects_loaded += 1
         if progress is not None:
             progress(query_name, counts)
-    load_settings(conn, run_id, sources)
+    load_settings(conn, run_id, sources, warehouse)
     conn.commit()
     return report
 
 
 def _load_parallel(dsn: str, pending: list[Any], workers: int, *, run_id: str, store: Store,
-                   spool_dir: Path, report: LoadReport, progress: Any) -> None:
+                   spool_dir: Path, report: LoadReport, progress: Any,
+                   warehouse: Path | None = None) -> None:
     """Workers load objects over their own connections; this process fetches the next
     objects from the store (LOAD_AHEAD per worker in flight, so that a large object never
     leaves a worker idle) and reports each one as it finishes."""
@@ -533,7 +648,8 @@ def _load_parallel(dsn: str, pending: list[Any], workers: int, *, run_id: str, s
     in_flight: dict[Future[LoadCounts], tuple[Any, Path]] = {}
     pool = ProcessPoolExecutor(max_workers=workers,
                                mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_worker, initargs=(os.getpid(), dsn))
+                               initializer=_init_worker,
+                               initargs=(os.getpid(), dsn, str(warehouse) if warehouse else None))
 
     def submit() -> None:
         item = next(items, None)

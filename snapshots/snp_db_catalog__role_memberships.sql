@@ -7,7 +7,11 @@
     (dbt_valid_from is when the run observed the catalog; catalog_as_of is
     the quarter end it describes). Clusters the run did not read keep their
     last known memberships, so a `--clusters` run never closes other
-    clusters' rows. -#}
+    clusters' rows.
+
+    Not built on Spark (engine: spark): dbt-spark's snapshots need Delta, Hudi or Iceberg
+    tables, whose jars come from Maven; a Spark run's role history is
+    marts.fct_access_role_holding_periods, built every run on both engines. -#}
 {% snapshot snp_db_catalog__role_memberships %}
 
 {{
@@ -17,6 +21,7 @@
         check_cols=['has_admin_option', 'can_member_login', 'is_member_superuser',
                     'can_member_create_role', 'member_valid_until'],
         hard_deletes='invalidate',
+        enabled=(target.type != 'spark'),
     )
 }}
 

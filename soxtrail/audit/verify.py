@@ -17,7 +17,7 @@ from soxtrail.audit.verdict import Verdict as Verdict  # re-exported
 from soxtrail.audit.verify_rows import check_chain as check_chain  # re-exported
 from soxtrail.audit.verify_rows import check_object as check_object  # re-exported
 from soxtrail.audit.verify_rows import count_lines as count_lines  # re-exported
-from soxtrail.kernel import canonical, controls, evidence, runs
+from soxtrail.kernel import canonical, controls, evidence, runs, spark
 from soxtrail.kernel.database import Database, home
 from soxtrail.kernel.errors import SoxtrailError
 from soxtrail.kernel.store import LocalStore, Store, open_store
@@ -110,17 +110,43 @@ def _digest(conn: psycopg.Connection[Any],
         return " ".join(str(exc).split())[:300] or exc.__class__.__name__
 
 
-def check_control(conn: psycopg.Connection[Any], row: dict[str, Any]) -> list[Verdict]:
+def _spark_digest(compute: Callable[[], canonical.Canonical]) -> canonical.Canonical | str:
+    """The canonical digest of a Spark query, or the error text."""
+    try:
+        return compute()
+    except Exception as exc:  # pyspark's errors (AnalysisException, Py4JJavaError, …)
+        return " ".join(str(exc).split())[:300] or exc.__class__.__name__
+
+
+def run_session(run: runs.Run) -> Any:
+    """A Spark session over the run's warehouse (engine: spark), or None."""
+    if run.config.get("engine") != "spark":
+        return None
+    from extract.loader import spark_raw_tables
+    from soxtrail.reconcile import engine
+
+    return engine.spark_session(run.config.get("spark") or {}, spark_raw_tables())
+
+
+def check_control(conn: psycopg.Connection[Any], row: dict[str, Any],
+                  session: Any = None) -> list[Verdict]:
     """Re-run the stored compiled SQL on the preserved raw data; compare with the evidence row.
 
     Also compares the mart's stored rows for the run with the same evidence row. Both are
     hashed in the canonical form the row recorded (`query_params.canonical`, absent = 1).
+    With a Spark `session` (a run of engine spark) the SQL, compiled for Spark, re-runs
+    there, on the run's Parquet raw tables; the mart rows compared are the report's copy
+    in PostgreSQL.
     """
     control_id, model = _control_of(row)
     subject = f"{control_id} {model} (evidence {row['id']})"
     version = evidence.canonical_version(row["query_params"])
     verdicts = []
-    rerun = _digest(conn, lambda: canonical.sql_result(conn, row["query_text"], version=version))
+    if session is not None:
+        rerun = _spark_digest(lambda: spark.canonical_result(session, row["query_text"]))
+    else:
+        rerun = _digest(conn, lambda: canonical.sql_result(conn, row["query_text"],
+                                                           version=version))
     if isinstance(rerun, str):
         verdicts.append(Verdict("FAIL", "control", subject,
                                 f"the stored compiled SQL does not run: {rerun}"))
@@ -331,8 +357,9 @@ def verify_run(conn: psycopg.Connection[Any], run_id: str, *, bundle: str | None
             if control_id not in seen:
                 add(Verdict("MISSING", "control", f"{control_id} {model}",
                             "no control evidence row for this run"))
+        session = run_session(run) if reconcile else None
         for row in reconcile:
-            add(check_control(conn, row))
+            add(check_control(conn, row, session))
     if "bundle" in kinds:
         add(check_bundle_files(run, store, bundle, public_key))
         add(_lock_verdicts(run, store, bundle))

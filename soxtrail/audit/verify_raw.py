@@ -20,7 +20,7 @@ from psycopg import sql
 from extract import loader
 from extract.connectors.registry import RAW_TABLES
 from soxtrail.audit.verdict import Verdict
-from soxtrail.kernel import runs
+from soxtrail.kernel import runs, spark
 from soxtrail.kernel.errors import SoxtrailError
 from soxtrail.kernel.sources import RawTable
 from soxtrail.kernel.store import CHUNK, LocalStore, Store
@@ -158,11 +158,27 @@ def _jsonb_columns(conn: psycopg.Connection[Any], table_name: str) -> frozenset[
     return frozenset(r[0] for r in rows)
 
 
+def _parquet_rows(folder: Path, table: RawTable) -> Iterator[tuple[str | None, ...]]:
+    """As _table_rows, from a Spark run's Parquet files (one per object, named by its
+    evidence id; the file's rows in load order), read with pyarrow, not through Spark."""
+    import pyarrow.parquet as pq
+
+    names = ["evidence_id", *table.context, "locator", *table.payload]
+    for path in sorted(folder.glob("*.parquet")) if folder.is_dir() else []:
+        data = pq.read_table(path, columns=names)
+        yield from zip(*[column.to_pylist() for column in data.columns], strict=True)
+
+
 def _table_rows(conn: psycopg.Connection[Any], run_id: str, table_name: str,
-                table: RawTable) -> Iterator[tuple[str | None, ...]]:
+                table: RawTable, warehouse: Path | None = None
+                ) -> Iterator[tuple[str | None, ...]]:
     """(evidence id, context…, locator, payload…) of the run's rows as text, grouped by
-    evidence id (a server-side cursor: constant memory)."""
+    evidence id (a server-side cursor: constant memory); with `warehouse` (engine: spark),
+    from the run's Parquet files."""
     schema, _, name = table_name.partition(".")
+    if warehouse is not None:
+        yield from _parquet_rows(spark.raw_folder(warehouse, name) / run_id, table)
+        return
     columns = [sql.SQL("{}::text").format(sql.Identifier(c))
                for c in ("evidence_id", *table.context, "locator", *table.payload)]
     query = sql.SQL("select {columns} from {table} where run_id = %s order by evidence_id").format(
@@ -363,6 +379,14 @@ def _derive(row: dict[str, Any], *, store: Store, scratch: Path) -> loader.Deriv
 # ---------------------------------------------------------------------------
 
 
+def run_warehouse(run: runs.Run) -> Path | None:
+    """The Spark warehouse a run loaded into (engine: spark, as the run recorded it)."""
+    if run.config.get("engine") != "spark":
+        return None
+    settings = run.config.get("spark") or {}
+    return Path(settings["warehouse"]) if settings.get("warehouse") else None
+
+
 def _groups(rows: Iterator[tuple[str | None, ...]]
             ) -> Iterator[tuple[str, list[tuple[str | None, ...]]]]:
     """Consecutive rows of the same evidence id (the first value), as (id, rows)."""
@@ -401,11 +425,12 @@ def check_raw_tables(conn: psycopg.Connection[Any], run: runs.Run, rows: list[di
     verdicts: list[Verdict] = []
     tables = sorted({str(r["query_params"]["raw_table"]) for r in objects.values()}
                     | ({s.raw_table for s in stats.values()} if not partial else set()))
+    warehouse = run_warehouse(run)
     with tempfile.TemporaryDirectory(prefix="soxtrail-verify-raw-") as scratch:
         for table_name in tables:
             verdicts += _check_table(conn, run.id, table_name, objects, stats, rejects,
                                      store=store, scratch=Path(scratch), loaded=loaded,
-                                     partial=partial)
+                                     partial=partial, warehouse=warehouse)
     if partial:
         return verdicts
     other = Counter(s.loader_version for e, s in stats.items()
@@ -430,14 +455,17 @@ def check_raw_tables(conn: psycopg.Connection[Any], run: runs.Run, rows: list[di
 def _check_table(conn: psycopg.Connection[Any], run_id: str, table_name: str,
                  objects: dict[str, dict[str, Any]], stats: dict[str, LoadStats],
                  rejects: dict[str, list[tuple[str, str]]], *, store: Store, scratch: Path,
-                 loaded: bool, partial: bool = False) -> list[Verdict]:
-    """The verdicts of the objects loading into one raw table, and of its strays."""
+                 loaded: bool, partial: bool = False,
+                 warehouse: Path | None = None) -> list[Verdict]:
+    """The verdicts of the objects loading into one raw table, and of its strays (the
+    table's rows in PostgreSQL, or with `warehouse` in the run's Parquet files)."""
     table = RAW_TABLES.get(table_name)
     if table is None:
         return [Verdict("FAIL", KIND, table_name, "not a raw table of this release")]
     members = {evidence_id: row for evidence_id, row in objects.items()
                if row["query_params"]["raw_table"] == table_name}
-    names = _jsonb_columns(conn, table_name)
+    # a jsonb column holds PostgreSQL's normal form of the JSON text; Parquet holds the text
+    names = _jsonb_columns(conn, table_name) if warehouse is None else frozenset()
     conn.commit()
     jsonb = frozenset(i + 1 for i, c in enumerate(table.payload) if c in names)
     width = 1 + len(table.context)
@@ -453,7 +481,8 @@ def _check_table(conn: psycopg.Connection[Any], run_id: str, table_name: str,
                             scratch=scratch, loaded=loaded, jsonb=jsonb)
 
     try:
-        for evidence_id, group in _groups(_table_rows(conn, run_id, table_name, table)):
+        for evidence_id, group in _groups(_table_rows(conn, run_id, table_name, table,
+                                                      warehouse)):
             if evidence_id in members:
                 verdicts.append(check(evidence_id, group))
             elif not partial:
@@ -462,7 +491,8 @@ def _check_table(conn: psycopg.Connection[Any], run_id: str, table_name: str,
                                         "that is not one of its snapshot objects loading "
                                         f"into {table_name}"))
         conn.commit()
-    except psycopg.Error as exc:  # the objects not reached yet stay unchecked: this fails
+    except (psycopg.Error, OSError, ValueError) as exc:  # the objects not reached yet stay
+        # unchecked: this fails (an unreadable Parquet file: OSError / pyarrow's ValueError)
         conn.rollback()
         verdicts.append(Verdict("FAIL", KIND, table_name, " ".join(str(exc).split())[:300]))
         return verdicts

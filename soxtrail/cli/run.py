@@ -149,7 +149,11 @@ def run(
         "--wait", help="Wait for another run of the same quarter instead of refusing.")] = False,
     no_sign: NoSignOpt = False,
 ) -> None:
-    """Run all five phases for a quarter: snapshot, load, reconcile, render, bundle."""
+    """Run all five phases for a quarter: snapshot, load, reconcile, render, bundle.
+
+    The raw tables and controls run on the config's `engine:` (postgres, or spark with the
+    `spark` extra); SOXTRAIL_ENGINE overrides it, SOXTRAIL_SPARK_MASTER the Spark master.
+    """
     with handled():
         from render.signing import check_ci
 

@@ -32,7 +32,8 @@ class Canonical:
     row_count: int
 
 
-def _strip_sql(text: str) -> str:
+def strip_sql(text: str) -> str:
+    """Compiled SQL without surrounding blanks and trailing semicolons (to nest it)."""
     text = text.strip()
     while text.endswith(";"):
         text = text[:-1].rstrip()
@@ -68,7 +69,7 @@ def sql_result(conn: psycopg.Connection[Any], compiled: str, *,
                version: int = CANONICAL_VERSION,
                sink: Callable[[bytes], Any] | None = None) -> Canonical:
     """The canonical result of a control's compiled SQL, run as it is."""
-    return _canonical(conn, _relation_query(f"(\n{_strip_sql(compiled)}\n)", version), (),
+    return _canonical(conn, _relation_query(f"(\n{strip_sql(compiled)}\n)", version), (),
                       version, sink)
 
 

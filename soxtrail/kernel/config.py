@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import json
 import math
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,7 +29,10 @@ from soxtrail.kernel.store import local_path, safe_name
 
 TOP_LEVEL_KEYS = frozenset({"version", "store", "sources", "catalogs", "policy", "clusters",
                             "fiscal_year_start_month", "timezone", "responses",
-                            "signers", "access_review"})
+                            "signers", "access_review", "engine", "spark"})
+ENGINES = ("postgres", "spark")
+ENGINE_ENV = "SOXTRAIL_ENGINE"  # overrides the config's `engine:` (recorded with the run)
+SPARK_KEYS = frozenset({"master", "warehouse", "conf"})
 CATALOG_KEYS = ("role_catalog", "applications", "identity_map")
 POLICY_KEYS = frozenset({
     "revocation_sla_hours", "approval_validity_days", "approved_statuses",
@@ -60,6 +64,10 @@ class Config:
     responses: str | None = None
     # the user access review behind AC-03: the folder of returned review files per quarter
     access_review: str | None = None
+    # where the raw tables and marts live and run (docs/configuration.md `engine:`)
+    engine: str = "postgres"
+    # engine: spark: `master` (local[*] by default), `warehouse` (folder), `conf` (Spark conf)
+    spark: dict[str, Any] = field(default_factory=dict)
     # the connectors' specs the config was validated against (extract.connectors.registry)
     specs: Mapping[str, ConnectorSpec] = field(default_factory=dict, repr=False)
 
@@ -271,6 +279,7 @@ def parse_config(data: Any, *, path: Path | None, base_dir: Path,
     signers = data.get("signers")  # signers.yml: who may sign off, their keys
     if signers is not None and not (isinstance(signers, str) and signers.strip()):
         raise ConfigError(f"{_where(path, 'signers')}: expected a file path (e.g. signers.yml)")
+    engine, spark = engine_settings(data, path, base_dir)
     store = data.get("store")
     if store is not None and not isinstance(store, str):
         raise ConfigError(f"{_where(path, 'store')}: expected a path or s3://bucket/prefix")
@@ -284,8 +293,35 @@ def parse_config(data: Any, *, path: Path | None, base_dir: Path,
     return Config(path=path, raw=data, sources=sources, catalogs=catalogs, policy=policy,
                   store=store, clusters=tuple(clusters) if clusters else None,
                   responses=responses, access_review=access_review,
-                  base_dir=base_dir, specs=specs,
+                  base_dir=base_dir, specs=specs, engine=engine, spark=spark,
                   fiscal_year_start_month=fiscal_year_start_month, timezone=timezone)
+
+
+def engine_settings(data: Mapping[str, Any], path: Path | None,
+                    base_dir: Path) -> tuple[str, dict[str, Any]]:
+    """The engine (SOXTRAIL_ENGINE, else `engine:`, else postgres) and its `spark:` settings,
+    the warehouse folder made absolute."""
+    engine = os.environ.get(ENGINE_ENV) or data.get("engine") or "postgres"
+    if engine not in ENGINES:
+        where = ENGINE_ENV if os.environ.get(ENGINE_ENV) else _where(path, "engine")
+        raise ConfigError(f"{where}: {engine!r} is not an engine (allowed: {', '.join(ENGINES)})")
+    spark = data.get("spark") or {}
+    if not isinstance(spark, dict):
+        raise ConfigError(f"{_where(path, 'spark')}: expected a mapping")
+    for key in spark:
+        if key not in SPARK_KEYS:
+            raise ConfigError(f"{_where(path, 'spark.' + str(key))}: unknown key "
+                              f"(allowed: {', '.join(sorted(SPARK_KEYS))})")
+    spark = dict(spark)
+    for key in ("master", "warehouse"):
+        if key in spark and not (isinstance(spark[key], str) and spark[key].strip()):
+            raise ConfigError(f"{_where(path, 'spark.' + key)}: expected text")
+    if "conf" in spark and not (isinstance(spark["conf"], dict) and all(
+            isinstance(k, str) for k in spark["conf"])):
+        raise ConfigError(f"{_where(path, 'spark.conf')}: expected a mapping of Spark settings")
+    if spark.get("warehouse") and not Path(spark["warehouse"]).is_absolute():
+        spark["warehouse"] = str(base_dir / spark["warehouse"])
+    return str(engine), spark
 
 
 def policy_value(recorded: Mapping[str, Any], key: str) -> Any:

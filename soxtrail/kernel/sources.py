@@ -126,6 +126,51 @@ def copy_fields(values: Sequence[str | None], *, empty_as_null: bool = False) ->
     return "\t".join(["\\N" if value is None else value for value in values])
 
 
+_UNESCAPES = {"\\": "\\", "n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f",
+              "v": "\v"}
+
+
+def copy_unescape(text: str) -> str | None:
+    """One COPY text field read back (copy_texts' inverse): \\N as None, escapes undone."""
+    if text == "\\N":
+        return None
+    if "\\" not in text:
+        return text
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char != "\\" or i + 1 == len(text):
+            out.append(char)
+            i += 1
+            continue
+        escaped = text[i + 1]
+        if escaped in "01234567":  # \ooo: an octal byte value (COPY's own form)
+            digits = escaped
+            while len(digits) < 3 and i + 1 + len(digits) < len(text) \
+                    and text[i + 1 + len(digits)] in "01234567":
+                digits += text[i + 1 + len(digits)]
+            out.append(chr(int(digits, 8)))
+            i += 1 + len(digits)
+            continue
+        out.append(_UNESCAPES.get(escaped, escaped))
+        i += 2
+    return "".join(out)
+
+
+def copy_lines_columns(data: bytes, width: int) -> list[list[str | None]]:
+    """Whole COPY text lines (UTF-8, each ending in a newline) as `width` columns of values."""
+    columns: list[list[str | None]] = [[] for _ in range(width)]
+    text = data.decode("utf-8")
+    for line in text.split("\n")[:-1] if text else []:
+        fields = line.split("\t")
+        if len(fields) != width:
+            raise ValueError(f"a COPY line has {len(fields)} fields, expected {width}")
+        for column, value in zip(columns, fields, strict=True):
+            column.append(copy_unescape(value))
+    return columns
+
+
 def copy_escape(value: str) -> str:
     """`value` escaped for COPY text format (backslash, newline, carriage return, tab)."""
     if "\\" in value:

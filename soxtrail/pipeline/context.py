@@ -175,6 +175,13 @@ def record_config(config: Config, store: Store, *, sign: bool = True,
 
     recorded = config.redacted()
     recorded["_store"] = store.uri
+    # the engine as the run used it (SOXTRAIL_ENGINE included), and where its Spark
+    # warehouse is: resume and verify read them from here, whatever the environment says
+    recorded["engine"] = config.engine
+    if config.engine == "spark":
+        from soxtrail.reconcile.engine import recorded_settings
+
+        recorded["spark"] = recorded_settings(config)
     recorded[SIGNING_KEY] = signing_record(no_sign=not sign, announce=announce)
     return recorded
 
@@ -195,6 +202,8 @@ def config_for_run(run: runs.Run, *, resolve_secrets: bool) -> Config:
     config = parse_config(recorded, path=None, base_dir=Path(recorded.get("_base_dir", ".")),
                           specs=SPECS, resolve_secrets=resolve_secrets)
     config.catalogs = {k: Path(v) for k, v in recorded.get("_catalogs", {}).items()}
+    config.engine = str(recorded.get("engine") or "postgres")  # not SOXTRAIL_ENGINE: recorded
+    config.spark = dict(recorded.get("spark") or {})
     return config
 
 

@@ -23,9 +23,9 @@ import psycopg
 from extract.connectors import inclusion
 from extract.connectors.postgres_catalog import SETTINGS_TABLE, query_files
 from extract.connectors.registry import SPECS, connector_module
-from extract.loader import LoadReport, die_with_parent, load_run
+from extract.loader import LoadReport, die_with_parent, load_run, spark_raw_tables
 from extract.snapshot import SnapshotRun
-from soxtrail.kernel import canonical, controls, evidence, runs, secrets
+from soxtrail.kernel import canonical, controls, evidence, runs, secrets, spark
 from soxtrail.kernel.database import Database
 from soxtrail.kernel.errors import PipelineError, SourceError, SoxtrailError, StoreError
 from soxtrail.kernel.quarter import Quarter
@@ -40,7 +40,7 @@ from soxtrail.pipeline.context import (
     cpu_seconds,
     run_sources,
 )
-from soxtrail.reconcile import dbt
+from soxtrail.reconcile import dbt, engine
 
 
 def phase_snapshot(p: Pipeline) -> dict[str, Any]:
@@ -156,9 +156,11 @@ def phase_load(p: Pipeline) -> dict[str, Any]:
     pending = evidence.count_not_loaded(p.conn, p.run.id)
     p.conn.commit()
     p.events.emit("load_plan", objects=int(pending))
+    spark = p.config.engine == "spark"
     report: LoadReport = load_run(
         p.conn, run_id=p.run.id, store=p.store, spool_dir=p.workdir / "spool", sources=sources,
-        progress=progress, dsn=p.db.dsn)
+        progress=progress, dsn=p.db.dsn,
+        warehouse=engine.warehouse(p.config.spark) if spark else None)
     missing = evidence.count_not_loaded(p.conn, p.run.id)
     if missing:
         raise PipelineError(f"load: {missing} snapshot objects were not loaded")
@@ -171,7 +173,8 @@ def phase_load(p: Pipeline) -> dict[str, Any]:
     if read != loaded + rejected + skipped:
         raise PipelineError(f"load: rows read {read} != loaded {loaded} + rejected {rejected}"
                             f" + skipped {skipped}")
-    analyze_raw_tables(p.db)
+    if not spark:  # Spark reads Parquet footers' statistics: nothing to analyze
+        analyze_raw_tables(p.db)
     return {"read": read, "loaded": loaded, "rejected": rejected, "skipped": skipped,
             "objects": report.objects_loaded + report.objects_already_loaded}
 
@@ -230,20 +233,25 @@ def phase_reconcile(p: Pipeline) -> dict[str, Any]:
     # Unit tests are the project's own tests (run by the test suite, with their own
     # fixtures); a run executes the models, the snapshot and the data tests.  One
     # dbt build at a time per database: concurrent DDL on the same marts collides.
+    on_spark = p.config.engine == "spark"
+    session = engine.spark_session(p.config.spark, spark_raw_tables()) if on_spark else None
     p.conn.execute("select pg_advisory_lock(hashtext('soxtrail.reconcile'))")
     p.conn.commit()
     try:
         result = dbt.invoke(
             p.db, ["build", "--exclude", "resource_type:seed", "resource_type:unit_test"],
-            workdir=p.workdir / "dbt", vars=variables,
+            workdir=p.workdir / "dbt", vars=variables, engine=p.config.engine,
             on_node=lambda node, status, seconds: p.events.emit(
                 "node_done", phase="reconcile", node=node, status=status, seconds=seconds))
+        failed = dbt.failures(result)
+        if failed or not result.success:
+            raise PipelineError("dbt build failed: " + ("; ".join(failed[:5]) or "see dbt log"))
+        if session is not None:  # the report's copy of each mart, in PostgreSQL
+            publish_marts(p, session, variables)
     finally:
+        p.conn.rollback()
         p.conn.execute("select pg_advisory_unlock(hashtext('soxtrail.reconcile'))")
         p.conn.commit()
-    failed = dbt.failures(result)
-    if failed or not result.success:
-        raise PipelineError("dbt build failed: " + ("; ".join(failed[:5]) or "see dbt log"))
     nodes = {getattr(r.node, "name", ""): r.node for r in result.results if hasattr(r, "node")}
     written = 0
     # the controls, then the completeness marts: evidenced (and re-run) alike
@@ -252,28 +260,45 @@ def phase_reconcile(p: Pipeline) -> dict[str, Any]:
         node = nodes.get(model)
         if node is None:
             raise PipelineError(f"dbt build did not build control model {model}")
-        written += write_control_evidence(p, control_id, model, node, variables)
+        written += write_control_evidence(p, control_id, model, node, variables, session)
         p.checkpoint("reconcile", f"control{n}")
     # the summary mart the workbook's Summary sheet shows: evidenced (and re-run) like a control
     summary = nodes.get(controls.SUMMARY_MODEL)
     if summary is None:
         raise PipelineError(f"dbt build did not build the summary model {controls.SUMMARY_MODEL}")
     written += write_control_evidence(p, controls.SUMMARY_ID, controls.SUMMARY_MODEL, summary,
-                                      variables)
+                                      variables, session)
     # the populations the absence claims searched, and the exceptions register: evidenced
     # (and re-run) like the summary
     for population_id, model in {**controls.POPULATIONS, **controls.REGISTERS}.items():
         node = nodes.get(model)
         if node is None:
             raise PipelineError(f"dbt build did not build the population model {model}")
-        written += write_control_evidence(p, population_id, model, node, variables)
+        written += write_control_evidence(p, population_id, model, node, variables, session)
     p.outputs["dbt_target"] = str(result.target_path)
     return {"controls": len(controls.CONTROLS), "evidence_rows": written}
 
 
+def publish_marts(p: Pipeline, session: Any, variables: dict[str, Any]) -> None:
+    """engine: spark. Publish the run's rows of every Spark mart into PostgreSQL's marts
+    (soxtrail.reconcile.engine), each checked to hash as the Spark rows do."""
+    models = engine.mart_models()
+    engine.ensure_pg_marts(p.db, p.conn, p.workdir / "dbt_pg", variables, models)
+    for model in models:
+        published = engine.publish_mart(p.conn, session, model, p.run.id)
+        built = spark.canonical_result(session, engine.spark_mart_query(p.conn, model, p.run.id))
+        if (published.sha256, published.row_count) != (built.sha256, built.row_count):
+            p.conn.rollback()
+            raise PipelineError(f"{model}: the rows published to PostgreSQL hash to "
+                                f"{published.sha256[:12]} ({published.row_count} rows), the "
+                                f"Spark mart's to {built.sha256[:12]} ({built.row_count} rows)")
+        p.conn.commit()
+
+
 def write_control_evidence(p: Pipeline, control_id: str, model: str, node: Any,
-                           variables: dict[str, Any]) -> int:
-    """Store the mart's canonical result and insert its evidence row (idempotent)."""
+                           variables: dict[str, Any], session: Any = None) -> int:
+    """Store the mart's canonical result and insert its evidence row (idempotent); with a
+    Spark `session` (engine: spark), the result of the Spark mart's rows."""
     evidence_id = controls.control_evidence_id(p.run.id, model)
     key = f"{p.quarter.label}/{p.run.id}/reconcile/{model}.jsonl"
     spool = p.workdir / "spool" / f"{model}.jsonl"
@@ -283,8 +308,15 @@ def write_control_evidence(p: Pipeline, control_id: str, model: str, node: Any,
     existing = evidence.recorded_result(p.conn, evidence_id)
     version = existing[1] if existing else canonical.CANONICAL_VERSION
     with spool.open("wb") as handle:
-        result = canonical.mart_result(p.conn, controls.MARTS_SCHEMA, model, p.run.id,
-                                      version=version, sink=handle.write)
+        if session is not None:
+            if version != canonical.CANONICAL_VERSION:
+                raise PipelineError(f"{model}: Spark gives canonical form "
+                                    f"{canonical.CANONICAL_VERSION} only")
+            result = spark.canonical_result(
+                session, engine.spark_mart_query(p.conn, model, p.run.id), sink=handle.write)
+        else:
+            result = canonical.mart_result(p.conn, controls.MARTS_SCHEMA, model, p.run.id,
+                                          version=version, sink=handle.write)
     p.conn.commit()
     digest, rows = result.sha256, result.row_count
     p.store.put_file(key, spool, move=True)

@@ -12,7 +12,7 @@ import psycopg
 
 from extract.connectors import catalog_file
 from extract.connectors.registry import SPECS
-from soxtrail.kernel import runs, secrets
+from soxtrail.kernel import runs, secrets, spark
 from soxtrail.kernel.config import Config
 from soxtrail.kernel.database import Database, home
 from soxtrail.kernel.errors import ConfigError, PipelineError, SoxtrailError
@@ -174,6 +174,8 @@ def start_run(db: Database, conn: psycopg.Connection[Any], config: Config, quart
     `sign=False` (`--no-sign`) writes an unsigned bundle; `announce` is told when the
     machine's signing key is created (context.record_config)."""
     check_clusters(config, clusters or config.clusters)
+    if config.engine == "spark":  # before anything is recorded: the extra and Java are here
+        spark.require_pyspark()
     if quarter != config.quarter(quarter.label) and quarter != Quarter.parse(quarter.label):
         raise ConfigError(f"quarter {quarter.label}: built for fiscal year start month "
                           f"{quarter.fiscal_year_start_month} and time zone {quarter.timezone}, "

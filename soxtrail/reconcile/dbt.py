@@ -34,6 +34,25 @@ soxtrail:
       connect_timeout: 10
 """
 
+# engine: spark. dbt-spark's session method runs every statement in this process's Spark
+# session, which the wrapper starts first (soxtrail.kernel.spark.session: its catalog, its
+# warehouse folder); the marts' Parquet folders go under SOXTRAIL_SPARK_MARTS.
+SPARK_PROFILE = """\
+# Written by soxtrail (engine: spark): dbt-spark's session method in the wrapper's Spark
+# session.  See docs/operations.md for a Thrift server or Databricks.
+soxtrail:
+  target: default
+  outputs:
+    default:
+      type: spark
+      method: session
+      host: localhost
+      schema: marts
+      threads: 1
+"""
+
+PROFILES = {"postgres": PROFILE, "spark": SPARK_PROFILE}
+
 
 
 
@@ -46,11 +65,11 @@ class DbtResult:
     target_path: Path
 
 
-def prepare_environment(db: Database, profiles_dir: Path) -> None:
-    """Write the profile and set the connection variables it reads, and the control
+def prepare_environment(db: Database, profiles_dir: Path, engine: str = "postgres") -> None:
+    """Write the engine's profile and set the connection variables it reads, and the control
     registry the control_models() macro reads (soxtrail.kernel.controls)."""
     profiles_dir.mkdir(parents=True, exist_ok=True)
-    (profiles_dir / "profiles.yml").write_text(PROFILE, encoding="utf-8")
+    (profiles_dir / "profiles.yml").write_text(PROFILES[engine], encoding="utf-8")
     params = db.params
     os.environ["SOXTRAIL_DB_HOST"] = str(params.get("host") or "127.0.0.1")
     os.environ["SOXTRAIL_DB_PORT"] = str(params.get("port") or "5432")
@@ -83,15 +102,17 @@ def node_finished_callback(report: Callable[[str, str, float], None]) -> Callabl
 
 
 def invoke(db: Database, args: list[str], *, workdir: Path, vars: dict[str, Any] | None = None,
-           on_node: Callable[[str, str, float], None] | None = None) -> DbtResult:
-    """Run one dbt command in-process against `db`; artifacts go under `workdir`.
+           on_node: Callable[[str, str, float], None] | None = None,
+           engine: str = "postgres") -> DbtResult:
+    """Run one dbt command in-process against `db` (engine postgres) or this process's
+    Spark session (engine spark, started by the caller); artifacts go under `workdir`.
 
     `on_node(unique_id, status, seconds)` is called as each node finishes.
     """
     from dbt.cli.main import dbtRunner
 
     profiles_dir = workdir / "profiles"
-    prepare_environment(db, profiles_dir)
+    prepare_environment(db, profiles_dir, engine)
     target_path = workdir / "target"
     full = [
         *args,

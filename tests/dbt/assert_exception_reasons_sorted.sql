@@ -23,12 +23,8 @@ final as (
     select control_rows.*
     from control_rows
     where
-        control_rows.exception_reasons is distinct from array(
-            select reason.code
-            from unnest(control_rows.exception_reasons) as reason (code)
-            group by reason.code
-            order by reason.code collate "C"
-        )
+        control_rows.exception_reasons
+        is distinct from {{ sorted_distinct_texts('control_rows.exception_reasons') }}
 
 )
 
