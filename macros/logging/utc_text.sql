@@ -8,3 +8,8 @@
 {% macro default__utc_text(timestamp_expr) -%}
     to_char(({{ timestamp_expr }}) at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
 {%- endmacro %}
+
+{#- Spark: date_format in the UTC session (Java pattern letters). -#}
+{% macro spark__utc_text(timestamp_expr) -%}
+    date_format({{ timestamp_expr }}, 'yyyy-MM-dd''T''HH:mm:ss''Z''')
+{%- endmacro %}

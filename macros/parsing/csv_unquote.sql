@@ -2,7 +2,7 @@
     a statement when it holds commas, quotes or newlines. -#}
 {% macro csv_unquote(text_expr) -%}
     case
-        when {{ text_expr }} ~ '^".*"$'
+        when {{ re_match(text_expr, "'^\".*\"$'") }}
             then replace(substr({{ text_expr }}, 2, length({{ text_expr }}) - 2), '""', '"')
         else {{ text_expr }}
     end

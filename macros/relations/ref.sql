@@ -3,7 +3,8 @@
     the database would tie it to the database the run was made in, and a
     restored copy under another name could not re-run it (PostgreSQL refuses
     cross-database references). dbt's own `ref` (builtins.ref) still resolves
-    the node and records the dependency; only the rendering changes. -#}
+    the node and records the dependency; only the rendering changes. On Spark
+    the relation is `marts.fct_…` (dbt-spark names no catalog). -#}
 {% macro ref() -%}
     {%- set version = kwargs.get('version') or kwargs.get('v') -%}
     {%- if (varargs | length) == 1 -%}

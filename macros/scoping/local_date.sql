@@ -9,3 +9,9 @@
 {% macro default__local_date(timestamp_expr) -%}
     (({{ timestamp_expr }}) at time zone {{ reporting_timezone() }})::date
 {%- endmacro %}
+
+{#- Spark: from_utc_timestamp gives the zone's wall time, read as a date in the
+    UTC session. -#}
+{% macro spark__local_date(timestamp_expr) -%}
+    cast({{ at_zone_local(timestamp_expr, reporting_timezone()) }} as date)
+{%- endmacro %}

@@ -8,3 +8,8 @@
 {% macro default__local_day_start(date_expr) -%}
     ((({{ date_expr }})::timestamp) at time zone {{ reporting_timezone() }})
 {%- endmacro %}
+
+{#- Spark: to_utc_timestamp places the wall-clock midnight in the zone. -#}
+{% macro spark__local_day_start(date_expr) -%}
+    {{ local_to_utc('cast(' ~ date_expr ~ ' as timestamp_ntz)', reporting_timezone()) }}
+{%- endmacro %}

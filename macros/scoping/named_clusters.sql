@@ -10,7 +10,7 @@
     {%- else -%}
         {{ cluster_expr }} in (
             {%- for cluster in clusters -%}
-                '{{ cluster | replace("'", "''") }}'{{ ", " if not loop.last }}
+                {{ text_literal(cluster) }}{{ ", " if not loop.last }}
             {%- endfor -%}
         )
     {%- endif -%}

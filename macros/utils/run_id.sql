@@ -1,5 +1,6 @@
-{#- The run being reconciled, as a SQL uuid literal. Raises when the run is
-    not given, so a model can never silently read every run's rows. -#}
+{#- The run being reconciled, as a SQL uuid literal (its text on Spark, which
+    has no uuid type). Raises when the run is not given, so a model can never
+    silently read every run's rows. -#}
 {% macro run_id() -%}
     {%- set value = var('run_id', '') | string | trim -%}
     {%- if value == '' or value == 'None' -%}
@@ -8,5 +9,5 @@
         {%- endif -%}
         {%- set value = '00000000-0000-0000-0000-000000000000' -%}
     {%- endif -%}
-    '{{ value }}'::uuid
+    '{{ value }}'::{{ t_uuid() }}
 {%- endmacro %}

@@ -25,8 +25,8 @@
         partition by
             {{ relation_alias }}.source_name,
             coalesce(
-                {{ relation_alias }}.doc ->> '{{ key_field }}',
-                cast({{ relation_alias }}.evidence_id as text) || {{ relation_alias }}.locator
+                {{ json_text(relation_alias ~ '.doc', key_field) }},
+                cast({{ relation_alias }}.evidence_id as {{ t_text() }}) || {{ relation_alias }}.locator
             )
         order by
             included.included_executed_at desc nulls first,

@@ -22,25 +22,33 @@ ddl_entries as (
         audit_entries.*,
         ticket_keys.ticket_key,
         ticket_keys.ticket_key_source,
-        count(*) over statement_entries as audit_entry_count,
+        count(*) over (
+            partition by
+                audit_entries.cluster,
+                audit_entries.session_key,
+                coalesce(
+                    cast(audit_entries.statement_id as {{ t_text() }}),
+                    cast(audit_entries.audit_entry_id as {{ t_text() }})
+                )
+        ) as audit_entry_count,
         row_number() over (
-            statement_entries
+            partition by
+                audit_entries.cluster,
+                audit_entries.session_key,
+                coalesce(
+                    cast(audit_entries.statement_id as {{ t_text() }}),
+                    cast(audit_entries.audit_entry_id as {{ t_text() }})
+                )
             order by
-                audit_entries.substatement_id,
-                audit_entries.logged_at,
-                audit_entries.session_line_num,
-                audit_entries.evidence_locator
+                audit_entries.substatement_id asc nulls last,
+                audit_entries.logged_at asc nulls last,
+                audit_entries.session_line_num asc nulls last,
+                audit_entries.evidence_locator asc nulls last
         ) as entry_rank
     from audit_entries
     left join ticket_keys
         on audit_entries.audit_entry_id = ticket_keys.audit_entry_id
     where audit_entries.audit_class = 'DDL'
-    window statement_entries as (
-        partition by
-            audit_entries.cluster,
-            audit_entries.session_key,
-            coalesce(audit_entries.statement_id::text, audit_entries.audit_entry_id::text)
-    )
 
 ),
 

@@ -2,6 +2,13 @@
 -- per statement: `GRANT r1, r2 TO u1, u2`, and the SUPERUSER / CREATEROLE
 -- attributes given by `ALTER ROLE|USER` or `CREATE ROLE|USER`.
 
+{% set grant_pattern -%}
+    '(?i)^grant\s+(.+?)\s+to\s+(.+?)(?:\s+(?:with|granted)\s+.*)?$'
+{%- endset %}
+{% set attribute_pattern -%}
+    '(?i)^(?:alter|create)\s+(?:role|user)\s+("(?:[^"]|"")+"|[^\s";]+)(.*)$'
+{%- endset %}
+
 with
 
 audit_entries as (
@@ -24,11 +31,10 @@ grant_statements as (
 
     select
         role_statements.*,
-        regexp_match(
-            role_statements.statement_clean,
-            '^grant\s+(.+?)\s+to\s+(.+?)(?:\s+(?:with|granted)\s+.*)?$',
-            'i'
-        ) as grant_parts
+        {{ re_substr('role_statements.statement_clean', grant_pattern, 1) }}
+            as granted_names,
+        {{ re_substr('role_statements.statement_clean', grant_pattern, 2) }}
+            as grantee_names
     from role_statements
     -- pgaudit logs the command tag: GRANT ROLE for role grants (older versions: GRANT)
     where role_statements.command in ('GRANT', 'GRANT ROLE')
@@ -40,20 +46,22 @@ membership_grants as (
     -- `GRANT SELECT ON t TO u` grants a privilege, not a role
     select
         grant_statements.audit_entry_id,
-        {{ unquote_identifier("regexp_replace(grantee.name, '^group\s+', '', 'i')") }} as grantee,
+        {{ unquote_identifier(re_replace('grantee.name', "'^group\s+'", "''", 'i')) }} as grantee,
         {{ unquote_identifier('granted.name') }} as granted_role,
         'membership' as grant_kind,
         granted.name_position * 100 + grantee.name_position as grant_position
     from grant_statements
-    cross join
-        lateral regexp_split_to_table(grant_statements.grant_parts[1], '\s*,\s*')
-        with ordinality as granted (name, name_position)
-    cross join
-        lateral regexp_split_to_table(grant_statements.grant_parts[2], '\s*,\s*')
-        with ordinality as grantee (name, name_position)
+    cross join {{ identity_lateral_unnest(
+        identity_re_split('grant_statements.granted_names', "'\s*,\s*'"),
+        'granted', 'name', 'name_position'
+    ) }}
+    cross join {{ identity_lateral_unnest(
+        identity_re_split('grant_statements.grantee_names', "'\s*,\s*'"),
+        'grantee', 'name', 'name_position'
+    ) }}
     where
-        grant_statements.grant_parts is not null
-        and grant_statements.grant_parts[1] !~* '\mon\M'
+        grant_statements.granted_names is not null
+        and not {{ re_imatch('grant_statements.granted_names', "'\mon\M'") }}
 
 ),
 
@@ -61,13 +69,25 @@ attribute_statements as (
 
     select
         role_statements.audit_entry_id,
-        regexp_match(
-            role_statements.statement_clean,
-            '^(?:alter|create)\s+(?:role|user)\s+("(?:[^"]|"")+"|[^\s";]+)(.*)$',
-            'i'
-        ) as attribute_parts
+        {{ re_substr('role_statements.statement_clean', attribute_pattern, 1) }}
+            as role_name,
+        {{ re_substr('role_statements.statement_clean', attribute_pattern, 2) }}
+            as role_options
     from role_statements
     where role_statements.command in ('ALTER ROLE', 'CREATE ROLE', 'ALTER USER', 'CREATE USER')
+
+),
+
+attribute_options as (
+
+    select attribute_statements.*
+    from attribute_statements
+    where
+        attribute_statements.role_name is not null
+        and not {{ re_imatch(
+            'attribute_statements.role_options',
+            "'^\s*(set|reset|rename|in\s+database)\M'"
+        ) }}
 
 ),
 
@@ -75,27 +95,22 @@ attribute_grants as (
 
     -- NOSUPERUSER / NOCREATEROLE take the attribute away: not grants
     select
-        attribute_statements.audit_entry_id,
-        {{ unquote_identifier('attribute_statements.attribute_parts[1]') }} as grantee,
-        granted_attribute.name as granted_role,
+        attribute_options.audit_entry_id,
+        {{ unquote_identifier('attribute_options.role_name') }} as grantee,
+        'SUPERUSER' as granted_role,
         'attribute' as grant_kind,
-        granted_attribute.name_position as grant_position
-    from attribute_statements
-    cross join
-        lateral unnest(array[
-            case
-                when attribute_statements.attribute_parts[2] ~* '(^|\s)superuser(\s|$)'
-                    then 'SUPERUSER'
-            end,
-            case
-                when attribute_statements.attribute_parts[2] ~* '(^|\s)createrole(\s|$)'
-                    then 'CREATEROLE'
-            end
-        ]) with ordinality as granted_attribute (name, name_position)
-    where
-        attribute_statements.attribute_parts is not null
-        and attribute_statements.attribute_parts[2] !~* '^\s*(set|reset|rename|in\s+database)\M'
-        and granted_attribute.name is not null
+        1 as grant_position
+    from attribute_options
+    where {{ re_imatch('attribute_options.role_options', "'(^|\s)superuser(\s|$)'") }}
+    union all
+    select
+        attribute_options.audit_entry_id,
+        {{ unquote_identifier('attribute_options.role_name') }} as grantee,
+        'CREATEROLE' as granted_role,
+        'attribute' as grant_kind,
+        2 as grant_position
+    from attribute_options
+    where {{ re_imatch('attribute_options.role_options', "'(^|\s)createrole(\s|$)'") }}
 
 ),
 
@@ -127,16 +142,17 @@ deduplicated as (
             partition by
                 role_statements.cluster,
                 coalesce(
-                    role_statements.session_key || '|' || role_statements.statement_id::text,
-                    role_statements.audit_entry_id::text
+                    role_statements.session_key || '|'
+                    || cast(role_statements.statement_id as {{ t_text() }}),
+                    cast(role_statements.audit_entry_id as {{ t_text() }})
                 ),
                 grants.grantee,
                 grants.granted_role
             order by
-                role_statements.substatement_id,
-                role_statements.logged_at,
-                role_statements.session_line_num,
-                role_statements.evidence_locator
+                role_statements.substatement_id asc nulls last,
+                role_statements.logged_at asc nulls last,
+                role_statements.session_line_num asc nulls last,
+                role_statements.evidence_locator asc nulls last
         ) as entry_rank
     from grants
     inner join role_statements

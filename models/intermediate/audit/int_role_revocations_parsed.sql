@@ -3,6 +3,19 @@
 -- with <ts> at or before the statement (every role of u, LOGIN included:
 -- revoked_role = '*'). NOSUPERUSER / NOCREATEROLE revoke that attribute.
 
+{% set revoke_pattern -%}
+    '(?i)^revoke\s+((?:admin|inherit|set)\s+option\s+for\s+)?(.+?)\s+from\s+(.+?)(?:\s+(?:granted\s+by|cascade|restrict)\M.*)?$'
+{%- endset %}
+{% set drop_pattern -%}
+    '(?i)^drop\s+(?:role|user)\s+(?:if\s+exists\s+)?(.+)$'
+{%- endset %}
+{% set alter_pattern -%}
+    '(?i)^alter\s+(?:role|user)\s+("(?:[^"]|"")+"|[^\s";]+)(.*)$'
+{%- endset %}
+{% set valid_until_pattern -%}
+    '(?i)valid\s+until\s+''([^'']*)'''
+{%- endset %}
+
 with
 
 audit_entries as (
@@ -25,12 +38,12 @@ revoke_statements as (
 
     select
         role_statements.audit_entry_id,
-        regexp_match(
-            role_statements.statement_clean,
-            '^revoke\s+((?:admin|inherit|set)\s+option\s+for\s+)?(.+?)\s+from\s+(.+?)'
-            || '(?:\s+(?:granted\s+by|cascade|restrict)\M.*)?$',
-            'i'
-        ) as revoke_parts
+        {{ re_substr('role_statements.statement_clean', revoke_pattern, 1) }}
+            as option_for,
+        {{ re_substr('role_statements.statement_clean', revoke_pattern, 2) }}
+            as revoked_names,
+        {{ re_substr('role_statements.statement_clean', revoke_pattern, 3) }}
+            as revokee_names
     from role_statements
     -- pgaudit logs the command tag: REVOKE ROLE for role revokes (older versions: REVOKE)
     where role_statements.command in ('REVOKE', 'REVOKE ROLE')
@@ -43,21 +56,24 @@ role_revokes as (
     -- `REVOKE SELECT ON t` revokes a privilege, not a role
     select
         revoke_statements.audit_entry_id,
-        {{ unquote_identifier("regexp_replace(revokee.name, '^group\s+', '', 'i')") }}
+        {{ unquote_identifier(re_replace('revokee.name', "'^group\s+'", "''", 'i')) }}
             as login_role,
         {{ unquote_identifier('revoked.name') }} as revoked_role,
         'REVOKE' as revocation_kind
     from revoke_statements
-    cross join
-        lateral regexp_split_to_table(revoke_statements.revoke_parts[2], '\s*,\s*')
-            as revoked (name)
-    cross join
-        lateral regexp_split_to_table(revoke_statements.revoke_parts[3], '\s*,\s*')
-            as revokee (name)
+    cross join {{ identity_lateral_unnest(
+        identity_re_split('revoke_statements.revoked_names', "'\s*,\s*'"),
+        'revoked', 'name', 'name_position'
+    ) }}
+    cross join {{ identity_lateral_unnest(
+        identity_re_split('revoke_statements.revokee_names', "'\s*,\s*'"),
+        'revokee', 'name', 'name_position'
+    ) }}
     where
-        revoke_statements.revoke_parts is not null
-        and revoke_statements.revoke_parts[1] is null
-        and revoke_statements.revoke_parts[2] !~* '\mon\M'
+        revoke_statements.revoked_names is not null
+        -- an option clause that did not match is null (PostgreSQL) or '' (Spark)
+        and coalesce(revoke_statements.option_for, '') = ''
+        and not {{ re_imatch('revoke_statements.revoked_names', "'\mon\M'") }}
 
 ),
 
@@ -65,11 +81,8 @@ drop_statements as (
 
     select
         role_statements.audit_entry_id,
-        regexp_match(
-            role_statements.statement_clean,
-            '^drop\s+(?:role|user)\s+(?:if\s+exists\s+)?(.+)$',
-            'i'
-        ) as drop_parts
+        {{ re_substr('role_statements.statement_clean', drop_pattern, 1) }}
+            as dropped_names
     from role_statements
     where role_statements.command in ('DROP ROLE', 'DROP USER')
 
@@ -83,10 +96,11 @@ role_drops as (
         '*' as revoked_role,
         'DROP ROLE' as revocation_kind
     from drop_statements
-    cross join
-        lateral regexp_split_to_table(drop_statements.drop_parts[1], '\s*,\s*')
-            as dropped (name)
-    where drop_statements.drop_parts is not null
+    cross join {{ identity_lateral_unnest(
+        identity_re_split('drop_statements.dropped_names', "'\s*,\s*'"),
+        'dropped', 'name', 'name_position'
+    ) }}
+    where drop_statements.dropped_names is not null
 
 ),
 
@@ -95,11 +109,10 @@ alter_statements as (
     select
         role_statements.audit_entry_id,
         role_statements.logged_at,
-        regexp_match(
-            role_statements.statement_clean,
-            '^alter\s+(?:role|user)\s+("(?:[^"]|"")+"|[^\s";]+)(.*)$',
-            'i'
-        ) as alter_parts
+        {{ re_substr('role_statements.statement_clean', alter_pattern, 1) }}
+            as role_name,
+        {{ re_substr('role_statements.statement_clean', alter_pattern, 2) }}
+            as role_options
     from role_statements
     where role_statements.command in ('ALTER ROLE', 'ALTER USER')
 
@@ -109,17 +122,19 @@ alter_options as (
 
     select
         alter_statements.audit_entry_id,
-        {{ unquote_identifier('alter_statements.alter_parts[1]') }} as login_role,
-        alter_statements.alter_parts[2] as options,
+        {{ unquote_identifier('alter_statements.role_name') }} as login_role,
+        alter_statements.role_options as options,
         {{ to_utc_timestamp(
-            "substring(alter_statements.alter_parts[2]"
-            ~ " from '(?i)valid\s+until\s+''([^'']*)''')"
+            re_substr('alter_statements.role_options', valid_until_pattern, 1)
         ) }} as valid_until,
         alter_statements.logged_at
     from alter_statements
     where
-        alter_statements.alter_parts is not null
-        and alter_statements.alter_parts[2] !~* '^\s*(set|reset|rename|in\s+database)\M'
+        alter_statements.role_name is not null
+        and not {{ re_imatch(
+            'alter_statements.role_options',
+            "'^\s*(set|reset|rename|in\s+database)\M'"
+        ) }}
 
 ),
 
@@ -128,30 +143,34 @@ attribute_revokes as (
     select
         alter_options.audit_entry_id,
         alter_options.login_role,
-        revoked_attribute.revoked_role,
-        revoked_attribute.revocation_kind
+        '*' as revoked_role,
+        'NOLOGIN' as revocation_kind
     from alter_options
-    cross join
-        lateral (
-            values
-            (
-                case when alter_options.options ~* '(^|\s)nologin(\s|$)' then '*' end,
-                'NOLOGIN'
-            ),
-            (
-                case when alter_options.valid_until <= alter_options.logged_at then '*' end,
-                'VALID UNTIL'
-            ),
-            (
-                case when alter_options.options ~* '(^|\s)nosuperuser(\s|$)' then 'SUPERUSER' end,
-                'NOSUPERUSER'
-            ),
-            (
-                case when alter_options.options ~* '(^|\s)nocreaterole(\s|$)' then 'CREATEROLE' end,
-                'NOCREATEROLE'
-            )
-        ) as revoked_attribute (revoked_role, revocation_kind)
-    where revoked_attribute.revoked_role is not null
+    where {{ re_imatch('alter_options.options', "'(^|\s)nologin(\s|$)'") }}
+    union all
+    select
+        alter_options.audit_entry_id,
+        alter_options.login_role,
+        '*' as revoked_role,
+        'VALID UNTIL' as revocation_kind
+    from alter_options
+    where alter_options.valid_until <= alter_options.logged_at
+    union all
+    select
+        alter_options.audit_entry_id,
+        alter_options.login_role,
+        'SUPERUSER' as revoked_role,
+        'NOSUPERUSER' as revocation_kind
+    from alter_options
+    where {{ re_imatch('alter_options.options', "'(^|\s)nosuperuser(\s|$)'") }}
+    union all
+    select
+        alter_options.audit_entry_id,
+        alter_options.login_role,
+        'CREATEROLE' as revoked_role,
+        'NOCREATEROLE' as revocation_kind
+    from alter_options
+    where {{ re_imatch('alter_options.options', "'(^|\s)nocreaterole(\s|$)'") }}
 
 ),
 
@@ -165,45 +184,58 @@ revocations as (
 
 ),
 
-final as (
+ranked as (
 
-    select distinct on (
+    -- one statement can yield several audit entries (substatements,
+    -- log_relation): one revocation per statement
+    select
+        revocations.*,
         role_statements.cluster,
-        coalesce(
-            role_statements.session_key || '|' || role_statements.statement_id::text,
-            role_statements.audit_entry_id::text
-        ),
-        revocations.login_role,
-        revocations.revoked_role,
-        revocations.revocation_kind
-    )
-        revocations.audit_entry_id,
-        role_statements.cluster,
-        revocations.login_role,
-        revocations.revoked_role,
-        revocations.revocation_kind,
-        role_statements.logged_at as revoked_at,
-        role_statements.user_name as revoked_by,
+        role_statements.logged_at,
+        role_statements.user_name,
         role_statements.statement_text,
         role_statements.run_id,
         role_statements.evidence_id,
-        role_statements.evidence_locator
+        role_statements.evidence_locator,
+        row_number() over (
+            partition by
+                role_statements.cluster,
+                coalesce(
+                    role_statements.session_key || '|'
+                    || cast(role_statements.statement_id as {{ t_text() }}),
+                    cast(role_statements.audit_entry_id as {{ t_text() }})
+                ),
+                revocations.login_role,
+                revocations.revoked_role,
+                revocations.revocation_kind
+            order by
+                role_statements.substatement_id asc nulls last,
+                role_statements.logged_at asc nulls last,
+                role_statements.evidence_locator asc nulls last
+        ) as entry_rank
     from revocations
     inner join role_statements
         on revocations.audit_entry_id = role_statements.audit_entry_id
     where revocations.login_role <> ''
-    order by
-        role_statements.cluster,
-        coalesce(
-            role_statements.session_key || '|' || role_statements.statement_id::text,
-            role_statements.audit_entry_id::text
-        ),
-        revocations.login_role,
-        revocations.revoked_role,
-        revocations.revocation_kind,
-        role_statements.substatement_id,
-        role_statements.logged_at,
-        role_statements.evidence_locator
+
+),
+
+final as (
+
+    select
+        ranked.audit_entry_id,
+        ranked.cluster,
+        ranked.login_role,
+        ranked.revoked_role,
+        ranked.revocation_kind,
+        ranked.logged_at as revoked_at,
+        ranked.user_name as revoked_by,
+        ranked.statement_text,
+        ranked.run_id,
+        ranked.evidence_id,
+        ranked.evidence_locator
+    from ranked
+    where ranked.entry_rank = 1
 
 )
 

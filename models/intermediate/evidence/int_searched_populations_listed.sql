@@ -32,9 +32,9 @@ run_evidence as (
     select
         evidence.id as evidence_id,
         evidence.source_system,
-        evidence.query_params ->> 'source' as source_name,
-        evidence.query_params ->> 'cluster' as cluster,
-        evidence.query_params ->> 'raw_table' as raw_table,
+        {{ json_text('evidence.query_params', ['source']) }} as source_name,
+        {{ json_text('evidence.query_params', ['cluster']) }} as cluster,
+        {{ json_text('evidence.query_params', ['raw_table']) }} as raw_table,
         evidence.query_name
     from {{ source('soxtrail', 'sox_evidence') }} as evidence
     where
@@ -47,16 +47,17 @@ included_objects as (
 
     -- the earlier captures of a source that forgets count as searched too
     select
-        cast(included_evidence.doc ->> 'evidence_id' as uuid) as evidence_id,
+        cast({{ json_text('included_evidence.doc', ['evidence_id']) }} as {{ t_uuid() }})
+            as evidence_id,
         run_sources.source_system,
         included_evidence.source_name,
         run_sources.cluster,
-        included_evidence.doc ->> 'raw_table' as raw_table,
-        included_evidence.doc ->> 'query_name' as query_name
+        {{ json_text('included_evidence.doc', ['raw_table']) }} as raw_table,
+        {{ json_text('included_evidence.doc', ['query_name']) }} as query_name
     from included_evidence
     inner join run_sources
         on included_evidence.source_name = run_sources.source_name
-    where included_evidence.doc ->> 'purpose' = 'capture'
+    where {{ json_text('included_evidence.doc', ['purpose']) }} = 'capture'
 
 ),
 
@@ -81,7 +82,7 @@ populations as (
         'tickets' as population_key,
         'AC-01,AC-03,CM-01' as control_id,
         'tickets' as source_system,
-        null as cluster,
+        cast(null as {{ t_text() }}) as cluster,
         'every ticket object captured for the run (ticket pages and exports)'
             as description
     union all
@@ -89,14 +90,14 @@ populations as (
         'backups' as population_key,
         'BK-01' as control_id,
         'backups' as source_system,
-        null as cluster,
+        cast(null as {{ t_text() }}) as cluster,
         'every backup inventory captured for the run' as description
     union all
     select
         'role_catalog' as population_key,
         'AC-03' as control_id,
         'role_catalog' as source_system,
-        null as cluster,
+        cast(null as {{ t_text() }}) as cluster,
         'the role catalog of the run' as description
     union all
     -- only a run with a user access review (`access_review:`) searches one
@@ -104,7 +105,7 @@ populations as (
         'access_review' as population_key,
         'AC-03' as control_id,
         'access_review' as source_system,
-        null as cluster,
+        cast(null as {{ t_text() }}) as cluster,
         'every review file of the run''s user access review' as description
     from run_sources
     where run_sources.connector = 'access_review'

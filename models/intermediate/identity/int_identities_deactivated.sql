@@ -19,22 +19,33 @@ in_quarter as (
 
 ),
 
+ranked as (
+
+    select
+        in_quarter.*,
+        row_number() over (
+            partition by in_quarter.identity
+            order by
+                in_quarter.deactivated_at asc nulls last,
+                in_quarter.evidence_id asc nulls last,
+                in_quarter.evidence_locator asc nulls last
+        ) as deactivation_rank
+    from in_quarter
+
+),
+
 final as (
 
-    select distinct on (in_quarter.identity)
-        in_quarter.identity,
-        in_quarter.deactivated_at,
-        in_quarter.event_name as deactivation_event,
-        in_quarter.source_name,
-        in_quarter.run_id,
-        in_quarter.evidence_id,
-        in_quarter.evidence_locator
-    from in_quarter
-    order by
-        in_quarter.identity,
-        in_quarter.deactivated_at,
-        in_quarter.evidence_id,
-        in_quarter.evidence_locator
+    select
+        ranked.identity,
+        ranked.deactivated_at,
+        ranked.event_name as deactivation_event,
+        ranked.source_name,
+        ranked.run_id,
+        ranked.evidence_id,
+        ranked.evidence_locator
+    from ranked
+    where ranked.deactivation_rank = 1
 
 )
 

@@ -26,27 +26,35 @@ role_events as (
 
 ),
 
+ranked_catalog as (
+
+    select
+        catalog_holdings.*,
+        row_number() over (
+            partition by
+                catalog_holdings.cluster,
+                catalog_holdings.login_role,
+                catalog_holdings.role
+            order by
+                catalog_holdings.evidence_locator asc nulls last,
+                catalog_holdings.evidence_id asc nulls last
+        ) as catalog_rank
+    from catalog_holdings
+    where catalog_holdings.can_login
+
+),
+
 login_catalog as (
 
     -- the catalog row a holding cites: one per (cluster, login role, role)
-    select distinct on (
-        catalog_holdings.cluster,
-        catalog_holdings.login_role,
-        catalog_holdings.role
-    )
-        catalog_holdings.cluster,
-        catalog_holdings.login_role,
-        catalog_holdings.role,
-        catalog_holdings.evidence_id,
-        catalog_holdings.evidence_locator
-    from catalog_holdings
-    where catalog_holdings.can_login
-    order by
-        catalog_holdings.cluster,
-        catalog_holdings.login_role,
-        catalog_holdings.role,
-        catalog_holdings.evidence_locator,
-        catalog_holdings.evidence_id
+    select
+        ranked_catalog.cluster,
+        ranked_catalog.login_role,
+        ranked_catalog.role,
+        ranked_catalog.evidence_id,
+        ranked_catalog.evidence_locator
+    from ranked_catalog
+    where ranked_catalog.catalog_rank = 1
 
 ),
 
@@ -92,13 +100,13 @@ sequenced_events as (
         row_number() over (
             partition by holding_keys.cluster, holding_keys.login_role, holding_keys.role
             order by
-                timed_events.event_at asc,
-                timed_events.event_kind = 'grant' asc,
-                timed_events.is_every_role desc,
-                timed_events.evidence_locator asc,
-                timed_events.evidence_id asc,
-                timed_events.event_detail asc,
-                timed_events.statement_text asc
+                timed_events.event_at asc nulls last,
+                timed_events.event_kind = 'grant' asc nulls last,
+                timed_events.is_every_role desc nulls first,
+                timed_events.evidence_locator asc nulls last,
+                timed_events.evidence_id asc nulls last,
+                timed_events.event_detail asc nulls last,
+                timed_events.statement_text asc nulls last
         ) as event_sequence
     from holding_keys
     inner join timed_events
@@ -180,11 +188,11 @@ leading_periods as (
         held_since.login_role,
         held_since.role,
         0 as period_sequence,
-        null::timestamptz as valid_from,
+        cast(null as {{ t_timestamptz() }}) as valid_from,
         held_since.event_at as valid_to,
         held_since.event_kind = 'revoke' as is_held,
         'later_' || held_since.event_kind as decided_by,
-        null::timestamptz as held_since_at,
+        cast(null as {{ t_timestamptz() }}) as held_since_at,
         held_since.event_kind,
         held_since.event_detail,
         held_since.is_every_role,
@@ -206,18 +214,18 @@ catalog_periods as (
         login_catalog.login_role,
         login_catalog.role,
         0 as period_sequence,
-        null::timestamptz as valid_from,
-        null::timestamptz as valid_to,
+        cast(null as {{ t_timestamptz() }}) as valid_from,
+        cast(null as {{ t_timestamptz() }}) as valid_to,
         true as is_held,
         'catalog' as decided_by,
-        null::timestamptz as held_since_at,
+        cast(null as {{ t_timestamptz() }}) as held_since_at,
         null as event_kind,
         null as event_detail,
         null::boolean as is_every_role,
-        null::timestamptz as event_at,
+        cast(null as {{ t_timestamptz() }}) as event_at,
         null as event_by,
         null as statement_text,
-        null::uuid as event_evidence_id,
+        cast(null as {{ t_uuid() }}) as event_evidence_id,
         null as event_evidence_locator
     from login_catalog
     left join sequenced_events
@@ -243,7 +251,7 @@ final as (
 
     select
         periods.cluster || '|' || periods.login_role || '|' || periods.role
-        || '|' || periods.period_sequence::text as period_key,
+        || '|' || cast(periods.period_sequence as {{ t_text() }}) as period_key,
         periods.cluster,
         periods.login_role,
         periods.role,

@@ -38,20 +38,38 @@ attribute_holdings as (
     select
         catalog_roles.cluster,
         catalog_roles.role_name as login_role,
-        role_attribute.role,
+        'SUPERUSER' as role,
         'attribute' as holding_kind,
         catalog_roles.can_login,
         catalog_roles.run_id,
         catalog_roles.evidence_id,
         catalog_roles.evidence_locator
     from catalog_roles
-    cross join
-        lateral unnest(array[
-            case when catalog_roles.is_superuser then 'SUPERUSER' end,
-            case when catalog_roles.can_create_role then 'CREATEROLE' end,
-            case when catalog_roles.can_login then 'LOGIN' end
-        ]) as role_attribute (role)
-    where role_attribute.role is not null
+    where catalog_roles.is_superuser
+    union all
+    select
+        catalog_roles.cluster,
+        catalog_roles.role_name as login_role,
+        'CREATEROLE' as role,
+        'attribute' as holding_kind,
+        catalog_roles.can_login,
+        catalog_roles.run_id,
+        catalog_roles.evidence_id,
+        catalog_roles.evidence_locator
+    from catalog_roles
+    where catalog_roles.can_create_role
+    union all
+    select
+        catalog_roles.cluster,
+        catalog_roles.role_name as login_role,
+        'LOGIN' as role,
+        'attribute' as holding_kind,
+        catalog_roles.can_login,
+        catalog_roles.run_id,
+        catalog_roles.evidence_id,
+        catalog_roles.evidence_locator
+    from catalog_roles
+    where catalog_roles.can_login
 
 ),
 

@@ -72,7 +72,7 @@ restarts as (
         server_events.logged_at as known_at,
         'restart' as point_kind,
         false as is_value_known,
-        cast(null as text) as pgaudit_log,
+        cast(null as {{ t_text() }}) as pgaudit_log,
         cast(null as boolean) as is_pgaudit_loaded,
         server_events.evidence_id,
         server_events.evidence_locator

@@ -50,8 +50,9 @@ settings_ranked as (
         row_number() over (
             partition by settings_points.cluster
             order by
-                settings_points.known_at, settings_points.point_kind,
-                settings_points.evidence_locator
+                settings_points.known_at nulls last,
+                settings_points.point_kind nulls last,
+                settings_points.evidence_locator nulls last
         ) as point_number
     from settings_points
     where settings_points.point_kind <> 'alter_system'
@@ -95,13 +96,13 @@ day_boundaries as (
         {{ local_day_start('quarter_days.log_day') }} as boundary_at,
         0 as boundary_order,
         'day' as boundary_kind,
-        null::text as run_state,
-        null::text as point_kind,
-        null::boolean as is_value_known,
-        null::text as pgaudit_log,
-        null::boolean as is_pgaudit_loaded,
-        null::uuid as evidence_id,
-        null::text as evidence_locator
+        cast(null as {{ t_text() }}) as run_state,
+        cast(null as {{ t_text() }}) as point_kind,
+        cast(null as boolean) as is_value_known,
+        cast(null as {{ t_text() }}) as pgaudit_log,
+        cast(null as boolean) as is_pgaudit_loaded,
+        cast(null as {{ t_uuid() }}) as evidence_id,
+        cast(null as {{ t_text() }}) as evidence_locator
     from scoped_clusters
     cross join quarter_days
 
@@ -114,13 +115,13 @@ end_boundaries as (
         {{ quarter_end_at() }} as boundary_at,
         0 as boundary_order,
         'end' as boundary_kind,
-        null::text as run_state,
-        null::text as point_kind,
-        null::boolean as is_value_known,
-        null::text as pgaudit_log,
-        null::boolean as is_pgaudit_loaded,
-        null::uuid as evidence_id,
-        null::text as evidence_locator
+        cast(null as {{ t_text() }}) as run_state,
+        cast(null as {{ t_text() }}) as point_kind,
+        cast(null as boolean) as is_value_known,
+        cast(null as {{ t_text() }}) as pgaudit_log,
+        cast(null as boolean) as is_pgaudit_loaded,
+        cast(null as {{ t_uuid() }}) as evidence_id,
+        cast(null as {{ t_text() }}) as evidence_locator
     from scoped_clusters
 
 ),
@@ -134,9 +135,9 @@ run_boundaries as (
         'run' as boundary_kind,
         run_points.run_state,
         run_points.point_kind,
-        null::boolean as is_value_known,
-        null::text as pgaudit_log,
-        null::boolean as is_pgaudit_loaded,
+        cast(null as boolean) as is_value_known,
+        cast(null as {{ t_text() }}) as pgaudit_log,
+        cast(null as boolean) as is_pgaudit_loaded,
         run_points.evidence_id,
         run_points.evidence_locator
     from run_points
@@ -153,7 +154,7 @@ settings_boundaries as (
         settings_points.known_at as boundary_at,
         2 as boundary_order,
         'settings' as boundary_kind,
-        null::text as run_state,
+        cast(null as {{ t_text() }}) as run_state,
         settings_points.point_kind,
         settings_points.is_value_known,
         settings_points.pgaudit_log,
@@ -188,8 +189,11 @@ ordered as (
         row_number() over (
             partition by boundaries.cluster
             order by
-                boundaries.boundary_at, boundaries.boundary_order,
-                boundaries.run_state, boundaries.point_kind, boundaries.evidence_locator
+                boundaries.boundary_at nulls last,
+                boundaries.boundary_order,
+                boundaries.run_state nulls last,
+                boundaries.point_kind nulls last,
+                boundaries.evidence_locator nulls last
         ) as boundary_number
     from boundaries
 

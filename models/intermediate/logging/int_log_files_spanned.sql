@@ -30,7 +30,9 @@ audit_statements as (
         run_sources.cluster,
         statements.source_name,
         statements.facts,
-        cast(statements.facts ->> 'log_rotation_age_seconds' as integer) as age_seconds,
+        cast(
+            {{ json_text('statements.facts', 'log_rotation_age_seconds') }} as integer
+        ) as age_seconds,
         statements.evidence_id,
         statements.evidence_locator
     from statements
@@ -48,18 +50,20 @@ files as (
         audit_statements.cluster,
         audit_statements.source_name,
         'file' as span_kind,
-        log_file.doc ->> 'file' as file_name,
-        log_file.doc ->> 'object' as object_name,
-        {{ to_utc_timestamp("log_file.doc ->> 'named_at'") }} as named_at,
-        {{ to_utc_timestamp("log_file.doc ->> 'first_record_at'") }} as first_record_at,
-        {{ to_utc_timestamp("log_file.doc ->> 'last_record_at'") }} as last_record_at,
+        {{ json_text('log_file.doc', 'file') }} as file_name,
+        {{ json_text('log_file.doc', 'object') }} as object_name,
+        {{ to_utc_timestamp(json_text('log_file.doc', 'named_at')) }} as named_at,
+        {{ to_utc_timestamp(json_text('log_file.doc', 'first_record_at')) }}
+            as first_record_at,
+        {{ to_utc_timestamp(json_text('log_file.doc', 'last_record_at')) }}
+            as last_record_at,
         audit_statements.age_seconds,
         audit_statements.evidence_id,
         audit_statements.evidence_locator
     from audit_statements
-    cross join lateral jsonb_array_elements(
-        {{ jsonb_array_or_empty("audit_statements.facts -> 'files'") }}
-    ) as log_file (doc)
+    cross join
+        lateral {{ db_audit_json_elements('audit_statements.facts', 'files') }}
+            as log_file (doc)
 
 ),
 
@@ -69,18 +73,18 @@ missing as (
         audit_statements.cluster,
         audit_statements.source_name,
         'missing' as span_kind,
-        missing_file.doc ->> 'file' as file_name,
-        cast(null as text) as object_name,
-        {{ to_utc_timestamp("missing_file.doc ->> 'rotation_at'") }} as named_at,
-        cast(null as timestamptz) as first_record_at,
-        cast(null as timestamptz) as last_record_at,
+        {{ json_text('missing_file.doc', 'file') }} as file_name,
+        cast(null as {{ t_text() }}) as object_name,
+        {{ to_utc_timestamp(json_text('missing_file.doc', 'rotation_at')) }} as named_at,
+        cast(null as {{ t_timestamptz() }}) as first_record_at,
+        cast(null as {{ t_timestamptz() }}) as last_record_at,
         audit_statements.age_seconds,
         audit_statements.evidence_id,
         audit_statements.evidence_locator
     from audit_statements
-    cross join lateral jsonb_array_elements(
-        {{ jsonb_array_or_empty("audit_statements.facts -> 'missing_files'") }}
-    ) as missing_file (doc)
+    cross join
+        lateral {{ db_audit_json_elements('audit_statements.facts', 'missing_files') }}
+            as missing_file (doc)
 
 ),
 
@@ -110,9 +114,9 @@ final as (
         case
             when spans.named_at is null or spans.age_seconds is null then spans.last_record_at
             when spans.last_record_at is null
-                then spans.named_at + spans.age_seconds * interval '1 second'
+                then {{ add_seconds('spans.named_at', 'spans.age_seconds') }}
             else greatest(
-                spans.named_at + spans.age_seconds * interval '1 second',
+                {{ add_seconds('spans.named_at', 'spans.age_seconds') }},
                 spans.last_record_at
             )
         end as span_to,

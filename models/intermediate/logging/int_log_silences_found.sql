@@ -23,8 +23,10 @@ sequenced as (
         log_records.cluster,
         log_records.logged_at,
         log_records.evidence_id,
+        -- records of one instant: the first by evidence id follows the silence
         lag(log_records.logged_at) over (
-            partition by log_records.cluster order by log_records.logged_at
+            partition by log_records.cluster
+            order by log_records.logged_at, log_records.evidence_id nulls last
         ) as previous_at
     from log_records
     where log_records.logged_at is not null
@@ -44,7 +46,7 @@ silences as (
         {%- set limit = var('lg01_silence_limit_hours', none) %}
         and {{ 'false' if limit is none else
             "sequenced.logged_at - sequenced.previous_at > "
-            ~ (limit | float) ~ " * interval '1 hour'" }}
+            ~ interval_hours(limit | float) }}
 
 ),
 

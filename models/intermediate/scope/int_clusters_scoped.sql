@@ -13,7 +13,7 @@ clusters as (
 
     select
         applications.cluster,
-        string_agg(distinct applications.application, ', ' order by applications.application)
+        {{ sources_string_agg_distinct_sorted('applications.application', "', '") }}
             as applications,
         bool_or(applications.is_sox_in_scope) as is_sox_in_scope,
         -- a cluster shared by applications is backed up per the strictest policy
@@ -23,10 +23,11 @@ clusters as (
             when bool_or({{ policy }} = 'daily') then 'daily'
             else min({{ policy }})
         end as backup_policy,
-        (array_agg(applications.evidence_id order by applications.evidence_locator))[1]
+        -- the first row of the catalog (by its position in the file) names the
+        -- evidence
+        {{ sources_first_by_order('applications.evidence_id', 'applications.evidence_locator') }}
             as evidence_id,
-        (array_agg(applications.evidence_locator order by applications.evidence_locator))[1]
-            as evidence_locator
+        min(applications.evidence_locator) as evidence_locator
     from applications
     group by applications.cluster
 

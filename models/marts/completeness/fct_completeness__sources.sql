@@ -33,12 +33,27 @@ statements as (
 
 ),
 
+statement_periods as (
+
+    -- each period a statement says its capture covers (`covered`: [{from, to}])
+    select
+        all_statements.source_name,
+        all_statements.taken_at,
+        all_statements.evidence_id,
+        all_statements.is_included,
+        {{ json_text('period.value', ['from']) }} as period_from,
+        {{ json_text('period.value', ['to']) }} as period_to
+    from all_statements
+    {{ mart_json_elements('all_statements.covered', 'period') }}
+
+),
+
 window_sources as (
 
     -- sources that forget: their statement says how many days they keep
     select statements.source_name
     from statements
-    where statements.facts ->> 'window_days' is not null
+    where {{ json_text('statements.facts', ['window_days']) }} is not null
 
 ),
 
@@ -46,13 +61,15 @@ window_periods as (
 
     -- what each capture of such a source covers, the run's and the included ones
     select
-        all_statements.source_name,
-        {{ to_utc_timestamp("period.value ->> 'from'") }} as covered_from,
-        {{ to_utc_timestamp("period.value ->> 'to'") }} as covered_to,
-        coalesce(all_statements.taken_at, '?') as taken_at
-    from all_statements
-    cross join lateral jsonb_array_elements(all_statements.covered) as period (value)
-    where all_statements.source_name in (select window_sources.source_name from window_sources)
+        statement_periods.source_name,
+        {{ to_utc_timestamp('statement_periods.period_from') }} as covered_from,
+        {{ to_utc_timestamp('statement_periods.period_to') }} as covered_to,
+        coalesce(statement_periods.taken_at, '?') as taken_at
+    from statement_periods
+    where
+        statement_periods.source_name in (
+            select window_sources.source_name from window_sources
+        )
 
 ),
 
@@ -62,7 +79,8 @@ window_reach as (
         window_periods.*,
         max(window_periods.covered_to) over (
             partition by window_periods.source_name
-            order by window_periods.covered_from, window_periods.covered_to
+            order by
+                window_periods.covered_from nulls last, window_periods.covered_to nulls last
             rows between unbounded preceding and 1 preceding
         ) as reached_before
     from window_periods
@@ -74,9 +92,8 @@ window_ends as (
     select
         window_sources.source_name,
         max(window_periods.covered_to) as last_covered_to,
-        string_agg(
-            distinct window_periods.taken_at, ', ' order by window_periods.taken_at
-        ) as captures_taken_at
+        {{ mart_distinct_string_agg('window_periods.taken_at', "', '") }}
+            as captures_taken_at
     from window_sources
     left join window_periods
         on window_sources.source_name = window_periods.source_name
@@ -142,15 +159,17 @@ findings as (
 
     select
         statements.source_name,
-        finding.value ->> 'code' as finding_code,
-        finding.value ->> 'detail' as finding_detail,
-        coalesce((finding.value ->> 'exception')::boolean, true) as is_exception
+        {{ json_text('finding.value', ['code']) }} as finding_code,
+        {{ json_text('finding.value', ['detail']) }} as finding_detail,
+        coalesce(
+            cast({{ json_text('finding.value', ['exception']) }} as boolean), true
+        ) as is_exception
     from statements
-    cross join lateral jsonb_array_elements(statements.findings) as finding (value)
+    {{ mart_json_elements('statements.findings', 'finding') }}
     -- a source that forgets: its coverage is judged over all its captures below
     where
         not (
-            finding.value ->> 'code' = 'COVERAGE_GAP'
+            {{ json_text('finding.value', ['code']) }} = 'COVERAGE_GAP'
             and statements.source_name in (select window_sources.source_name from window_sources)
         )
     union all
@@ -172,14 +191,15 @@ source_findings as (
 
     select
         findings.source_name,
-        array_agg(distinct findings.finding_code order by findings.finding_code)
-        filter (where findings.is_exception) as exception_codes,
-        array_agg(distinct findings.finding_code order by findings.finding_code)
-        filter (where not findings.is_exception) as note_codes,
-        string_agg(
-            findings.finding_code || ': ' || findings.finding_detail, '; '
-            order by findings.finding_code, findings.finding_detail
-        ) as finding_details
+        {{ mart_distinct_array_agg('findings.finding_code', where='findings.is_exception') }}
+            as exception_codes,
+        {{ mart_distinct_array_agg(
+            'findings.finding_code', where='not findings.is_exception'
+        ) }} as note_codes,
+        {{ mart_string_agg(
+            "findings.finding_code || ': ' || findings.finding_detail", "'; '",
+            ['findings.finding_code', 'findings.finding_detail']
+        ) }} as finding_details
     from findings
     group by findings.source_name
 
@@ -188,23 +208,27 @@ source_findings as (
 coverage as (
 
     select
-        all_statements.source_name,
-        string_agg(
-            (period.value ->> 'from') || ' to ' || (period.value ->> 'to')
+        statement_periods.source_name,
+        {{ mart_string_agg(
+            "statement_periods.period_from || ' to ' || statement_periods.period_to
             || case
-                when all_statements.taken_at is not null
-                    then ' (capture of ' || all_statements.taken_at || ')'
+                when statement_periods.taken_at is not null
+                    then ' (capture of ' || statement_periods.taken_at || ')'
                 else ''
-            end,
-            '; '
-            order by period.value ->> 'from', period.value ->> 'to', all_statements.taken_at
-        ) as covered_periods,
+            end",
+            "'; '",
+            [
+                'statement_periods.period_from',
+                'statement_periods.period_to',
+                'statement_periods.taken_at',
+            ]
+        ) }} as covered_periods,
         -- the included captures' statements
-        array_agg(distinct all_statements.evidence_id order by all_statements.evidence_id)
-        filter (where all_statements.is_included) as supporting_evidence_ids
-    from all_statements
-    cross join lateral jsonb_array_elements(all_statements.covered) as period (value)
-    group by all_statements.source_name
+        {{ mart_distinct_array_agg(
+            'statement_periods.evidence_id', where='statement_periods.is_included'
+        ) }} as supporting_evidence_ids
+    from statement_periods
+    group by statement_periods.source_name
 
 ),
 
@@ -223,12 +247,14 @@ source_rows as (
         coalesce(statements.is_approximate, false) as is_approximate,
         run_sources.captured_objects,
         coverage.covered_periods,
-        coalesce(source_findings.exception_codes, array[]::text[]) as exception_codes,
+        coalesce(
+            source_findings.exception_codes, {{ mart_empty_array(t_text_array()) }}
+        ) as exception_codes,
         -- a connector that states nothing leaves the population unproven, which the
         -- sheet says; it is not an exception of the source
         case
-            when statements.source_name is null then array['NO_STATEMENT']
-            else coalesce(source_findings.note_codes, array[]::text[])
+            when statements.source_name is null then {{ mart_array(["'NO_STATEMENT'"]) }}
+            else coalesce(source_findings.note_codes, {{ mart_empty_array(t_text_array()) }})
         end as note_codes,
         case
             when statements.source_name is null
@@ -237,10 +263,12 @@ source_rows as (
                     || ' connector makes no completeness statement'
             else source_findings.finding_details
         end as finding_details,
-        array[run_sources.source_system] as affected_systems,
+        {{ mart_array(['run_sources.source_system']) }} as affected_systems,
         statements.evidence_id,
         statements.evidence_locator,
-        coalesce(coverage.supporting_evidence_ids, array[]::uuid[]) as supporting_evidence_ids
+        coalesce(
+            coverage.supporting_evidence_ids, {{ mart_empty_array(t_uuid_array()) }}
+        ) as supporting_evidence_ids
     from run_sources
     left join statements
         on run_sources.source_name = statements.source_name
@@ -275,6 +303,16 @@ cluster_subjects as (
 
 ),
 
+cluster_systems as (
+
+    select
+        clusters_seen.cluster,
+        {{ mart_distinct_array_agg('clusters_seen.source_system') }} as systems_seen
+    from clusters_seen
+    group by clusters_seen.cluster
+
+),
+
 cluster_facts as (
 
     select
@@ -287,13 +325,12 @@ cluster_facts as (
             select 1 from scoped_clusters
             where scoped_clusters.cluster = cluster_subjects.cluster
         ) as is_in_scope,
-        array(
-            select distinct clusters_seen.source_system
-            from clusters_seen
-            where clusters_seen.cluster = cluster_subjects.cluster
-            order by clusters_seen.source_system
+        coalesce(
+            cluster_systems.systems_seen, {{ mart_empty_array(t_text_array()) }}
         ) as systems_seen
     from cluster_subjects
+    left join cluster_systems
+        on cluster_subjects.cluster = cluster_systems.cluster
 
 ),
 
@@ -305,16 +342,15 @@ cluster_checks as (
         cluster_facts.systems_seen,
         not cluster_facts.is_listed as is_unscoped,
         -- what an in-scope cluster must have: its audit log, its catalog, its backups
-        array(
-            select required.source_system
-            from
-                unnest(array['db_audit', 'db_catalog', 'backups'])
-                    as required (source_system)
-            where
-                cluster_facts.is_in_scope
-                and not required.source_system = any(cluster_facts.systems_seen)
-            order by required.source_system
-        ) as missing_systems
+        -- (listed in byte order)
+        {%- set required = [] %}
+        {%- for system in ['db_audit', 'db_catalog', 'backups'] | sort %}
+            {%- do required.append(
+                "case when cluster_facts.is_in_scope and not "
+                ~ mart_array_contains('cluster_facts.systems_seen', "'" ~ system ~ "'")
+                ~ " then '" ~ system ~ "' end") %}
+        {%- endfor %}
+        {{ mart_array_compact(mart_array(required)) }} as missing_systems
     from cluster_facts
 
 ),
@@ -324,50 +360,52 @@ cluster_rows as (
     select
         'cluster|' || cluster_checks.cluster as item_key,
         'cluster' as subject,
-        null::text as source_name,
-        null::text as source_system,
-        null::text as connector,
+        cast(null as {{ t_text() }}) as source_name,
+        cast(null as {{ t_text() }}) as source_system,
+        cast(null as {{ t_text() }}) as connector,
         cluster_checks.cluster,
         'scope' as basis,
         null::bigint as claimed,
         null::bigint as captured,
         false as is_approximate,
         null::bigint as captured_objects,
-        null::text as covered_periods,
-        array_remove(array[
-            case
+        cast(null as {{ t_text() }}) as covered_periods,
+        {{ mart_array_compact(mart_array([
+            "case
                 when cardinality(cluster_checks.missing_systems) > 0
                     then 'MISSING_SOURCE'
-            end,
-            case when cluster_checks.is_unscoped then 'UNSCOPED_CLUSTER' end
-        ], null) as exception_codes,
-        array[]::text[] as note_codes,
+            end",
+            "case when cluster_checks.is_unscoped then 'UNSCOPED_CLUSTER' end",
+        ])) }} as exception_codes,
+        {{ mart_empty_array(t_text_array()) }} as note_codes,
         nullif(concat_ws(
             '; ',
             case
                 when cardinality(cluster_checks.missing_systems) > 0
                     then
                         'MISSING_SOURCE: in scope, no '
-                        || array_to_string(cluster_checks.missing_systems, ', ')
+                        || {{ mart_array_join('cluster_checks.missing_systems', "', '") }}
                         || ' source'
             end,
             case
                 when cluster_checks.is_unscoped
                     then
                         'UNSCOPED_CLUSTER: seen in '
-                        || array_to_string(cluster_checks.systems_seen, ', ')
+                        || {{ mart_array_join('cluster_checks.systems_seen', "', '") }}
                         || ', listed by no application in applications.csv'
             end
         ), '') as finding_details,
         -- an unscoped cluster leaves every population in doubt; a missing source, its own
         case
             when cluster_checks.is_unscoped
-                then array['db_audit', 'db_catalog', 'backups', 'iam', 'tickets']
+                then {{ mart_array([
+                    "'db_audit'", "'db_catalog'", "'backups'", "'iam'", "'tickets'"
+                ]) }}
             else cluster_checks.missing_systems
         end as affected_systems,
-        null::uuid as evidence_id,
-        null::text as evidence_locator,
-        array[]::uuid[] as supporting_evidence_ids
+        cast(null as {{ t_uuid() }}) as evidence_id,
+        cast(null as {{ t_text() }}) as evidence_locator,
+        {{ mart_empty_array(t_uuid_array()) }} as supporting_evidence_ids
     from cluster_checks
 
 ),
@@ -377,6 +415,23 @@ unioned as (
     select * from source_rows
     union all
     select * from cluster_rows
+
+),
+
+qualifications as (
+
+    -- an exception qualifies every control reading a system it affects
+    select
+        unioned.item_key,
+        {{ mart_distinct_array_agg('control_systems.control_id') }} as qualified_controls
+    from unioned
+    inner join control_systems
+        on
+            cardinality(unioned.exception_codes) > 0
+            and {{ mart_array_contains(
+                'unioned.affected_systems', 'control_systems.source_system'
+            ) }}
+    group by unioned.item_key
 
 ),
 
@@ -399,13 +454,8 @@ final as (
         unioned.covered_periods,
         unioned.note_codes,
         unioned.finding_details,
-        array(
-            select distinct control_systems.control_id
-            from control_systems
-            where
-                cardinality(unioned.exception_codes) > 0
-                and control_systems.source_system = any(unioned.affected_systems)
-            order by control_systems.control_id
+        coalesce(
+            qualifications.qualified_controls, {{ mart_empty_array(t_text_array()) }}
         ) as qualified_controls,
         case
             when cardinality(unioned.exception_codes) > 0 then 'EXCEPTION'
@@ -418,6 +468,8 @@ final as (
         unioned.supporting_evidence_ids,
         {{ control_evidence_id() }} as control_evidence_id
     from unioned
+    left join qualifications
+        on unioned.item_key = qualifications.item_key
 
 )
 

@@ -42,6 +42,36 @@ tickets as (
 
 ),
 
+granted_roles as (
+
+    select distinct
+        grants.cluster,
+        grants.granted_role
+    from grants
+
+),
+
+catalog_privileged_roles as (
+
+    -- the first privileged role-catalog entry (by locator) matching each
+    -- role and cluster granted: ranked once, not looked up per grant
+    select
+        granted_roles.cluster,
+        granted_roles.granted_role,
+        role_catalog.evidence_id,
+        row_number() over (
+            partition by granted_roles.cluster, granted_roles.granted_role
+            order by role_catalog.evidence_locator asc nulls last
+        ) as catalog_rank
+    from granted_roles
+    inner join role_catalog
+        on
+            lower(role_catalog.role_name) = lower(granted_roles.granted_role)
+            and {{ glob_match('granted_roles.cluster', 'role_catalog.cluster_pattern') }}
+            and role_catalog.is_privileged
+
+),
+
 privileged_grants as (
 
     -- SUPERUSER / CREATEROLE are privileged by definition; other roles when
@@ -49,47 +79,36 @@ privileged_grants as (
     select
         grants.*,
         case
-            when grants.granted_role in ('SUPERUSER', 'CREATEROLE') then null::uuid
-            else (
-                select role_catalog.evidence_id
-                from role_catalog
-                where
-                    lower(role_catalog.role_name) = lower(grants.granted_role)
-                    and {{ glob_match('grants.cluster', 'role_catalog.cluster_pattern') }}
-                    and role_catalog.is_privileged
-                order by role_catalog.evidence_locator
-                limit 1
-            )
+            when grants.granted_role in ('SUPERUSER', 'CREATEROLE')
+                then cast(null as {{ t_uuid() }})
+            else catalog_privileged_roles.evidence_id
         end as role_catalog_evidence_id
     from grants
     inner join scoped_clusters
         on grants.cluster = scoped_clusters.cluster
+    left join catalog_privileged_roles
+        on
+            grants.cluster = catalog_privileged_roles.cluster
+            and grants.granted_role = catalog_privileged_roles.granted_role
+            and catalog_privileged_roles.catalog_rank = 1
     where
         grants.granted_at >= {{ quarter_start_at() }}
         and grants.granted_at < {{ quarter_end_at() }}
         and (
             grants.granted_role in ('SUPERUSER', 'CREATEROLE')
-            or exists (
-                select 1
-                from role_catalog
-                where
-                    lower(role_catalog.role_name) = lower(grants.granted_role)
-                    and {{ glob_match('grants.cluster', 'role_catalog.cluster_pattern') }}
-                    and role_catalog.is_privileged
-            )
+            or catalog_privileged_roles.catalog_rank is not null
         )
 
 ),
 
-population as (
+grant_items as (
 
-    select distinct on (item_key)
+    -- one row per item (grantee, role, second): the first entry by locator
+    select
         privileged_grants.cluster
         || '|' || privileged_grants.grantee
         || '|' || privileged_grants.granted_role
-        || '|' || to_char(
-            privileged_grants.granted_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'
-        )
+        || '|' || {{ utc_text('privileged_grants.granted_at') }}
             as item_key,
         privileged_grants.cluster,
         privileged_grants.grantee,
@@ -113,7 +132,40 @@ population as (
         on lower(privileged_grants.grantee) = lower(grantee_mappings.login_role)
     left join identity_mappings as granter_mappings
         on lower(privileged_grants.granted_by) = lower(granter_mappings.login_role)
-    order by item_key, privileged_grants.evidence_locator
+
+),
+
+ranked_grant_items as (
+
+    select
+        grant_items.*,
+        row_number() over (
+            partition by grant_items.item_key
+            order by grant_items.evidence_locator asc nulls last
+        ) as item_rank
+    from grant_items
+
+),
+
+population as (
+
+    select
+        ranked_grant_items.item_key,
+        ranked_grant_items.cluster,
+        ranked_grant_items.grantee,
+        ranked_grant_items.grantee_identity,
+        ranked_grant_items.granted_role,
+        ranked_grant_items.grant_kind,
+        ranked_grant_items.granted_at,
+        ranked_grant_items.granted_by,
+        ranked_grant_items.granted_by_identity,
+        ranked_grant_items.grant_statement,
+        ranked_grant_items.referenced_ticket_key,
+        ranked_grant_items.role_catalog_evidence_id,
+        ranked_grant_items.evidence_id,
+        ranked_grant_items.evidence_locator
+    from ranked_grant_items
+    where ranked_grant_items.item_rank = 1
 
 ),
 
@@ -139,7 +191,7 @@ implicit_candidates as (
                 ) desc,
                 coalesce(tickets.approved_at, tickets.window_start, tickets.window_end)
                 desc nulls last,
-                tickets.ticket_key desc
+                tickets.ticket_key desc nulls first
         ) as candidate_rank,
         count(*) over (partition by population.item_key) as candidate_count
     from population
@@ -161,14 +213,14 @@ implicit_matches as (
             where implicit_candidates.candidate_rank = 1
         ) as ticket_key,
         max(implicit_candidates.candidate_count)::integer as candidate_count,
-        jsonb_agg(
-            jsonb_build_object(
-                'key', implicit_candidates.ticket_key,
-                'at', {{ utc_text('implicit_candidates.approved_at') }},
-                'from', {{ utc_text('implicit_candidates.window_start') }},
-                'to', {{ utc_text('implicit_candidates.window_end') }},
-                'chosen', implicit_candidates.candidate_rank = 1,
-                'why', case
+        {{ ac_json_objects_agg(
+            fields=[
+                ['key', 'implicit_candidates.ticket_key'],
+                ['at', utc_text('implicit_candidates.approved_at')],
+                ['from', utc_text('implicit_candidates.window_start')],
+                ['to', utc_text('implicit_candidates.window_end')],
+                ['chosen', 'implicit_candidates.candidate_rank = 1'],
+                ['why', "case
                     when
                         implicit_candidates.candidate_rank = 1
                         and implicit_candidates.is_approved_by_grant
@@ -178,10 +230,10 @@ implicit_matches as (
                     when implicit_candidates.is_approved_by_grant
                         then 'approved at or before the grant, before the chosen one'
                     else 'not approved at or before the grant'
-                end
-            )
-            order by implicit_candidates.candidate_rank
-        ) as candidates
+                end"],
+            ],
+            order_by=['implicit_candidates.candidate_rank'],
+        ) }} as candidates
     from implicit_candidates
     group by implicit_candidates.item_key
 
@@ -201,7 +253,7 @@ ticket_matched as (
         -- the candidates of an implicit match; an explicit key picks nothing
         case
             when explicit_tickets.ticket_key is null
-                then coalesce(implicit_matches.candidates, '[]'::jsonb)
+                then coalesce(implicit_matches.candidates, {{ ac_json_empty_array() }})
         end as candidates,
         case
             when explicit_tickets.ticket_key is null
@@ -264,14 +316,14 @@ within_validity_window as (
         coalesce(
             matched_tickets.window_end,
             matched_tickets.approved_at
-            + interval '{{ var("approval_validity_days") | int }} days'
+            + {{ interval_days(var("approval_validity_days") | int) }}
         ) as validity_ends_at,
         case
             when matched_tickets.is_approved
                 then population.granted_at <= coalesce(
                     matched_tickets.window_end,
                     matched_tickets.approved_at
-                    + interval '{{ var("approval_validity_days") | int }} days'
+                    + {{ interval_days(var("approval_validity_days") | int) }}
                 )
         end as is_within_validity_window
     from population
@@ -308,7 +360,7 @@ tested as (
         within_validity_window.validity_ends_at,
         matched_tickets.evidence_locator || ' ' || matched_tickets.ticket_key as ticket_locator,
         -- JSON text: the canonical result form has no jsonb encoding
-        ticket_matched.candidates::text as candidates,
+        cast(ticket_matched.candidates as {{ t_text() }}) as candidates,
         ticket_matched.candidate_count,
         ticket_matched.has_ticket,
         ticket_matched.is_ticket_for_cluster,

@@ -42,7 +42,7 @@ population as (
         holdings.identity,
         holdings.cluster,
         holdings.role,
-        array_agg(distinct holdings.login_role order by holdings.login_role) as login_roles,
+        {{ ac_sorted_distinct_agg('holdings.login_role') }} as login_roles,
         deactivated_identities.deactivated_at,
         deactivated_identities.deactivation_event,
         bool_or(holdings.held_because = 'catalog') as is_held_at_quarter_end,
@@ -65,41 +65,81 @@ population as (
 
 ),
 
-login_role_revocations as (
+population_login_roles as (
 
-    -- each login role's earliest revocation of the role after the
-    -- deactivation and inside the quarter
+    -- the login roles through which the person held the role
+    select distinct
+        population.item_key,
+        holdings.login_role
+    from population
+    inner join holdings
+        on
+            population.identity = holdings.identity
+            and population.cluster = holdings.cluster
+            and population.role = holdings.role
+
+),
+
+login_role_revocation_candidates as (
+
+    -- every revocation of the role from each login role after the
+    -- deactivation and inside the quarter, earliest first
     select
         population.item_key,
-        population_login_role.login_role,
-        min(revocations.revoked_at) as revoked_at,
-        (array_agg(
-            revocations.revocation_kind
-            order by revocations.revoked_at, revocations.evidence_locator
-        ))[1] as revocation_kind,
-        (array_agg(
-            revocations.evidence_id
-            order by revocations.revoked_at, revocations.evidence_locator
-        ))[1] as revocation_evidence_id,
-        (array_agg(
-            revocations.evidence_locator
-            order by revocations.revoked_at, revocations.evidence_locator
-        ))[1] as revocation_locator
+        population_login_roles.login_role,
+        revocations.revoked_at,
+        revocations.revocation_kind,
+        revocations.evidence_id,
+        revocations.evidence_locator,
+        row_number() over (
+            partition by population.item_key, population_login_roles.login_role
+            order by
+                revocations.revoked_at asc nulls last,
+                revocations.evidence_locator asc nulls last
+        ) as revocation_rank
     from population
-    cross join lateral unnest(population.login_roles) as population_login_role (login_role)
+    inner join population_login_roles
+        on population.item_key = population_login_roles.item_key
     left join revocations
         on
             population.cluster = revocations.cluster
-            and population_login_role.login_role = revocations.login_role
+            and population_login_roles.login_role = revocations.login_role
             and (
                 population.role = revocations.revoked_role
                 or revocations.revoked_role = '*'
             )
             and population.deactivated_at <= revocations.revoked_at
             and revocations.revoked_at < {{ quarter_end_at() }}
-    group by
-        population.item_key,
-        population_login_role.login_role
+
+),
+
+login_role_revocations as (
+
+    -- each login role's earliest revocation, and the revocation that
+    -- completed the item's: the last login role's (an unrevoked one first)
+    select
+        login_role_revocation_candidates.item_key,
+        login_role_revocation_candidates.login_role,
+        login_role_revocation_candidates.revoked_at,
+        login_role_revocation_candidates.revocation_kind,
+        login_role_revocation_candidates.evidence_id as revocation_evidence_id,
+        login_role_revocation_candidates.evidence_locator as revocation_locator,
+        first_value(login_role_revocation_candidates.revocation_kind) over (
+            partition by login_role_revocation_candidates.item_key
+            order by
+                login_role_revocation_candidates.revoked_at desc nulls first,
+                login_role_revocation_candidates.login_role asc nulls last
+            rows between unbounded preceding and unbounded following
+        ) as completing_revocation_kind,
+        first_value(login_role_revocation_candidates.evidence_locator) over (
+            partition by login_role_revocation_candidates.item_key
+            order by
+                login_role_revocation_candidates.revoked_at desc nulls first,
+                login_role_revocation_candidates.login_role asc nulls last
+            rows between unbounded preceding and unbounded following
+        ) as completing_revocation_locator
+    from login_role_revocation_candidates
+    where login_role_revocation_candidates.revocation_rank = 1
 
 ),
 
@@ -113,19 +153,8 @@ revoked as (
             when bool_and(login_role_revocations.revoked_at is not null)
                 then max(login_role_revocations.revoked_at)
         end as revoked_at,
-        (array_agg(
-            login_role_revocations.revocation_kind
-            order by
-                login_role_revocations.revoked_at desc nulls first,
-                login_role_revocations.login_role asc
-        ))[1] as revocation_kind,
-        -- the revocation that completed it: the last login role's
-        (array_agg(
-            login_role_revocations.revocation_locator
-            order by
-                login_role_revocations.revoked_at desc nulls first,
-                login_role_revocations.login_role asc
-        ))[1] as revocation_locator,
+        login_role_revocations.completing_revocation_kind as revocation_kind,
+        login_role_revocations.completing_revocation_locator as revocation_locator,
         array_agg(login_role_revocations.revocation_evidence_id)
         filter (where login_role_revocations.revocation_evidence_id is not null)
             as revocation_evidence_ids,
@@ -136,7 +165,9 @@ revoked as (
         on population.item_key = login_role_revocations.item_key
     group by
         population.item_key,
-        population.is_held_at_quarter_end
+        population.is_held_at_quarter_end,
+        login_role_revocations.completing_revocation_kind,
+        login_role_revocations.completing_revocation_locator
 
 ),
 
@@ -149,17 +180,20 @@ revoked_within_sla as (
         revoked.item_key,
         -- hours rounded up to the hundredth: 24:00:01 reads 24.01, never 24.00
         round(
-            ceil(extract(epoch from revoked.revoked_at - population.deactivated_at) / 36.0)
+            ceil(
+                {{ ac_seconds_between('population.deactivated_at', 'revoked.revoked_at') }}
+                / 36.0
+            )
             / 100.0,
             2
         ) as hours_to_revoke,
-        extract(epoch from revoked.revoked_at - population.deactivated_at)
+        {{ ac_seconds_between('population.deactivated_at', 'revoked.revoked_at') }}
             as seconds_to_revoke,
         case
             when revoked.revoked_at is not null
                 then
                     revoked.revoked_at - population.deactivated_at
-                    <= {{ var("revocation_sla_hours") | float }} * interval '1 hour'
+                    <= {{ interval_hours(var("revocation_sla_hours") | float) }}
         end as is_revoked_within_sla
     from revoked
     inner join population
@@ -178,26 +212,39 @@ durations as (
                 then
                     case when revoked_within_sla.seconds_to_revoke < 0 then '-' else '' end
                     || lpad(
-                        trunc(abs(revoked_within_sla.seconds_to_revoke) / 3600)::text, 2, '0'
-                    )
-                    || ':' || lpad(
-                        trunc(mod(abs(revoked_within_sla.seconds_to_revoke), 3600) / 60)::text,
+                        cast(
+                            floor(abs(revoked_within_sla.seconds_to_revoke) / 3600)
+                            as {{ t_text() }}
+                        ),
                         2, '0'
                     )
                     || ':' || lpad(
-                        trunc(mod(abs(revoked_within_sla.seconds_to_revoke), 60))::text, 2, '0'
+                        cast(
+                            floor(mod(abs(revoked_within_sla.seconds_to_revoke), 3600) / 60)
+                            as {{ t_text() }}
+                        ),
+                        2, '0'
+                    )
+                    || ':' || lpad(
+                        cast(
+                            floor(mod(abs(revoked_within_sla.seconds_to_revoke), 60))
+                            as {{ t_text() }}
+                        ),
+                        2, '0'
                     )
                     || coalesce(
                         '.' || nullif(
-                            rtrim(
-                                lpad(
-                                    round(
-                                        mod(abs(revoked_within_sla.seconds_to_revoke), 1)
-                                        * 1000000
-                                    )::text,
+                            trim(
+                                trailing '0' from lpad(
+                                    cast(
+                                        round(
+                                            mod(abs(revoked_within_sla.seconds_to_revoke), 1)
+                                            * 1000000
+                                        )
+                                        as {{ t_text() }}
+                                    ),
                                     6, '0'
-                                ),
-                                '0'
+                                )
                             ),
                             ''
                         ),
@@ -263,7 +310,7 @@ final as (
         revoked_within_sla.is_revoked_within_sla,
         {{ control_result('reasons.exception_reasons') }} as result,
         reasons.exception_reasons,
-        null::text as candidates,
+        cast(null as {{ t_text() }}) as candidates,
         null::integer as candidate_count,
         searched.searched_population,
         population_sizes.searched_count,

@@ -69,8 +69,11 @@ catalog_captures as (
     select
         evidence.id as evidence_id,
         case
-            when evidence.query_params ->> 'server_now' ~ '^[0-9]{4}-'
-                then (evidence.query_params ->> 'server_now')::timestamptz
+            when {{ re_match(json_text('evidence.query_params', ['server_now']), "'^[0-9]{4}-'") }}
+                then cast(
+                    {{ json_text('evidence.query_params', ['server_now']) }}
+                    as {{ t_timestamptz() }}
+                )
         end as captured_at
     from {{ source('soxtrail', 'sox_evidence') }} as evidence
     where
@@ -95,9 +98,9 @@ held_roles as (
 
 ),
 
-population as (
+held_items as (
 
-    select distinct on (item_key)
+    select
         held_roles.cluster || '|' || held_roles.login_role || '|' || held_roles.granted_role
             as item_key,
         held_roles.cluster,
@@ -114,7 +117,64 @@ population as (
         on held_roles.cluster = scoped_clusters.cluster
     left join identity_mappings
         on lower(held_roles.login_role) = lower(identity_mappings.login_role)
-    order by item_key, held_roles.evidence_locator
+
+),
+
+ranked_held_items as (
+
+    select
+        held_items.*,
+        row_number() over (
+            partition by held_items.item_key
+            order by held_items.evidence_locator asc nulls last
+        ) as item_rank
+    from held_items
+
+),
+
+population as (
+
+    -- one row per item: the first holding by locator
+    select
+        ranked_held_items.item_key,
+        ranked_held_items.cluster,
+        ranked_held_items.login_role,
+        ranked_held_items.holder_identity,
+        ranked_held_items.holder_identity_type,
+        ranked_held_items.approval_ref,
+        ranked_held_items.identity_map_evidence_id,
+        ranked_held_items.granted_role,
+        ranked_held_items.evidence_id,
+        ranked_held_items.evidence_locator
+    from ranked_held_items
+    where ranked_held_items.item_rank = 1
+
+),
+
+role_catalog_entries as (
+
+    -- the catalog entries matching each item's role on its cluster; the
+    -- first by locator gives the owner (an unknown role: one row of nulls)
+    select
+        population.item_key,
+        population.granted_role,
+        role_catalog.role_name,
+        role_catalog.is_privileged,
+        first_value(role_catalog.evidence_id) over (
+            partition by population.item_key
+            order by role_catalog.evidence_locator asc nulls last
+            rows between unbounded preceding and unbounded following
+        ) as first_evidence_id,
+        first_value(role_catalog.owner) over (
+            partition by population.item_key
+            order by role_catalog.evidence_locator asc nulls last
+            rows between unbounded preceding and unbounded following
+        ) as first_owner
+    from population
+    left join role_catalog
+        on
+            lower(population.granted_role) = lower(role_catalog.role_name)
+            and {{ glob_match('population.cluster', 'role_catalog.cluster_pattern') }}
 
 ),
 
@@ -122,22 +182,18 @@ role_in_catalog as (
 
     -- an unknown role on a cluster is an exception, not an error
     select
-        population.item_key,
-        count(role_catalog.role_name) > 0 as has_role_catalog_entry,
-        population.granted_role in ('SUPERUSER', 'CREATEROLE')
-        or coalesce(bool_or(role_catalog.is_privileged), false) as is_privileged_role,
-        (array_agg(role_catalog.evidence_id order by role_catalog.evidence_locator))[1]
-            as role_catalog_evidence_id,
-        (array_agg(role_catalog.owner order by role_catalog.evidence_locator))[1]
-            as role_owner
-    from population
-    left join role_catalog
-        on
-            lower(population.granted_role) = lower(role_catalog.role_name)
-            and {{ glob_match('population.cluster', 'role_catalog.cluster_pattern') }}
+        role_catalog_entries.item_key,
+        count(role_catalog_entries.role_name) > 0 as has_role_catalog_entry,
+        role_catalog_entries.granted_role in ('SUPERUSER', 'CREATEROLE')
+        or coalesce(bool_or(role_catalog_entries.is_privileged), false) as is_privileged_role,
+        role_catalog_entries.first_evidence_id as role_catalog_evidence_id,
+        role_catalog_entries.first_owner as role_owner
+    from role_catalog_entries
     group by
-        population.item_key,
-        population.granted_role
+        role_catalog_entries.item_key,
+        role_catalog_entries.granted_role,
+        role_catalog_entries.first_evidence_id,
+        role_catalog_entries.first_owner
 
 ),
 
@@ -157,10 +213,14 @@ approving_tickets as (
 
     -- the latest approved access ticket from before quarter end per item (ties:
     -- lowest ticket key); one hash join instead of a ticket scan per item
-    select distinct on (population.item_key)
+    select
         population.item_key,
         tickets.ticket_key,
-        tickets.evidence_id
+        tickets.evidence_id,
+        row_number() over (
+            partition by population.item_key
+            order by tickets.approved_at desc nulls first, tickets.ticket_key asc nulls last
+        ) as approval_rank
     from population
     inner join tickets
         on
@@ -171,7 +231,6 @@ approving_tickets as (
         tickets.ticket_type = 'access'
         and tickets.is_approved
         and tickets.approved_at < {{ quarter_end_at() }}
-    order by population.item_key asc, tickets.approved_at desc, tickets.ticket_key asc
 
 ),
 
@@ -191,7 +250,9 @@ approval_on_record as (
     inner join role_in_catalog
         on population.item_key = role_in_catalog.item_key
     left join approving_tickets
-        on population.item_key = approving_tickets.item_key
+        on
+            population.item_key = approving_tickets.item_key
+            and approving_tickets.approval_rank = 1
 
 ),
 
@@ -208,20 +269,22 @@ review_decisions as (
 
     -- the latest decision on each item across the review files (ties: the
     -- first by file name, then line); an undecided row decides nothing
-    select distinct on (access_reviews.item_key)
+    select
         access_reviews.item_key,
         access_reviews.review_decision,
         access_reviews.reviewer,
         access_reviews.reviewed_at,
         access_reviews.evidence_id,
-        access_reviews.evidence_locator
+        access_reviews.evidence_locator,
+        row_number() over (
+            partition by access_reviews.item_key
+            order by
+                access_reviews.reviewed_at desc nulls first,
+                access_reviews.review_file asc nulls last,
+                access_reviews.review_line asc nulls last
+        ) as decision_rank
     from access_reviews
     where access_reviews.review_decision is not null
-    order by
-        access_reviews.item_key asc,
-        access_reviews.reviewed_at desc,
-        access_reviews.review_file asc,
-        access_reviews.review_line asc
 
 ),
 
@@ -242,8 +305,7 @@ review_on_record as (
             when review_decisions.review_decision = 'remove'
                 then
                     review_decisions.reviewed_at
-                    + {{ var('access_review_removal_grace_days') | int }}
-                    * interval '1 day'
+                    + {{ interval_days(var('access_review_removal_grace_days') | int) }}
         end as removal_due_at,
         catalog_captures.captured_at as catalog_captured_at,
         {% if deadline -%}
@@ -259,6 +321,7 @@ review_on_record as (
         on
             review_configured.is_review_configured
             and population.item_key = review_decisions.item_key
+            and review_decisions.decision_rank = 1
     left join catalog_captures
         on population.evidence_id = catalog_captures.evidence_id
 
@@ -351,7 +414,7 @@ final as (
         review_on_record.removal_due_at,
         {{ control_result('reasons.exception_reasons') }} as result,
         reasons.exception_reasons,
-        null::text as candidates,
+        cast(null as {{ t_text() }}) as candidates,
         null::integer as candidate_count,
         searched.searched_population,
         population_sizes.searched_count,

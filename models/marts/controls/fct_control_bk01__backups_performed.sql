@@ -34,7 +34,7 @@ population as (
 
     select
         scoped_clusters.cluster
-        || '|' || to_char(quarter_days.backup_day, 'YYYY-MM-DD') as item_key,
+        || '|' || {{ mart_date_text('quarter_days.backup_day') }} as item_key,
         scoped_clusters.cluster,
         quarter_days.backup_day,
         scoped_clusters.backup_policy,
@@ -55,9 +55,9 @@ successful_backup as (
         coalesce(sum(backup_days.successful_backups), 0) as successful_backups,
         max(backup_days.last_completed_at) as last_completed_at,
         count(backup_days.backup_day) > 0 as has_successful_backup,
-        array_agg(distinct backup_days.evidence_id) filter (
-            where backup_days.evidence_id is not null
-        ) as backup_evidence_ids
+        {{ mart_distinct_array_agg(
+            'backup_days.evidence_id', where='backup_days.evidence_id is not null'
+        ) }} as backup_evidence_ids
     from population
     left join backup_days
         on
@@ -109,7 +109,7 @@ final as (
         successful_backup.has_successful_backup,
         {{ control_result('reasons.exception_reasons') }} as result,
         reasons.exception_reasons,
-        null::text as candidates,
+        cast(null as {{ t_text() }}) as candidates,
         null::integer as candidate_count,
         searched.searched_population,
         population_sizes.searched_count,

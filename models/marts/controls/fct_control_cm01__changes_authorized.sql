@@ -50,7 +50,10 @@ population as (
     select
         ddl_statements.cluster
         || '|' || coalesce(ddl_statements.session_key, '')
-        || '|' || coalesce(ddl_statements.statement_id::text, ddl_statements.audit_entry_id::text)
+        || '|' || coalesce(
+            cast(ddl_statements.statement_id as {{ t_text() }}),
+            cast(ddl_statements.audit_entry_id as {{ t_text() }})
+        )
             as item_key,
         ddl_statements.cluster,
         ddl_statements.session_key,
@@ -95,8 +98,8 @@ explicit_tickets as (
         tickets.cluster is null or lower(tickets.cluster) = lower(population.cluster)
             as is_ticket_for_cluster,
         tickets.is_approved as is_ticket_approved,
-        population.executed_at >= coalesce(tickets.window_start, '-infinity'::timestamptz)
-        and population.executed_at <= coalesce(tickets.window_end, 'infinity'::timestamptz)
+        (tickets.window_start is null or population.executed_at >= tickets.window_start)
+        and (tickets.window_end is null or population.executed_at <= tickets.window_end)
             as is_within_change_window
     from population
     inner join tickets
@@ -137,24 +140,24 @@ window_candidates as (
                     false
                 )
             order by
-                approved_change_tickets.window_start,
-                approved_change_tickets.ticket_key
+                approved_change_tickets.window_start asc nulls last,
+                approved_change_tickets.ticket_key asc nulls last
         ) as covering_rank,
         row_number() over (
             partition by
                 population.item_key,
                 approved_change_tickets.window_end < population.executed_at
             order by
-                approved_change_tickets.window_end desc,
-                approved_change_tickets.ticket_key asc
+                approved_change_tickets.window_end desc nulls first,
+                approved_change_tickets.ticket_key asc nulls last
         ) as before_rank,
         row_number() over (
             partition by
                 population.item_key,
                 approved_change_tickets.window_start > population.executed_at
             order by
-                approved_change_tickets.window_start,
-                approved_change_tickets.ticket_key
+                approved_change_tickets.window_start asc nulls last,
+                approved_change_tickets.ticket_key asc nulls last
         ) as after_rank
     from population
     inner join approved_change_tickets
@@ -173,9 +176,9 @@ window_tickets as (
         max(window_candidates.ticket_key) filter (
             where window_candidates.is_covering and window_candidates.covering_rank = 1
         ) as ticket_key,
-        min(window_candidates.evidence_id::text) filter (
+        cast(min(cast(window_candidates.evidence_id as {{ t_text() }})) filter (
             where window_candidates.is_covering and window_candidates.covering_rank = 1
-        )::uuid as evidence_id,
+        ) as {{ t_uuid() }}) as evidence_id,
         max(window_candidates.ticket_locator) filter (
             where window_candidates.is_covering and window_candidates.covering_rank = 1
         ) as ticket_locator,
@@ -186,13 +189,16 @@ window_tickets as (
             where window_candidates.is_covering and window_candidates.covering_rank = 1
         ) as window_end,
         max(window_candidates.candidate_count)::integer as candidate_count,
-        jsonb_agg(
-            jsonb_build_object(
-                'key', window_candidates.ticket_key,
-                'from', {{ utc_text('window_candidates.window_start') }},
-                'to', {{ utc_text('window_candidates.window_end') }},
-                'chosen', window_candidates.is_covering and window_candidates.covering_rank = 1,
-                'why', case
+        {{ ac_json_objects_agg(
+            fields=[
+                ['key', 'window_candidates.ticket_key'],
+                ['from', utc_text('window_candidates.window_start')],
+                ['to', utc_text('window_candidates.window_end')],
+                [
+                    'chosen',
+                    'window_candidates.is_covering and window_candidates.covering_rank = 1',
+                ],
+                ['why', "case
                     when window_candidates.is_covering and window_candidates.covering_rank = 1
                         then 'window contains the statement; earliest to open'
                     when window_candidates.is_covering
@@ -200,17 +206,13 @@ window_tickets as (
                     when window_candidates.is_before
                         then 'nearest window closed before the statement'
                     else 'nearest window opens after the statement'
-                end
-            )
-            order by
-                window_candidates.window_start,
-                window_candidates.ticket_key
-        ) filter (
-            where
-            window_candidates.is_covering
+                end"],
+            ],
+            order_by=['window_candidates.window_start', 'window_candidates.ticket_key'],
+            where="window_candidates.is_covering
             or (window_candidates.is_before and window_candidates.before_rank = 1)
-            or (window_candidates.is_after and window_candidates.after_rank = 1)
-        ) as candidates
+            or (window_candidates.is_after and window_candidates.after_rank = 1)",
+        ) }} as candidates
     from window_candidates
     group by window_candidates.item_key
 
@@ -256,7 +258,7 @@ change_ticket as (
         end as change_window_end,
         case
             when population.referenced_ticket_key is null
-                then coalesce(window_tickets.candidates, '[]'::jsonb)
+                then coalesce(window_tickets.candidates, {{ ac_json_empty_array() }})
         end as candidates,
         case
             when population.referenced_ticket_key is null
@@ -378,7 +380,7 @@ final as (
         change_ticket.change_window_start,
         change_ticket.change_window_end,
         -- JSON text: the canonical result form has no jsonb encoding
-        change_ticket.candidates::text as candidates,
+        cast(change_ticket.candidates as {{ t_text() }}) as candidates,
         change_ticket.candidate_count,
         change_ticket.has_change_ticket,
         ticket_for_cluster.is_ticket_for_cluster,

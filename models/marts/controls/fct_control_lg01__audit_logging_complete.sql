@@ -63,7 +63,7 @@ population as (
 
     select
         scoped_clusters.cluster
-        || '|' || to_char(quarter_days.log_day, 'YYYY-MM-DD') as item_key,
+        || '|' || {{ mart_date_text('quarter_days.log_day') }} as item_key,
         scoped_clusters.cluster,
         quarter_days.log_day,
         {{ local_day_start('quarter_days.log_day') }} as day_start,
@@ -82,18 +82,20 @@ islands as (
     select
         segments.*,
         row_number() over (
-            partition by segments.cluster, segments.log_day order by segments.segment_start
+            partition by segments.cluster, segments.log_day
+            order by segments.segment_start nulls last
         ) - row_number() over (
             partition by segments.cluster, segments.log_day, segments.is_running
-            order by segments.segment_start
+            order by segments.segment_start nulls last
         ) as run_island,
         row_number() over (
-            partition by segments.cluster, segments.log_day order by segments.segment_start
+            partition by segments.cluster, segments.log_day
+            order by segments.segment_start nulls last
         ) - row_number() over (
             partition by
                 segments.cluster, segments.log_day, segments.is_running,
                 segments.audit_state
-            order by segments.segment_start
+            order by segments.segment_start nulls last
         ) as state_island
     from segments
 
@@ -117,11 +119,11 @@ running_periods as (
     select
         run_period_bounds.cluster,
         run_period_bounds.log_day,
-        string_agg(
-            {{ utc_text('run_period_bounds.period_start') }}
-            || '/' || {{ utc_text('run_period_bounds.period_end') }},
-            ', ' order by run_period_bounds.period_start
-        ) as running_periods
+        {{ mart_string_agg(
+            utc_text('run_period_bounds.period_start')
+            ~ " || '/' || " ~ utc_text('run_period_bounds.period_end'),
+            "', '", ['run_period_bounds.period_start']
+        ) }} as running_periods
     from run_period_bounds
     group by run_period_bounds.cluster, run_period_bounds.log_day
 
@@ -147,12 +149,12 @@ audit_periods as (
     select
         audit_period_bounds.cluster,
         audit_period_bounds.log_day,
-        string_agg(
-            audit_period_bounds.audit_state || ' '
-            || {{ utc_text('audit_period_bounds.period_start') }}
-            || '/' || {{ utc_text('audit_period_bounds.period_end') }},
-            ', ' order by audit_period_bounds.period_start
-        ) as audit_off_periods,
+        {{ mart_string_agg(
+            "audit_period_bounds.audit_state || ' ' || "
+            ~ utc_text('audit_period_bounds.period_start')
+            ~ " || '/' || " ~ utc_text('audit_period_bounds.period_end'),
+            "', '", ['audit_period_bounds.period_start']
+        ) }} as audit_off_periods,
         bool_or(audit_period_bounds.audit_state = 'off') as has_audit_off,
         bool_or(audit_period_bounds.audit_state = 'not_loaded') as has_not_loaded,
         bool_or(audit_period_bounds.audit_state = 'unknown') as has_unknown_settings
@@ -166,10 +168,11 @@ settings_basis as (
     select
         segments.cluster,
         segments.log_day,
-        string_agg(distinct segments.settings_basis, '; ') as settings_basis,
-        array_agg(distinct segments.settings_evidence_id) filter (
-            where segments.settings_evidence_id is not null
-        ) as settings_evidence_ids
+        {{ mart_distinct_string_agg('segments.settings_basis', "'; '") }} as settings_basis,
+        {{ mart_distinct_array_agg(
+            'segments.settings_evidence_id',
+            where='segments.settings_evidence_id is not null'
+        ) }} as settings_evidence_ids
     from segments
     group by segments.cluster, segments.log_day
 
@@ -181,11 +184,11 @@ session_sets as (
     -- without role and ddl is AUDIT_DISABLED on its day, not an off period
     select
         population.item_key,
-        string_agg(
-            'session ' || coalesce(server_events.session_id, server_events.process_id, '?')
-            || ' SET pgaudit.log at ' || {{ utc_text('server_events.logged_at') }},
-            ', ' order by server_events.logged_at
-        ) as session_settings
+        {{ mart_string_agg(
+            "'session ' || coalesce(server_events.session_id, server_events.process_id, '?')"
+            ~ " || ' SET pgaudit.log at ' || " ~ utc_text('server_events.logged_at'),
+            "', '", ['server_events.logged_at']
+        ) }} as session_settings
     from population
     inner join server_events
         on
@@ -194,10 +197,11 @@ session_sets as (
             and population.day_end > server_events.logged_at
     where
         server_events.event_kind = 'session_set'
-        and not coalesce({{ pgaudit_logs_role_and_ddl(
-            "substring(lower(server_events.message) from
-                'pgaudit\\.log\"?\\s*(?:=|\\sto\\s)\\s*''?([a-z, -]*)')"
-        ) }}, false)
+        and not coalesce({{ pgaudit_logs_role_and_ddl(re_substr(
+            'lower(server_events.message)',
+            "'pgaudit\\.log\"?\\s*(?:=|\\sto\\s)\\s*''?([a-z, -]*)'",
+            1
+        )) }}, false)
     group by population.item_key
 
 ),
@@ -206,9 +210,9 @@ restarts as (
 
     select
         population.item_key,
-        string_agg(
-            {{ utc_text('server_events.logged_at') }}, ', ' order by server_events.logged_at
-        ) as unverified_restarts
+        {{ mart_string_agg(
+            utc_text('server_events.logged_at'), "', '", ['server_events.logged_at']
+        ) }} as unverified_restarts
     from population
     inner join server_events
         on
@@ -225,18 +229,18 @@ day_files as (
     -- the captured log files covering the day, and missing files of the sequence
     select
         population.item_key,
-        string_agg(distinct log_files.object_name, ', ') filter (
-            where log_files.span_kind = 'file'
-        ) as log_files,
-        array_agg(distinct log_files.evidence_id) filter (
-            where log_files.span_kind = 'file'
-        ) as log_evidence_ids,
+        {{ mart_distinct_string_agg(
+            'log_files.object_name', "', '", where="log_files.span_kind = 'file'"
+        ) }} as log_files,
+        {{ mart_distinct_array_agg(
+            'log_files.evidence_id', where="log_files.span_kind = 'file'"
+        ) }} as log_evidence_ids,
         min(log_files.first_record_at) as first_record_at,
         max(log_files.last_record_at) as last_record_at,
         bool_or(log_files.span_kind = 'missing') as has_missing_file,
-        string_agg(distinct log_files.file_name, ', ') filter (
-            where log_files.span_kind = 'missing'
-        ) as missing_files
+        {{ mart_distinct_string_agg(
+            'log_files.file_name', "', '", where="log_files.span_kind = 'missing'"
+        ) }} as missing_files
     from population
     inner join log_files
         on
@@ -252,11 +256,11 @@ day_silences as (
     -- with a silence limit: the log fell silent within one server run
     select
         population.item_key,
-        string_agg(
-            {{ utc_text('silences.silent_from') }} || '/' || {{ utc_text('silences.silent_to') }},
-            ', ' order by silences.silent_from
-        ) as silent_periods,
-        array_agg(distinct silences.evidence_id) as silence_evidence_ids
+        {{ mart_string_agg(
+            utc_text('silences.silent_from') ~ " || '/' || " ~ utc_text('silences.silent_to'),
+            "', '", ['silences.silent_from']
+        ) }} as silent_periods,
+        {{ mart_distinct_array_agg('silences.evidence_id') }} as silence_evidence_ids
     from population
     inner join silences
         on
@@ -339,13 +343,13 @@ day_proofs as (
 
     select
         proofs_judged.item_key,
-        string_agg(distinct proofs_judged.proof, ', ') as running_evidence,
-        array_agg(distinct proofs_judged.evidence_id) filter (
-            where proofs_judged.evidence_id is not null
-        ) as running_evidence_ids,
-        string_agg(distinct proofs_judged.proof, ', ') filter (
-            where proofs_judged.is_unlogged
-        ) as unlogged_running_evidence,
+        {{ mart_distinct_string_agg('proofs_judged.proof', "', '") }} as running_evidence,
+        {{ mart_distinct_array_agg(
+            'proofs_judged.evidence_id', where='proofs_judged.evidence_id is not null'
+        ) }} as running_evidence_ids,
+        {{ mart_distinct_string_agg(
+            'proofs_judged.proof', "', '", where='proofs_judged.is_unlogged'
+        ) }} as unlogged_running_evidence,
         bool_or(proofs_judged.is_unlogged) as has_unlogged_proof
     from proofs_judged
     group by proofs_judged.item_key
@@ -426,7 +430,7 @@ final as (
         restarts.unverified_restarts,
         {{ control_result('reasons.exception_reasons') }} as result,
         reasons.exception_reasons,
-        null::text as candidates,
+        cast(null as {{ t_text() }}) as candidates,
         null::integer as candidate_count,
         searched.searched_population,
         population_sizes.searched_count,

@@ -71,11 +71,9 @@ qualifications as (
 
     select
         qualified.control_id,
-        array_agg(
-            distinct completeness_rows.item_key order by completeness_rows.item_key
-        ) as qualified_by
+        {{ mart_distinct_array_agg('completeness_rows.item_key') }} as qualified_by
     from completeness_rows
-    cross join lateral unnest(completeness_rows.qualified_controls) as qualified (control_id)
+    {{ mart_unnest('completeness_rows.qualified_controls', 'qualified', 'control_id') }}
     where completeness_rows.result = 'EXCEPTION'
     group by qualified.control_id
 
@@ -89,7 +87,9 @@ completeness_tallies as (
         min(completeness_rows.description) as description,
         count(*) as population,
         count(*) filter (where completeness_rows.result = 'EXCEPTION') as exceptions,
-        min(completeness_rows.control_evidence_id::text)::uuid as control_evidence_id
+        cast(
+            min(cast(completeness_rows.control_evidence_id as {{ t_text() }})) as {{ t_uuid() }}
+        ) as control_evidence_id
     from completeness_rows
     group by completeness_rows.control_id
 
@@ -109,7 +109,9 @@ final as (
             (tallies.population - tallies.exceptions)::numeric / nullif(tallies.population, 0), 4
         ) as pass_rate,
         case when tallies.exceptions = 0 then 'EFFECTIVE' else 'EXCEPTIONS' end as result,
-        coalesce(qualifications.qualified_by, array[]::text[]) as qualified_by,
+        coalesce(
+            qualifications.qualified_by, {{ mart_empty_array(t_text_array()) }}
+        ) as qualified_by,
         controls.control_evidence_id
     from controls
     inner join tallies
@@ -132,7 +134,7 @@ final as (
         case
             when completeness_tallies.exceptions = 0 then 'COMPLETE' else 'INCOMPLETE'
         end as result,
-        array[]::text[] as qualified_by,
+        {{ mart_empty_array(t_text_array()) }} as qualified_by,
         completeness_tallies.control_evidence_id
     from completeness_tallies
 

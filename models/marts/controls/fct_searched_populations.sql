@@ -20,7 +20,9 @@ final as (
         searched_populations.control_id,
         -- unique per run: the canonical result is ordered by item_key
         searched_populations.population_key
-        || '|' || coalesce(searched_populations.evidence_id::text, 'none') as item_key,
+        || '|' || coalesce(
+            cast(searched_populations.evidence_id as {{ t_text() }}), 'none'
+        ) as item_key,
         searched_populations.population_key,
         searched_populations.description,
         searched_populations.evidence_id,

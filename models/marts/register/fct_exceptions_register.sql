@@ -22,7 +22,7 @@ this_run as (
         runs.started_at,
         -- waivers are judged on the day the run started (UTC): a re-run of the
         -- SQL later judges them the same
-        (runs.started_at at time zone 'UTC')::date as judged_on,
+        cast({{ at_zone_local('runs.started_at', "'UTC'") }} as date) as judged_on,
         case
             when right(runs.quarter, 1) = '1'
                 then concat(left(runs.quarter, 4)::integer - 1, 'Q4')
@@ -44,9 +44,11 @@ earlier_run as (
         on runs.quarter in (this_run.quarter, this_run.previous_quarter)
     where
         runs.status = 'completed'
-        and coalesce(runs.config ->> '_kind', 'quarter') = 'quarter'
+        and coalesce({{ json_text('runs.config', ['_kind']) }}, 'quarter') = 'quarter'
         and runs.finished_at < this_run.started_at
-    order by runs.quarter = this_run.quarter desc, runs.started_at desc
+    order by
+        runs.quarter = this_run.quarter desc nulls first,
+        runs.started_at desc nulls first
     limit 1
 
 ),
@@ -57,7 +59,7 @@ control_items as (
         {%- set recur_parts = [] %}
         {%- for column in recur_by %}
             {%- do recur_parts.append(
-                "coalesce(control_rows." ~ column ~ "::text, '')") %}
+                "coalesce(cast(control_rows." ~ column ~ " as " ~ t_text() ~ "), '')") %}
         {%- endfor %}
         select
             control_rows.run_id,
@@ -127,25 +129,39 @@ earlier_responses as (
 
 -- a current exception recurs when the earlier run had one with its key, else
 -- one with its recurrence key (the non-time parts the control declares)
-recurring_match as (
+recurring_candidates as (
 
-    select distinct on (current_exceptions.control_id, current_exceptions.item_key)
+    select
         current_exceptions.control_id,
         current_exceptions.item_key,
         earlier_exceptions.run_id as earlier_run_id,
         earlier_exceptions.earlier_quarter,
-        earlier_exceptions.item_key as earlier_item_key
+        earlier_exceptions.item_key as earlier_item_key,
+        row_number() over (
+            partition by current_exceptions.control_id, current_exceptions.item_key
+            order by
+                earlier_exceptions.item_key = current_exceptions.item_key desc nulls first,
+                -- the lowest key in byte order, whatever the database's collation
+                {{ mart_byte_order('earlier_exceptions.item_key') }} asc nulls last
+        ) as match_rank
     from current_exceptions
     inner join earlier_exceptions
         on
             current_exceptions.control_id = earlier_exceptions.control_id
             and current_exceptions.recur_key = earlier_exceptions.recur_key
-    order by
-        current_exceptions.control_id,
-        current_exceptions.item_key,
-        earlier_exceptions.item_key = current_exceptions.item_key desc,
-        -- the lowest key in byte order, whatever the database's collation
-        convert_to(earlier_exceptions.item_key, 'UTF8')
+
+),
+
+recurring_match as (
+
+    select
+        recurring_candidates.control_id,
+        recurring_candidates.item_key,
+        recurring_candidates.earlier_run_id,
+        recurring_candidates.earlier_quarter,
+        recurring_candidates.earlier_item_key
+    from recurring_candidates
+    where recurring_candidates.match_rank = 1
 
 ),
 
@@ -200,7 +216,7 @@ register_items as (
         resolved.control_id,
         resolved.item_key,
         resolved.result,
-        array[]::text[] as exception_reasons,
+        {{ mart_empty_array(t_text_array()) }} as exception_reasons,
         resolved.recur_key,
         'resolved' as recurrence,
         resolved.earlier_run_id,
@@ -221,7 +237,7 @@ waivers as (
                 or coalesce(responses.response_status, '') != 'accepted-risk'
                 then 'none'
             when responses.expires_on < this_run.judged_on then 'expired'
-            else 'waived until ' || to_char(responses.expires_on, 'YYYY-MM-DD')
+            else 'waived until ' || {{ mart_date_text('responses.expires_on') }}
         end as waiver_state
     from register_items
     cross join this_run
@@ -249,7 +265,7 @@ final as (
             when waivers.waiver_state = 'expired'
                 then concat(
                     'EXCEPTION (waiver expired ',
-                    to_char(responses.expires_on, 'YYYY-MM-DD'), ')'
+                    {{ mart_date_text('responses.expires_on') }}, ')'
                 )
             else concat('EXCEPTION (', waivers.waiver_state, ')')
         end as register_status,

@@ -71,11 +71,13 @@ pgbackrest as (
     -- pgBackRest lists completed backups only; `error` flags a backup whose
     -- files failed checksum validation
     select
-        coalesce(stanza_clusters.cluster, backups.doc ->> 'stanza') as cluster,
-        backups.doc #>> '{backup,label}' as backup_id,
-        backups.doc #>> '{backup,timestamp,stop}' as completed_at_text,
-        not coalesce(cast((backups.doc #>> '{backup,error}') as boolean), false) as is_success,
-        cast(null as text) as time_zone,
+        coalesce(stanza_clusters.cluster, {{ json_text('backups.doc', ['stanza']) }}) as cluster,
+        {{ json_text('backups.doc', ['backup', 'label']) }} as backup_id,
+        {{ json_text('backups.doc', ['backup', 'timestamp', 'stop']) }} as completed_at_text,
+        not coalesce(
+            cast({{ json_text('backups.doc', ['backup', 'error']) }} as boolean), false
+        ) as is_success,
+        cast(null as {{ t_text() }}) as time_zone,
         backups.source_name,
         backups.connector,
         {{ carry_evidence('backups') }}
@@ -83,7 +85,7 @@ pgbackrest as (
     left join stanza_clusters
         on
             backups.source_name = stanza_clusters.source_name
-            and backups.doc ->> 'stanza' = stanza_clusters.stanza
+            and {{ json_text('backups.doc', ['stanza']) }} = stanza_clusters.stanza
     where backups.connector = 'pgbackrest_info'
 
 ),
@@ -93,12 +95,12 @@ aws_backup as (
     select
         coalesce(
             resource_clusters.cluster,
-            regexp_replace(backups.doc ->> 'ResourceArn', '^.*[:/]', '')
+            {{ re_replace(json_text('backups.doc', ['ResourceArn']), "'^.*[:/]'", "''") }}
         ) as cluster,
-        backups.doc ->> 'BackupJobId' as backup_id,
-        backups.doc ->> 'CompletionDate' as completed_at_text,
-        coalesce(backups.doc ->> 'State' = 'COMPLETED', false) as is_success,
-        cast(null as text) as time_zone,
+        {{ json_text('backups.doc', ['BackupJobId']) }} as backup_id,
+        {{ json_text('backups.doc', ['CompletionDate']) }} as completed_at_text,
+        coalesce({{ json_text('backups.doc', ['State']) }} = 'COMPLETED', false) as is_success,
+        cast(null as {{ t_text() }}) as time_zone,
         backups.source_name,
         backups.connector,
         {{ carry_evidence('backups') }}
@@ -106,7 +108,7 @@ aws_backup as (
     left join resource_clusters
         on
             backups.source_name = resource_clusters.source_name
-            and backups.doc ->> 'ResourceArn' = resource_clusters.resource_arn
+            and {{ json_text('backups.doc', ['ResourceArn']) }} = resource_clusters.resource_arn
     where backups.capture_rank = 1
 
 ),
@@ -114,11 +116,18 @@ aws_backup as (
 file_rows as (
 
     select
-        backups.doc ->> coalesce(file_columns.cluster_column, 'cluster') as cluster,
-        backups.doc ->> coalesce(file_columns.backup_id_column, 'backup_id') as backup_id,
-        backups.doc ->> coalesce(file_columns.completed_at_column, 'completed_at')
-            as completed_at_text,
-        lower(btrim(backups.doc ->> coalesce(file_columns.status_column, 'status')))
+        {{ sources_json_text_at_key(
+            'backups.doc', "coalesce(file_columns.cluster_column, 'cluster')"
+        ) }} as cluster,
+        {{ sources_json_text_at_key(
+            'backups.doc', "coalesce(file_columns.backup_id_column, 'backup_id')"
+        ) }} as backup_id,
+        {{ sources_json_text_at_key(
+            'backups.doc', "coalesce(file_columns.completed_at_column, 'completed_at')"
+        ) }} as completed_at_text,
+        lower(btrim({{ sources_json_text_at_key(
+            'backups.doc', "coalesce(file_columns.status_column, 'status')"
+        ) }}))
         in ('completed', 'success', 'succeeded', 'ok', 'true', 't', 'ok')
             as is_success,
         file_columns.time_zone,

@@ -24,16 +24,17 @@ final as (
         coalesce(included.source_name, statements.source_name) as source_name,
         included.included_evidence_id is not null as is_included,
         statements.connector,
-        statements.doc ->> 'basis' as basis,
-        (statements.doc ->> 'claimed')::bigint as claimed,
-        (statements.doc ->> 'captured')::bigint as captured,
-        coalesce((statements.doc ->> 'approximate')::boolean, false) as is_approximate,
-        {{ jsonb_array_or_empty("statements.doc -> 'findings'") }} as findings,
-        {{ jsonb_array_or_empty("statements.doc -> 'covered'") }} as covered,
+        {{ json_text('statements.doc', 'basis') }} as basis,
+        ({{ json_text('statements.doc', 'claimed') }})::bigint as claimed,
+        ({{ json_text('statements.doc', 'captured') }})::bigint as captured,
+        coalesce(({{ json_text('statements.doc', 'approximate') }})::boolean, false)
+            as is_approximate,
+        {{ jsonb_array_or_empty(json_subdoc('statements.doc', 'findings')) }} as findings,
+        {{ jsonb_array_or_empty(json_subdoc('statements.doc', 'covered')) }} as covered,
         -- what the connector found, per its basis (pgaudit_log: its files and any missing ones)
-        statements.doc -> 'facts' as facts,
+        {{ json_subdoc('statements.doc', 'facts') }} as facts,
         -- when the capture was taken (the server's clock, for a source that forgets)
-        statements.doc #>> '{facts,taken_at}' as taken_at,
+        {{ json_text('statements.doc', ['facts', 'taken_at']) }} as taken_at,
         {{ carry_evidence('statements') }}
     from statements
     left join included

@@ -2,6 +2,9 @@
 -- (ROLE and DDL), whichever log encoding it came in, with the AUDIT message
 -- split into its nine fields.
 
+{#- one CSV field of the AUDIT message (macros/dialect/audit_logging.sql) -#}
+{%- set csv_field = db_audit_csv_field() %}
+
 with
 
 csvlog as (
@@ -31,14 +34,14 @@ jsonlog as (
         jsonlog.source_name,
         jsonlog.cluster,
         'jsonlog' as log_format,
-        jsonlog.doc ->> 'timestamp' as log_time,
-        jsonlog.doc ->> 'user' as user_name,
-        jsonlog.doc ->> 'dbname' as database_name,
-        jsonlog.doc ->> 'pid' as process_id,
-        jsonlog.doc ->> 'session_id' as session_id,
-        jsonlog.doc ->> 'line_num' as session_line_num,
-        jsonlog.doc ->> 'application_name' as application_name,
-        jsonlog.doc ->> 'message' as message
+        {{ json_text('jsonlog.doc', 'timestamp') }} as log_time,
+        {{ json_text('jsonlog.doc', 'user') }} as user_name,
+        {{ json_text('jsonlog.doc', 'dbname') }} as database_name,
+        {{ json_text('jsonlog.doc', 'pid') }} as process_id,
+        {{ json_text('jsonlog.doc', 'session_id') }} as session_id,
+        {{ json_text('jsonlog.doc', 'line_num') }} as session_line_num,
+        {{ json_text('jsonlog.doc', 'application_name') }} as application_name,
+        {{ json_text('jsonlog.doc', 'message') }} as message
     from {{ source('db_audit', 'pgaudit_jsonlog') }} as jsonlog
     where {{ this_run('jsonlog') }}
 
@@ -74,7 +77,7 @@ log_entries as (
 
 ),
 
-role_and_ddl_entries as materialized (
+role_and_ddl_entries as {{ db_audit_materialized() }} (
 
     -- The intermediate models read ROLE and DDL entries only: the class is
     -- the fourth field of the AUDIT message, so a prefix test on the raw
@@ -84,28 +87,28 @@ role_and_ddl_entries as materialized (
     -- the two identical, or the marts go back to reading every raw row.
     select
         log_entries.*,
-        regexp_replace(log_entries.message, '^\s*AUDIT: ', '') as audit_body,
+        {{ re_replace('log_entries.message', "'^\\s*AUDIT: '", "''") }} as audit_body,
         -- AUDIT: type,statement id,substatement id,class,command,object type,
         -- object name,statement,parameter. Object name, statement and
         -- parameter are CSV fields: quoted (with "" for ") when they hold
         -- commas, quotes or newlines, so a quoted statement may span lines.
         -- A message of another shape keeps its row, every field null.
-        log_entries.message ~ (
-            '^\s*AUDIT: [^,]*,[^,]*,[^,]*,[^,]*,[^,]*,[^,]*,'
-            || '(?:"(?:[^"]|"")*"|[^,"]*),'
-            || '(?:"(?:[^"]|"")*"|[^,"]*),'
-            || '(?:"(?:[^"]|"")*"|[^,"]*)\s*$'
-        ) as is_well_formed,
+        {{ re_match(
+            'log_entries.message',
+            "'^\\s*AUDIT: [^,]*,[^,]*,[^,]*,[^,]*,[^,]*,[^,]*,"
+            ~ csv_field ~ ',' ~ csv_field ~ ',' ~ csv_field ~ "\\s*$'"
+        ) }} as is_well_formed,
         -- what follows the six plain fields (which hold no comma)
-        regexp_replace(log_entries.message, '^\s*AUDIT: (?:[^,]*,){6}', '') as fields_7_to_9
+        {{ re_replace('log_entries.message', "'^\\s*AUDIT: (?:[^,]*,){6}'", "''") }}
+            as fields_7_to_9
     from log_entries
     where
-        log_entries.message ~ '^\s*AUDIT: '
-        and log_entries.message ~* '^\s*AUDIT: [^,]*,[^,]*,[^,]*,(ROLE|DDL),'
+        {{ re_match('log_entries.message', "'^\\s*AUDIT: '") }}
+        and {{ re_imatch('log_entries.message', "'^\\s*AUDIT: [^,]*,[^,]*,[^,]*,(ROLE|DDL),'") }}
 
 ),
 
-csv_fields as materialized (
+csv_fields as {{ db_audit_materialized() }} (
 
     -- The six plain fields hold no comma; the three CSV fields after them
     -- are taken one at a time, each the longest "quoted" or comma-free text
@@ -113,47 +116,68 @@ csv_fields as materialized (
     -- engine matches without them a hundred times faster.)
     select
         role_and_ddl_entries.*,
-        substring(
-            role_and_ddl_entries.fields_7_to_9 from '^(?:"(?:[^"]|"")*"|[^,"]*)'
-        ) as object_name_field
+        {{ re_substr('role_and_ddl_entries.fields_7_to_9', "'^" ~ csv_field ~ "'") }}
+            as object_name_field
     from role_and_ddl_entries
 
 ),
 
-split_messages as materialized (
+split_messages as {{ db_audit_materialized() }} (
 
     select
         csv_fields.*,
-        substring(
-            substr(csv_fields.fields_7_to_9, length(csv_fields.object_name_field) + 2)
-            from '^(?:"(?:[^"]|"")*"|[^,"]*)'
-        ) as statement_field
+        {{ re_substr(
+            'substr(csv_fields.fields_7_to_9, length(csv_fields.object_name_field) + 2)',
+            "'^" ~ csv_field ~ "'"
+        ) }} as statement_field
     from csv_fields
 
 ),
 
-parsed_messages as materialized (
+parsed_messages as {{ db_audit_materialized() }} (
 
+    -- the nine fields of a well-formed message, in order
     select
         split_messages.*,
-        case when split_messages.is_well_formed then array[
-            split_part(split_messages.audit_body, ',', 1),
-            split_part(split_messages.audit_body, ',', 2),
-            split_part(split_messages.audit_body, ',', 3),
-            split_part(split_messages.audit_body, ',', 4),
-            split_part(split_messages.audit_body, ',', 5),
-            split_part(split_messages.audit_body, ',', 6),
-            split_messages.object_name_field,
-            split_messages.statement_field,
-            substring(
-                substr(
-                    split_messages.fields_7_to_9,
-                    length(split_messages.object_name_field)
-                    + length(split_messages.statement_field) + 3
-                )
-                from '^(?:"(?:[^"]|"")*"|[^,"]*)'
-            )
-        ] end as audit_fields
+        case
+            when split_messages.is_well_formed
+                then split_part(split_messages.audit_body, ',', 1)
+        end as audit_field_1,
+        case
+            when split_messages.is_well_formed
+                then split_part(split_messages.audit_body, ',', 2)
+        end as audit_field_2,
+        case
+            when split_messages.is_well_formed
+                then split_part(split_messages.audit_body, ',', 3)
+        end as audit_field_3,
+        case
+            when split_messages.is_well_formed
+                then split_part(split_messages.audit_body, ',', 4)
+        end as audit_field_4,
+        case
+            when split_messages.is_well_formed
+                then split_part(split_messages.audit_body, ',', 5)
+        end as audit_field_5,
+        case
+            when split_messages.is_well_formed
+                then split_part(split_messages.audit_body, ',', 6)
+        end as audit_field_6,
+        case
+            when split_messages.is_well_formed then split_messages.object_name_field
+        end as audit_field_7,
+        case
+            when split_messages.is_well_formed then split_messages.statement_field
+        end as audit_field_8,
+        case
+            when split_messages.is_well_formed
+                then {{ re_substr(
+                    'substr(split_messages.fields_7_to_9, '
+                    ~ 'length(split_messages.object_name_field) '
+                    ~ '+ length(split_messages.statement_field) + 3)',
+                    "'^" ~ csv_field ~ "'"
+                ) }}
+        end as audit_field_9
     from split_messages
 
 ),
@@ -161,8 +185,10 @@ parsed_messages as materialized (
 final as (
 
     select
-        md5(parsed_messages.evidence_id::text || '|' || parsed_messages.evidence_locator)::uuid
-            as audit_entry_id,
+        {{ uuid_from_md5(
+            'cast(parsed_messages.evidence_id as ' ~ t_text() ~ ")"
+            ~ " || '|' || parsed_messages.evidence_locator"
+        ) }} as audit_entry_id,
         parsed_messages.cluster,
         parsed_messages.source_name,
         parsed_messages.log_format,
@@ -179,15 +205,15 @@ final as (
         ) as session_key,
         nullif(parsed_messages.session_line_num, '')::bigint as session_line_num,
         nullif(parsed_messages.application_name, '') as application_name,
-        parsed_messages.audit_fields[1] as audit_type,
-        nullif(parsed_messages.audit_fields[2], '')::bigint as statement_id,
-        nullif(parsed_messages.audit_fields[3], '')::bigint as substatement_id,
-        upper(parsed_messages.audit_fields[4]) as audit_class,
-        upper(parsed_messages.audit_fields[5]) as command,
-        nullif(parsed_messages.audit_fields[6], '') as object_type,
-        nullif({{ csv_unquote('parsed_messages.audit_fields[7]') }}, '') as object_name,
-        {{ csv_unquote('parsed_messages.audit_fields[8]') }} as statement_text,
-        {{ csv_unquote('parsed_messages.audit_fields[9]') }} as parameter,
+        parsed_messages.audit_field_1 as audit_type,
+        nullif(parsed_messages.audit_field_2, '')::bigint as statement_id,
+        nullif(parsed_messages.audit_field_3, '')::bigint as substatement_id,
+        upper(parsed_messages.audit_field_4) as audit_class,
+        upper(parsed_messages.audit_field_5) as command,
+        nullif(parsed_messages.audit_field_6, '') as object_type,
+        nullif({{ csv_unquote('parsed_messages.audit_field_7') }}, '') as object_name,
+        {{ csv_unquote('parsed_messages.audit_field_8') }} as statement_text,
+        {{ csv_unquote('parsed_messages.audit_field_9') }} as parameter,
         parsed_messages.message,
         parsed_messages.run_id,
         parsed_messages.evidence_id,

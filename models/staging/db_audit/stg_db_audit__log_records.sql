@@ -23,7 +23,7 @@ jsonlog as (
 
     select
         jsonlog.cluster,
-        jsonlog.doc ->> 'timestamp' as log_time,
+        {{ json_text('jsonlog.doc', 'timestamp') }} as log_time,
         jsonlog.evidence_id
     from {{ source('db_audit', 'pgaudit_jsonlog') }} as jsonlog
     where {{ this_run('jsonlog') }} and {{ is_wanted }}

@@ -33,12 +33,12 @@ jsonlog as (
         jsonlog.source_name,
         jsonlog.cluster,
         'jsonlog' as log_format,
-        jsonlog.doc ->> 'timestamp' as log_time,
-        jsonlog.doc ->> 'pid' as process_id,
-        jsonlog.doc ->> 'session_id' as session_id,
-        jsonlog.doc ->> 'user' as user_name,
-        jsonlog.doc ->> 'error_severity' as error_severity,
-        jsonlog.doc ->> 'message' as message
+        {{ json_text('jsonlog.doc', 'timestamp') }} as log_time,
+        {{ json_text('jsonlog.doc', 'pid') }} as process_id,
+        {{ json_text('jsonlog.doc', 'session_id') }} as session_id,
+        {{ json_text('jsonlog.doc', 'user') }} as user_name,
+        {{ json_text('jsonlog.doc', 'error_severity') }} as error_severity,
+        {{ json_text('jsonlog.doc', 'message') }} as message
     from {{ source('db_audit', 'pgaudit_jsonlog') }} as jsonlog
     where {{ this_run('jsonlog') }}
 
@@ -100,9 +100,15 @@ classified as (
             when log_lines.message like 'parameter "%" removed from configuration file%'
                 then 'setting_removed'
             -- ALTER SYSTEM / SET of pgaudit.log: a log_statement line or pgaudit's own
-            when log_lines.message ~* '(^|,|: )alter\s+system\s+(re)?set\s+"?pgaudit\.log\M'
+            when {{ re_imatch(
+                'log_lines.message',
+                "'(^|,|: )alter\\s+system\\s+(re)?set\\s+\"?pgaudit\\.log\\M'"
+            ) }}
                 then 'alter_system'
-            when log_lines.message ~* '(^|,|: )(set(\s+session|\s+local)?|reset)\s+"?pgaudit\.log\M'
+            when {{ re_imatch(
+                'log_lines.message',
+                "'(^|,|: )(set(\\s+session|\\s+local)?|reset)\\s+\"?pgaudit\\.log\\M'"
+            ) }}
                 then 'session_set'
         end as event_kind
     from log_lines
@@ -132,22 +138,23 @@ final as (
         classified.event_kind,
         case
             when classified.event_kind in ('setting_changed', 'setting_removed')
-                then substring(classified.message from '^parameter "([^"]*)"')
+                then {{ re_substr('classified.message', "'^parameter \"([^\"]*)\"'", 1) }}
             when classified.event_kind in ('alter_system', 'session_set')
                 then 'pgaudit.log'
         end as setting_name,
         case
             when classified.event_kind = 'setting_changed'
-                then substring(classified.message from ' changed to "(.*)"$')
+                then {{ re_substr('classified.message', "' changed to \"(.*)\"$'", 1) }}
         end as setting_value,
         -- the earlier moment a startup line names: the last shutdown, or the last
         -- time the server was known up before a crash
         case
             when classified.event_kind in ('was_shut_down_at', 'was_interrupted')
-                then substring(
-                    classified.message
-                    from ' at (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?(?: \S+)?)$'
-                )
+                then {{ re_substr(
+                    'classified.message',
+                    "' at (\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d(?:\\.\\d+)?(?: \\S+)?)$'",
+                    1
+                ) }}
         end as named_time_text,
         classified.message
     from classified

@@ -21,7 +21,7 @@ final as (
         {{ to_boolean('memberships.rolcreaterole') }} as can_member_create_role,
         case
             when nullif(btrim(memberships.rolvaliduntil), '') is null then null
-            when btrim(memberships.rolvaliduntil) = 'infinity' then 'infinity'::timestamptz
+            when btrim(memberships.rolvaliduntil) = 'infinity' then {{ timestamptz_infinity() }}
             else {{ to_utc_timestamp('memberships.rolvaliduntil') }}
         end as member_valid_until,
         memberships.source_name,

@@ -20,7 +20,7 @@ final as (
         {{ to_boolean('roles.rolcanlogin') }} as can_login,
         case
             when nullif(btrim(roles.rolvaliduntil), '') is null then null
-            when btrim(roles.rolvaliduntil) = 'infinity' then 'infinity'::timestamptz
+            when btrim(roles.rolvaliduntil) = 'infinity' then {{ timestamptz_infinity() }}
             else {{ to_utc_timestamp('roles.rolvaliduntil') }}
         end as valid_until,
         roles.source_name,

@@ -47,53 +47,59 @@ cloudtrail as (
 
     -- CloudTrail files hold every service's events: keep IAM's own
     select
-        iam_events.doc #>> '{requestParameters,userName}' as identity_text,
-        iam_events.doc ->> 'eventTime' as deactivated_at_text,
-        iam_events.doc ->> 'eventName' as event_name,
+        {{ json_text('iam_events.doc', ['requestParameters', 'userName']) }} as identity_text,
+        {{ json_text('iam_events.doc', ['eventTime']) }} as deactivated_at_text,
+        {{ json_text('iam_events.doc', ['eventName']) }} as event_name,
         iam_events.source_name,
         iam_events.connector,
         {{ carry_evidence('iam_events') }}
     from iam_events
     where
         iam_events.connector = 'aws_cloudtrail'
-        and iam_events.doc ->> 'eventSource' = 'iam.amazonaws.com'
-        and iam_events.doc ->> 'eventName' in ('DeleteUser', 'DeleteLoginProfile')
-        and iam_events.doc ->> 'errorCode' is null
+        and {{ json_text('iam_events.doc', ['eventSource']) }} = 'iam.amazonaws.com'
+        and {{ json_text('iam_events.doc', ['eventName']) }} in ('DeleteUser', 'DeleteLoginProfile')
+        and {{ json_text('iam_events.doc', ['errorCode']) }} is null
 
 ),
 
 okta as (
 
     select
-        okta_target.value ->> 'alternateId' as identity_text,
-        iam_events.doc ->> 'published' as deactivated_at_text,
-        iam_events.doc ->> 'eventType' as event_name,
+        {{ json_text('okta_target.value', ['alternateId']) }} as identity_text,
+        {{ json_text('iam_events.doc', ['published']) }} as deactivated_at_text,
+        {{ json_text('iam_events.doc', ['eventType']) }} as event_name,
         iam_events.source_name,
         iam_events.connector,
         {{ carry_evidence('iam_events') }}
     from okta_events_latest as iam_events
     cross join
-        lateral jsonb_array_elements(
-            {{ jsonb_array_or_empty("iam_events.doc -> 'target'") }}
-        ) as okta_target (value)
+        lateral {{ sources_json_array_elements(
+            json_get('iam_events.doc', ['target'])
+        ) }} as okta_target (value)
     where
         iam_events.capture_rank = 1
-        and iam_events.doc ->> 'eventType' in (
+        and {{ json_text('iam_events.doc', ['eventType']) }} in (
             'user.lifecycle.deactivate', 'user.lifecycle.suspend'
         )
-        and lower(okta_target.value ->> 'type') = 'user'
-        and coalesce(iam_events.doc #>> '{outcome,result}', 'SUCCESS') = 'SUCCESS'
+        and lower({{ json_text('okta_target.value', ['type']) }}) = 'user'
+        and coalesce({{ json_text('iam_events.doc', ['outcome', 'result']) }}, 'SUCCESS')
+        = 'SUCCESS'
 
 ),
 
 file_rows as (
 
     select
-        iam_events.doc ->> coalesce(file_columns.identity_column, 'identity') as identity_text,
-        iam_events.doc ->> coalesce(file_columns.deactivated_at_column, 'deactivated_at')
-            as deactivated_at_text,
+        {{ sources_json_text_at_key(
+            'iam_events.doc', "coalesce(file_columns.identity_column, 'identity')"
+        ) }} as identity_text,
+        {{ sources_json_text_at_key(
+            'iam_events.doc', "coalesce(file_columns.deactivated_at_column, 'deactivated_at')"
+        ) }} as deactivated_at_text,
         coalesce(
-            iam_events.doc ->> coalesce(file_columns.event_column, 'event'),
+            {{ sources_json_text_at_key(
+                'iam_events.doc', "coalesce(file_columns.event_column, 'event')"
+            ) }},
             'file'
         ) as event_name,
         iam_events.source_name,
@@ -111,12 +117,12 @@ events as (
 
     select
         cloudtrail.*,
-        cast(null as text) as time_zone
+        cast(null as {{ t_text() }}) as time_zone
     from cloudtrail
     union all
     select
         okta.*,
-        cast(null as text) as time_zone
+        cast(null as {{ t_text() }}) as time_zone
     from okta
     union all
     select * from file_rows

@@ -26,13 +26,15 @@ final as (
         lower(access_reviews.reviewer) as reviewer,
         -- a date alone is the start of that day in UTC
         case
-            when access_reviews.reviewed_at ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}$'
-                then access_reviews.reviewed_at::date::timestamp at time zone 'UTC'
-            else access_reviews.reviewed_at::timestamptz
+            when {{ re_match('access_reviews.reviewed_at', "'^[0-9]{4}-[0-9]{2}-[0-9]{2}$'") }}
+                then {{ local_to_utc(
+                    'access_reviews.reviewed_at::date::' ~ t_timestamp(), "'UTC'"
+                ) }}
+            else cast(access_reviews.reviewed_at as {{ t_timestamptz() }})
         end as reviewed_at,
         access_reviews.comment as review_comment,
-        substring(access_reviews.locator from '^(.*):[0-9]+$') as review_file,
-        substring(access_reviews.locator from ':([0-9]+)$')::integer
+        {{ re_substr('access_reviews.locator', "'^(.*):[0-9]+$'", 1) }} as review_file,
+        ({{ re_substr('access_reviews.locator', "':([0-9]+)$'", 1) }})::integer
             as review_line,
         {{ carry_evidence('access_reviews') }}
     from access_reviews

@@ -14,11 +14,12 @@ included as (
 final as (
 
     select
-        cast(included.doc ->> 'evidence_id' as uuid) as included_evidence_id,
-        cast(included.doc ->> 'run_id' as uuid) as included_run_id,
-        included.doc ->> 'purpose' as purpose,
-        included.doc ->> 'source_name' as included_source_name,
-        {{ to_utc_timestamp("included.doc ->> 'executed_at'") }} as included_executed_at,
+        cast({{ json_text('included.doc', 'evidence_id') }} as {{ t_uuid() }})
+            as included_evidence_id,
+        cast({{ json_text('included.doc', 'run_id') }} as {{ t_uuid() }}) as included_run_id,
+        {{ json_text('included.doc', 'purpose') }} as purpose,
+        {{ json_text('included.doc', 'source_name') }} as included_source_name,
+        {{ to_utc_timestamp(json_text('included.doc', 'executed_at')) }} as included_executed_at,
         included.source_name,
         {{ carry_evidence('included') }}
     from included

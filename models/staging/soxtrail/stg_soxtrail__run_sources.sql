@@ -18,21 +18,21 @@ snapshot_evidence as (
 final as (
 
     select
-        snapshot_evidence.query_params ->> 'source' as source_name,
+        {{ json_text('snapshot_evidence.query_params', 'source') }} as source_name,
         min(snapshot_evidence.source_system) as source_system,
-        min(snapshot_evidence.query_params ->> 'connector') as connector,
-        min(snapshot_evidence.query_params ->> 'cluster') as cluster,
+        min({{ json_text('snapshot_evidence.query_params', 'connector') }}) as connector,
+        min({{ json_text('snapshot_evidence.query_params', 'cluster') }}) as cluster,
         count(*) filter (
-            where snapshot_evidence.query_params ->> 'raw_table'
+            where {{ json_text('snapshot_evidence.query_params', 'raw_table') }}
             not in ('raw.source_completeness', 'raw.included_evidence')
         ) as captured_objects,
-        coalesce(sum(snapshot_evidence.result_row_count) filter (
-            where snapshot_evidence.query_params ->> 'raw_table'
+        coalesce(sum(snapshot_evidence.result_row_count::integer) filter (
+            where {{ json_text('snapshot_evidence.query_params', 'raw_table') }}
             not in ('raw.source_completeness', 'raw.included_evidence')
         ), 0) as captured_rows
     from snapshot_evidence
-    where snapshot_evidence.query_params ? 'source'
-    group by snapshot_evidence.query_params ->> 'source'
+    where {{ json_has_key('snapshot_evidence.query_params', 'source') }}
+    group by {{ json_text('snapshot_evidence.query_params', 'source') }}
 
 )
 

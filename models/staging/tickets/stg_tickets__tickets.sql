@@ -5,6 +5,11 @@
 {%- set fields = ['ticket_key', 'ticket_type', 'status', 'requester', 'approver',
                   'approved_at', 'subject_user', 'cluster', 'role',
                   'window_start', 'window_end'] -%}
+{#- The project's approved statuses (`approved_statuses` var) as SQL text. -#}
+{%- set approved_statuses = [] -%}
+{%- for status in var('approved_statuses') -%}
+    {%- do approved_statuses.append("lower(" ~ text_literal(status) ~ ")") -%}
+{%- endfor -%}
 -- One row per ticket of the run, normalised through the source's settings
 -- to: key, type (access | change | other), status, approval, people,
 -- cluster, role and change window. Every time becomes timestamptz in UTC.
@@ -13,11 +18,11 @@ with
 
 tickets as (
 
-    -- `doc #> '{}'` is the doc itself, decompressed once per row in a
-    -- subquery the planner keeps apart (`limit 1`): each field extracted
-    -- below would otherwise decompress the stored doc again. Only
-    -- `extracted` reads this CTE, so it is inlined: the docs are never
-    -- copied to a work file, and they go no further than `extracted`.
+    -- the doc read once per row (sources_json_doc_once: on PostgreSQL, decompressed
+    -- once in a subquery the planner keeps apart): each field extracted below
+    -- would otherwise decompress the stored doc again. Only `extracted` reads
+    -- this CTE, so it is inlined: the docs are never copied to a work file,
+    -- and they go no further than `extracted`.
     select
         tickets.run_id,
         tickets.evidence_id,
@@ -27,7 +32,7 @@ tickets as (
         decompressed.doc
     from {{ source('tickets', 'tickets') }} as tickets
     cross join
-        lateral (select tickets.doc #> '{}' as doc limit 1) as decompressed  -- noqa: ST05, AM09
+        lateral {{ sources_json_doc_once('tickets.doc') }} as decompressed  -- noqa: ST05, AM09
     where {{ this_run('tickets') }}
 
 ),
@@ -72,12 +77,7 @@ ticket_types as (
 default_statuses as (
 
     -- the project's approved statuses (`approved_statuses` var), lower case
-    select
-        array[
-            {%- for status in var('approved_statuses') -%}
-                lower('{{ status | replace("'", "''") }}'){{ ", " if not loop.last }}
-            {%- endfor -%}
-        ]::text[] as statuses
+    select {{ sources_text_array_of(approved_statuses) }} as statuses
 
 ),
 
@@ -96,7 +96,7 @@ configured_statuses as (
 
 ),
 
-extracted as materialized (
+extracted as {{ sources_cte_materialized() }} (
 
     -- materialized: each field (and the changelog scan) is computed once per
     -- ticket, though later CTEs refer to it more than once
@@ -110,7 +110,7 @@ extracted as materialized (
             default_statuses.statuses
         ) as approved_statuses,
         {%- for field in fields %}
-            tickets.doc #>> string_to_array(field_paths.{{ field }}_path, '.')
+            {{ sources_json_text_at_path('tickets.doc', 'field_paths.' ~ field ~ '_path') }}
                 as {{ field }}_text,
         {%- endfor %}
         -- Jira often records the approval only as a status transition: the
@@ -118,25 +118,10 @@ extracted as materialized (
         -- moves the status into an approved status. Computed here, row by
         -- row, while the doc is at hand.
         case
-            when field_paths.approved_at_path = 'changelog' then (
-                select min({{ to_utc_timestamp("history.value ->> 'created'") }})
-                from
-                    jsonb_array_elements(
-                        {{ jsonb_array_or_empty("tickets.doc #> '{changelog,histories}'") }}
-                    ) as history (value)
-                where exists (
-                    select 1
-                    from
-                        jsonb_array_elements(
-                            {{ jsonb_array_or_empty("history.value -> 'items'") }}
-                        ) as history_item (value)
-                    where
-                        history_item.value ->> 'field' = 'status'
-                        and lower(history_item.value ->> 'toString') = any(
-                            coalesce(configured_statuses.statuses, default_statuses.statuses)
-                        )
-                )
-            )
+            when field_paths.approved_at_path = 'changelog' then {{ sources_changelog_approved_at(
+                'tickets.doc',
+                'coalesce(configured_statuses.statuses, default_statuses.statuses)'
+            ) }}
         end as changelog_approved_at,
         {{ carry_evidence('tickets') }}
     from tickets
@@ -162,8 +147,12 @@ normalised as (
         ) as ticket_type,
         extracted.ticket_type_text as source_ticket_type,
         btrim(extracted.status_text) as status,
-        coalesce(lower(btrim(extracted.status_text)) = any(extracted.approved_statuses), false)
-            as is_approved_status,
+        coalesce(
+            {{ sources_array_has(
+                'extracted.approved_statuses', 'lower(btrim(extracted.status_text))'
+            ) }},
+            false
+        ) as is_approved_status,
         {{ normalize_identity('extracted.requester_text') }} as requester,
         {{ normalize_identity('extracted.approver_text') }} as approver,
         case
@@ -189,39 +178,53 @@ normalised as (
 
 ),
 
-final as materialized (
+ranked as (
 
     -- one row per ticket: overlapping pages or sources can return a ticket
-    -- twice; an approved copy wins. Materialized: computed once per query
-    -- even where a control looks tickets up row by row (a lateral join).
-    select distinct on (normalised.ticket_key)
-        normalised.ticket_key,
-        normalised.ticket_type,
-        normalised.source_ticket_type,
-        normalised.status,
+    -- twice; an approved copy wins
+    select
+        normalised.*,
         -- approved = an approved status and a recorded approval time
         (normalised.is_approved_status and normalised.approved_at is not null) as is_approved,
-        normalised.requester,
-        normalised.approver,
-        normalised.approved_at,
-        normalised.subject_user,
-        normalised.cluster,
-        normalised.role,
-        normalised.window_start,
-        normalised.window_end,
-        normalised.source_name,
-        normalised.connector,
-        normalised.run_id,
-        normalised.evidence_id,
-        normalised.evidence_locator
+        row_number() over (
+            partition by normalised.ticket_key
+            order by
+                (normalised.is_approved_status and normalised.approved_at is not null)
+                desc nulls first,
+                normalised.approved_at asc nulls last,
+                normalised.evidence_id asc nulls last,
+                normalised.evidence_locator asc nulls last
+        ) as ticket_rank
     from normalised
     where normalised.ticket_key is not null
-    order by
-        normalised.ticket_key asc,
-        (normalised.is_approved_status and normalised.approved_at is not null) desc,
-        normalised.approved_at,
-        normalised.evidence_id asc,
-        normalised.evidence_locator asc
+
+),
+
+final as {{ sources_cte_materialized() }} (
+
+    -- materialized: computed once per query even where a control looks
+    -- tickets up row by row (a lateral join)
+    select
+        ranked.ticket_key,
+        ranked.ticket_type,
+        ranked.source_ticket_type,
+        ranked.status,
+        ranked.is_approved,
+        ranked.requester,
+        ranked.approver,
+        ranked.approved_at,
+        ranked.subject_user,
+        ranked.cluster,
+        ranked.role,
+        ranked.window_start,
+        ranked.window_end,
+        ranked.source_name,
+        ranked.connector,
+        ranked.run_id,
+        ranked.evidence_id,
+        ranked.evidence_locator
+    from ranked
+    where ranked.ticket_rank = 1
 
 )
 
