@@ -14,7 +14,10 @@ One bench run, on one machine, side by side:
   reference hash join + window query over the loaded raw rows (reconcile), and
   xlsxwriter constant-memory writing of the same rows (render);
 * the marts checked against the estate's planted ground truth (expected.json):
-  any mismatch and the bench exits 1.
+  any mismatch and the bench exits 1;
+* with `--engine spark`, after all that, the same workload run again with
+  SOXTRAIL_ENGINE=spark on local Spark at local[2] (side by side with PostgreSQL)
+  and local[1] (the scaling), each sampled and checked the same way.
 
 Results go to `bench/results/<timestamp>.json` and `.md`; `--docs` also
 updates the figures of this size in docs/performance.md.
@@ -32,10 +35,11 @@ import time
 import uuid
 from dataclasses import asdict
 from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench.common import LOAD_STREAMS, QUARTER, REPO, log
+from bench.common import LOAD_STREAMS, QUARTER, REPO, SPARK_MASTERS, log, master_cores
 from bench.limits import (
     limit_copy_hash,
     limit_hash,
@@ -44,9 +48,27 @@ from bench.limits import (
     limit_render,
     warm_cache,
 )
-from bench.report import figures, git_commit, machine, markdown, scaling_markdown, update_docs
+from bench.report import (
+    figures,
+    git_commit,
+    machine,
+    markdown,
+    scaling_markdown,
+    spark_figures,
+    spark_markdown,
+    spark_status,
+    update_docs,
+)
 from bench.server import Server, create_database, drop_database, open_server
-from bench.soxtrail_run import check_results, run_facts, run_soxtrail, verify_soxtrail
+from bench.soxtrail_run import (
+    RunFailed,
+    check_results,
+    logged_phases,
+    run_facts,
+    run_soxtrail,
+    verify_soxtrail,
+    warehouse_facts,
+)
 
 SEED = 7
 SOURCE_DIRS = ("logs", "catalog", "cloudtrail", "hr", "jira", "backups", "seeds")
@@ -124,9 +146,12 @@ def bench_size(size: str, args: argparse.Namespace, server: Server) -> dict[str,
     result["limits"]["hash"] = limit_hash(files)
     dbname, dsn = create_database(server)
     home = workdir / f"home-{size}-{uuid.uuid4().hex[:8]}"
+    spark = args.engine == "spark"
     try:
         log(f"{size}: soxtrail run (database {dbname}) ...")
-        run = run_soxtrail(data, dsn, home, server, pgoptions=args.pgoptions)
+        run = run_soxtrail(data, dsn, home, server, pgoptions=args.pgoptions,
+                           # the side-by-side run is PostgreSQL's whatever the shell says
+                           env_extra={"SOXTRAIL_ENGINE": "postgres"} if spark else None)
         result["run"] = run
         result["facts"] = run_facts(dsn, run["run_id"])
         problems = check_results(dsn, run["run_id"], data / "expected.json")
@@ -149,6 +174,8 @@ def bench_size(size: str, args: argparse.Namespace, server: Server) -> dict[str,
             log(f"{size}: xlsxwriter limit ...")
             result["limits"]["render"] = limit_render(dsn, run["run_id"],
                                                       workdir / "render-limit")
+        if spark:
+            result["engines"] = {"spark": bench_spark(size, data, args, server)}
     finally:
         shutil.rmtree(home, ignore_errors=True)
         if args.keep_db:  # e.g. to EXPLAIN the marts' compiled SQL on this size's data
@@ -158,7 +185,81 @@ def bench_size(size: str, args: argparse.Namespace, server: Server) -> dict[str,
         if args.clean:
             shutil.rmtree(data, ignore_errors=True)
     result["table"] = figures(result)
+    if spark:
+        result["engines"]["spark"]["figures"] = spark_figures(result)
     return result
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def bench_spark(size: str, data: Path, args: argparse.Namespace,
+                server: Server) -> dict[str, Any]:
+    """`--engine spark`: the size's workload once per master of SPARK_MASTERS, each run
+    with SOXTRAIL_ENGINE=spark on a fresh database and home, sampled and checked like the
+    PostgreSQL run. A run that fails is recorded (with the phases its log says it finished)
+    and the masters after it are skipped: the bench then exits 1."""
+    from extract.loader import load_workers
+
+    spark: dict[str, Any] = {
+        "masters": list(SPARK_MASTERS), "pyspark": _version("pyspark"),
+        "dbt_spark": _version("dbt-spark"), "load_workers": load_workers(1 << 30),
+        "runs": {},
+    }
+    failed_before = None
+    for master in SPARK_MASTERS:
+        entry: dict[str, Any] = {"master": master, "cores": master_cores(master),
+                                 "problems": [], "error": None}
+        spark["runs"][master] = entry
+        if failed_before is not None:
+            entry["skipped"] = f"the {failed_before} run failed"
+            log(f"{size}: Spark {master}: skipped ({entry['skipped']})")
+            continue
+        dbname, dsn = create_database(server)
+        home = args.workdir / f"home-{size}-spark-{uuid.uuid4().hex[:8]}"
+        try:
+            log(f"{size}: soxtrail run, engine spark, {master} (database {dbname}) ...")
+            try:
+                run = run_soxtrail(data, dsn, home, server, pgoptions=args.pgoptions,
+                                   env_extra={"SOXTRAIL_ENGINE": "spark",
+                                              "SOXTRAIL_SPARK_MASTER": master})
+                entry["run"] = run
+                entry["facts"] = run_facts(dsn, run["run_id"])
+                entry["warehouse"] = warehouse_facts(dsn, run["run_id"], home)
+                entry["problems"] = check_results(dsn, run["run_id"], data / "expected.json")
+            except Exception as exc:  # recorded: the PostgreSQL figures are reported anyway
+                entry["error"] = f"{exc.__class__.__name__}: {str(exc)[-6000:]}"
+                entry["phases_logged"] = logged_phases(home)
+                if isinstance(exc, RunFailed):  # its peaks and CPU until it failed
+                    entry["sampled"] = exc.sampled
+                failed_before = master
+                # the run's own word on why (its log), else the last line of its stderr
+                why = (entry["phases_logged"].get("failed") or {}).get("error") or next(
+                    (line for line in reversed(str(exc).splitlines()) if line.strip()), "")
+                log(f"{size}: Spark {master}: FAILED ({spark_status(entry)}): {why[:300]}")
+                continue
+            log(f"{size}: Spark {master}: run {run['run_id']} in {run['wall_seconds']:.1f} s "
+                f"(reconcile {float(run['phases']['reconcile']['seconds']):.1f} s); results "
+                + ("match the ground truth" if not entry["problems"]
+                   else f"WRONG: {entry['problems']}"))
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
+            if args.keep_db:
+                log(f"{size}: Spark {master}: database kept: {dsn}")
+            else:
+                drop_database(server, dbname)
+    return spark
+
+
+def spark_failures(result: dict[str, Any]) -> list[str]:
+    """The Spark runs of a size that failed, were skipped or gave wrong results."""
+    runs = (result.get("engines") or {}).get("spark", {}).get("runs", {})
+    return [f"Spark {master}: {spark_status(entry)}" for master, entry in runs.items()
+            if spark_status(entry) != "ok"]
 
 
 # ---------------------------------------------------------------------------
@@ -166,7 +267,8 @@ def bench_size(size: str, args: argparse.Namespace, server: Server) -> dict[str,
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the bench; 0 when every size ran and matched its ground truth."""
+    """Run the bench; 0 when every size ran and matched its ground truth (with `--engine
+    spark`, every Spark run of it too)."""
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=sorted(SIZES), default="small")
@@ -184,6 +286,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="after the run, time `soxtrail verify` on it (before its store goes)")
     parser.add_argument("--keep-db", action="store_true",
                         help="keep the run's database (its DSN is logged) instead of dropping it")
+    parser.add_argument("--engine", choices=("postgres", "spark"), default="postgres",
+                        help="spark: after each size's PostgreSQL run, the same workload on "
+                        f"local Spark at {' and '.join(SPARK_MASTERS)} (needs the spark extra "
+                        "and Java: make spark-deps), side by side")
     args = parser.parse_args(argv)
     sizes = [s.strip() for s in (args.sizes or args.size).split(",") if s.strip()]
     unknown = [s for s in sizes if s not in SIZES]
@@ -204,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{size}: FAILED: {exc}")
             failed = True
     command = "python -m bench.run " + " ".join(argv if argv is not None else sys.argv[1:])
-    parts = [markdown(r) for r in results]
+    parts = [markdown(r) + (f"\n\n{spark_markdown(r)}" if "engines" in r else "")
+             for r in results]
     if len(results) > 1:
         parts.append("Time per million audit-log lines:\n\n" + scaling_markdown(results))
     report = "\n\n".join(parts)
@@ -213,21 +320,29 @@ def main(argv: list[str] | None = None) -> int:
     payload = {"timestamp": stamp, "command": command, "git": git_commit(), "machine": machine(),
                "server": {"kind": server.kind, **server.settings}, "pgoptions": args.pgoptions,
                "results": results}
+    if args.engine != "postgres":
+        payload["engine"] = args.engine
     (args.results_dir / f"{stamp}.json").write_text(json.dumps(payload, indent=1, default=str))
     header = (f"{stamp}, commit {payload['git']}, {payload['machine']['cpus']} CPUs, "
               f"{payload['machine']['memory_gib']} GiB, {server.kind} PostgreSQL "
               f"{server.settings.get('server_version')} (shared_buffers "
               f"{server.settings.get('shared_buffers')})"
-              + (f", PGOPTIONS={args.pgoptions!r}" if args.pgoptions else ""))
+              + (f", PGOPTIONS={args.pgoptions!r}" if args.pgoptions else "")
+              + (f"; Spark at {', '.join(SPARK_MASTERS)} after PostgreSQL"
+                 if args.engine == "spark" else ""))
     (args.results_dir / f"{stamp}.md").write_text(f"{header}\n\n`{command}`\n\n{report}\n")
     print(f"{header}\n\n{report}")
     log(f"results: {args.results_dir / (stamp + '.json')}")
-    if args.docs and results and not failed:
+    spark_wrong = [f"{r['size']} ({'; '.join(spark_failures(r))})" for r in results
+                   if spark_failures(r)]
+    if args.docs and results and not failed and not spark_wrong:
         update_docs(f"{header}\n\n{report}", sizes, command)
     wrong = [r["size"] for r in results if r["problems"]]
     if wrong:
         log(f"RESULTS DIFFER FROM THE GROUND TRUTH for {', '.join(wrong)}")
-    return 1 if failed or wrong else 0
+    if spark_wrong:
+        log(f"SPARK RUNS FAILED OR DIFFER FROM THE GROUND TRUTH for {', '.join(spark_wrong)}")
+    return 1 if failed or wrong or spark_wrong else 0
 
 
 if __name__ == "__main__":

@@ -119,11 +119,26 @@ class Sampler(threading.Thread):
 # the soxtrail run
 
 
+class RunFailed(RuntimeError):
+    """`soxtrail run` exited non-zero; `sampled`: what the sampler saw of it until then."""
+
+    def __init__(self, message: str, sampled: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.sampled = sampled
+
+
 def run_soxtrail(data: Path, dsn: str, home: Path, server: Server,
-                 pgoptions: str | None = None) -> dict[str, Any]:
-    """`soxtrail run` as its own process, sampled; its --json summary with the peaks."""
+                 pgoptions: str | None = None,
+                 env_extra: dict[str, str] | None = None) -> dict[str, Any]:
+    """`soxtrail run` as its own process, sampled; its --json summary with the peaks.
+
+    `env_extra`: more environment for the run, e.g. SOXTRAIL_ENGINE=spark and
+    SOXTRAIL_SPARK_MASTER (Spark's JVM is a child process of the run: the process tree's
+    RSS and its workers' CPU seconds include it).
+    """
     env = {k: v for k, v in os.environ.items() if k not in ("SOXTRAIL_STORE",)}
     env.update(SOXTRAIL_HOME=str(home), SOXTRAIL_DATABASE_URL=dsn, PGTZ="UTC")
+    env.update(env_extra or {})
     if pgoptions:  # libpq reads it: every connection of the run (dbt's too) gets the settings
         env["PGOPTIONS"] = pgoptions
     cmd = [sys.executable, "-m", "soxtrail", "run", "--quarter", QUARTER,
@@ -142,15 +157,17 @@ def run_soxtrail(data: Path, dsn: str, home: Path, server: Server,
     wall = time.monotonic() - started
     sampler.stop.set()
     sampler.join()
+    sampled = {
+        "wall_seconds": wall, "peak_rss_soxtrail": sampler.soxtrail,
+        "peak_pss_postgres": sampler.postgres,
+        "cpu_seconds": {phase: {k: round(v, 1) for k, v in cpu.items()}
+                        for phase, cpu in sampler.cpu.items()},
+        "samples": sampler.samples,
+    }
     if proc.returncode != 0:
-        raise RuntimeError(f"soxtrail run exited {proc.returncode}:\n{err[-4000:]}")
+        raise RunFailed(f"soxtrail run exited {proc.returncode}:\n{err[-4000:]}", sampled)
     summary = json.loads(out.strip().splitlines()[-1])
-    summary["wall_seconds"] = wall
-    summary["peak_rss_soxtrail"] = sampler.soxtrail
-    summary["peak_pss_postgres"] = sampler.postgres
-    summary["cpu_seconds"] = {phase: {k: round(v, 1) for k, v in cpu.items()}
-                              for phase, cpu in sampler.cpu.items()}
-    summary["samples"] = sampler.samples
+    summary.update(sampled)
     return summary
 
 
@@ -183,6 +200,44 @@ def run_facts(dsn: str, run_id: str) -> dict[str, Any]:
             " join pg_namespace n on n.oid = c.relnamespace"
             " where n.nspname = 'raw' and c.relkind = 'r'").fetchone()[0])  # type: ignore[index]
     return {"loaded_by_table": loaded, "raw_table_bytes": raw_bytes}
+
+
+def logged_phases(home: Path) -> dict[str, Any]:
+    """The phases a run's `log.jsonl` under `home` says finished (their phase_done fields) and
+    the one that failed (`failed`: phase and error): what a failed run got through."""
+    found = sorted(home.glob("runs/*/log.jsonl"))
+    phases: dict[str, Any] = {}
+    if not found:
+        return phases
+    with found[0].open("r", encoding="utf-8") as lines:
+        for line in lines:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("event") == "phase_done":
+                phases[event["phase"]] = {k: v for k, v in event.items()
+                                          if k not in ("event", "phase", "ts")}
+            elif event.get("event") == "phase_failed":
+                phases["failed"] = {"phase": event.get("phase"),
+                                    "error": str(event.get("error", ""))[:2000]}
+    return phases
+
+
+def warehouse_facts(dsn: str, run_id: str, home: Path) -> dict[str, Any]:
+    """A Spark run's Parquet under its warehouse (as the run recorded it, else
+    `<home>/warehouse`): files and bytes of its raw tables and of its marts."""
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("select config from soxtrail.sox_runs where id = %s",
+                           (run_id,)).fetchone()
+    recorded = ((row[0] if row else None) or {}).get("spark") or {}
+    warehouse = Path(recorded.get("warehouse") or home / "warehouse")
+    facts: dict[str, Any] = {"warehouse": str(warehouse)}
+    for part in ("raw", "marts"):
+        files = [p for p in (warehouse / part).rglob("*.parquet") if p.is_file()]
+        facts[f"{part}_parquet_files"] = len(files)
+        facts[f"{part}_parquet_bytes"] = sum(p.stat().st_size for p in files)
+    return facts
 
 
 # ---------------------------------------------------------------------------
