@@ -118,14 +118,14 @@ def _spark_digest(compute: Callable[[], canonical.Canonical]) -> canonical.Canon
         return " ".join(str(exc).split())[:300] or exc.__class__.__name__
 
 
-def run_session(run: runs.Run) -> Any:
+def run_session(conn: psycopg.Connection[Any], run: runs.Run) -> Any:
     """A Spark session over the run's warehouse (engine: spark), or None."""
     if run.config.get("engine") != "spark":
         return None
     from extract.loader import spark_raw_tables
     from soxtrail.reconcile import engine
 
-    return engine.spark_session(run.config.get("spark") or {}, spark_raw_tables())
+    return engine.spark_session(run.config.get("spark") or {}, spark_raw_tables(), conn)
 
 
 def check_control(conn: psycopg.Connection[Any], row: dict[str, Any],
@@ -357,7 +357,7 @@ def verify_run(conn: psycopg.Connection[Any], run_id: str, *, bundle: str | None
             if control_id not in seen:
                 add(Verdict("MISSING", "control", f"{control_id} {model}",
                             "no control evidence row for this run"))
-        session = run_session(run) if reconcile else None
+        session = run_session(conn, run) if reconcile else None
         for row in reconcile:
             add(check_control(conn, row, session))
     if "bundle" in kinds:

@@ -15,6 +15,7 @@ when a Spark session is asked for.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import shutil
@@ -43,6 +44,11 @@ SESSION_CONF: dict[str, str] = {
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.catalogImplementation": "in-memory",
+    # the marts' plans hold many sorts and windows in one task: small memory pages keep
+    # them from exhausting the task's memory ("Unable to acquire memory")
+    "spark.buffer.pageSize": "2m",
+    # local mode: the driver is the executor (a cluster sets its own in `spark: conf:`)
+    "spark.driver.memory": "4g",
 }
 
 
@@ -61,6 +67,9 @@ def require_pyspark() -> None:
                           "make spark-deps installs it) on PATH or in JAVA_HOME")
 
 
+_STOP_AT_EXIT: list[Any] = []
+
+
 def session(warehouse: Path, *, master: str | None = None,
             conf: dict[str, str] | None = None) -> SparkSession:
     """This process's Spark session (created once; dbt-spark's session method reuses it)."""
@@ -75,6 +84,9 @@ def session(warehouse: Path, *, master: str | None = None,
     for key, value in settings.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
+    if not _STOP_AT_EXIT:  # the JVM goes with this process, a failed run's too
+        atexit.register(spark.stop)
+        _STOP_AT_EXIT.append(spark)
     spark.sparkContext.setLogLevel("ERROR")
     for schema in (RAW_SCHEMA, MARTS_SCHEMA):
         spark.sql(f"create database if not exists {schema}")
@@ -96,7 +108,8 @@ def marts_root(warehouse: Path) -> Path:
     return warehouse / MARTS_SCHEMA
 
 
-def _quote(path: Path) -> str:
+def quote_path(path: Path) -> str:
+    """A path as the text of a Spark SQL string literal."""
     return str(path).replace("\\", "\\\\").replace("'", "\\'")
 
 
@@ -113,7 +126,7 @@ def register_raw(spark: SparkSession, warehouse: Path,
         spark.sql(
             f"create table {RAW_SCHEMA}.{table} ({', '.join(f'`{c}` string' for c in columns)})"
             f" using parquet options (recursiveFileLookup 'true')"
-            f" location '{_quote(folder)}'")
+            f" location '{quote_path(folder)}'")
         spark.catalog.refreshTable(f"{RAW_SCHEMA}.{table}")
 
 
@@ -127,7 +140,7 @@ def register_marts(spark: SparkSession, warehouse: Path) -> list[str]:
         name = folder.name
         spark.sql(f"drop table if exists {MARTS_SCHEMA}.{name}")
         spark.sql(f"create table {MARTS_SCHEMA}.{name} using parquet"
-                  f" location '{_quote(folder)}'")
+                  f" location '{quote_path(folder)}'")
         spark.sql(f"alter table {MARTS_SCHEMA}.{name} recover partitions")
         names.append(name)
     return names

@@ -234,7 +234,7 @@ def phase_reconcile(p: Pipeline) -> dict[str, Any]:
     # fixtures); a run executes the models, the snapshot and the data tests.  One
     # dbt build at a time per database: concurrent DDL on the same marts collides.
     on_spark = p.config.engine == "spark"
-    session = engine.spark_session(p.config.spark, spark_raw_tables()) if on_spark else None
+    session = engine.spark_session(p.config.spark, spark_raw_tables(), p.conn) if on_spark else None
     p.conn.execute("select pg_advisory_lock(hashtext('soxtrail.reconcile'))")
     p.conn.commit()
     try:

@@ -12,7 +12,10 @@ read the published rows; `verify` re-runs the stored Spark SQL on Spark.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,16 +45,77 @@ def recorded_settings(config: Config) -> dict[str, Any]:
     return {**config.spark, "warehouse": str(warehouse(config.spark))}
 
 
-def spark_session(settings: dict[str, Any],
-                  raw_tables: list[tuple[str, tuple[str, ...]]]) -> SparkSession:
-    """This process's Spark session with the raw tables and the marts registered."""
+def spark_session(settings: dict[str, Any], raw_tables: list[tuple[str, tuple[str, ...]]],
+                  conn: psycopg.Connection[Any]) -> SparkSession:
+    """This process's Spark session with the raw tables, the marts and this process's copy
+    of the evidence table registered."""
     folder = warehouse(settings)
     os.environ[MARTS_ENV] = str(spark.marts_root(folder))  # dbt_project.yml: location_root
     session = spark.session(folder, master=settings.get("master"),
                             conf={str(k): str(v) for k, v in (settings.get("conf") or {}).items()})
     spark.register_raw(session, folder, raw_tables)
     spark.register_marts(session, folder)
+    mirror_evidence(conn, session, folder)
     return session
+
+
+# the soxtrail tables some models read (what a run snapshotted; the runs before it), as
+# this process's copies in Spark
+MIRRORED = ("sox_evidence", "sox_runs")
+
+
+def _arrow_type(udt: str) -> Any:
+    import pyarrow as pa
+
+    if udt.startswith("_"):
+        return pa.list_(_arrow_type(udt[1:]))
+    return {"timestamptz": pa.timestamp("us", tz="UTC"), "int4": pa.int32(),
+            "int8": pa.int64(), "bool": pa.bool_()}.get(udt, pa.string())
+
+
+def mirror_evidence(conn: psycopg.Connection[Any], session: SparkSession,
+                    folder: Path) -> None:
+    """Register `soxtrail.sox_evidence` and `soxtrail.sox_runs` in the Spark session: this
+    process's copies of those tables (Parquet files of their rows as they are now; the
+    tables themselves stay in PostgreSQL), read by the models that list what a run
+    snapshotted and by the register (the runs before this one). Ids, JSON and other text
+    as text; the copies are this process's own (under the warehouse's `_evidence/`,
+    removed when it exits)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    copy = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=_evidence_root(folder)))
+    atexit.register(shutil.rmtree, copy, True)
+    session.sql("create database if not exists soxtrail")
+    for table_name in MIRRORED:
+        columns = conn.execute(
+            "select column_name, udt_name from information_schema.columns where table_schema"
+            " = 'soxtrail' and table_name = %s order by ordinal_position",
+            (table_name,)).fetchall()
+        if not columns:
+            conn.commit()
+            raise PipelineError(f"soxtrail.{table_name} does not exist in this database")
+        types = [_arrow_type(udt) for _, udt in columns]
+        select = sql.SQL(", ").join(
+            sql.SQL("{}::text").format(sql.Identifier(name)) if kind == pa.string()
+            else sql.Identifier(name) for (name, _), kind in zip(columns, types, strict=True))
+        rows = conn.execute(sql.SQL("select {} from {} order by 1").format(
+            select, sql.Identifier("soxtrail", table_name))).fetchall()
+        conn.commit()
+        table = pa.Table.from_arrays(
+            [pa.array([row[i] for row in rows], type=kind) for i, kind in enumerate(types)],
+            names=[name for name, _ in columns])
+        (copy / table_name).mkdir()
+        pq.write_table(table, copy / table_name / f"{table_name}.parquet")
+        session.sql(f"drop table if exists soxtrail.{table_name}")
+        session.sql(f"create table soxtrail.{table_name} using parquet location "
+                    f"'{spark.quote_path(copy / table_name)}'")
+
+
+def _evidence_root(folder: Path) -> Path:
+    root = folder / "_evidence"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
 
 
 def mart_models() -> list[str]:

@@ -28,7 +28,7 @@ from extract.loader import spark_raw_tables
 from soxtrail.kernel import canonical
 from soxtrail.kernel import spark as engine_spark
 from soxtrail.kernel.database import Database
-from soxtrail.reconcile import dbt
+from soxtrail.reconcile import dbt, engine
 
 
 def run_vars(conn: psycopg.Connection[Any], run_id: str) -> dict[str, Any]:
@@ -127,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.pg_only:
             spark = engine_spark.session(warehouse)
             engine_spark.register_raw(spark, warehouse, raw_tables())
+            engine.mirror_evidence(conn, spark, warehouse)
         pg_sql = compile_models("postgres", db, models, variables, work / "dbt_pg")
         sp_sql = {} if args.pg_only else compile_models("spark", db, models, variables,
                                                         work / "dbt_spark")
