@@ -23,7 +23,7 @@ TEST_DEBS := postgresql-15-pgaudit pgbackrest faketime libreoffice-calc poppler-
   openjdk-17-jre-headless
 SPARK_STAMP := $(VENV)/.installed-spark
 
-.PHONY: help quarter demo-signoff capture test test-fast lint docs docs-serve bench demo clean system-deps spark-deps
+.PHONY: help quarter demo-signoff capture test test-spark test-fast lint docs docs-serve bench demo clean system-deps spark-deps
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -80,8 +80,11 @@ system-deps: ## Install the Debian packages the tests drive (pgaudit, pgBackRest
 	  else echo "warning: missing Debian packages:$$missing (run as root or install them)" >&2; fi; \
 	fi
 
-test: $(STAMP) $(SPARK_STAMP) system-deps ## Run the whole test suite
-	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
+test: $(STAMP) $(SPARK_STAMP) system-deps ## Run the whole test suite (the Spark engine's parts; its whole demo quarter: make test-spark)
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not spark"
+
+test-spark: $(STAMP) spark-deps system-deps ## The whole demo quarter on local Spark, verified and compared with PostgreSQL (tens of minutes)
+	$(BIN)/pytest -q -m spark tests/e2e/test_spark_engine.py
 
 test-fast: $(STAMP) ## Unit tests only
 	$(BIN)/pytest -q tests/unit

@@ -414,10 +414,20 @@ def object_blocks(*, run_id: str, evidence_id: str, params: dict[str, Any], path
     return blocks, content.hexdigest()
 
 
-def parquet_object(conn: psycopg.Connection[Any], *, warehouse: Path, run_id: str,
-                   evidence_id: str, params: dict[str, Any], path: Path) -> LoadCounts:
-    """Write one object's rows as its Parquet file (every column text), then its rejects and
-    load stats inside the caller's transaction (engine: spark)."""
+@dataclass
+class ParquetObject:
+    """What writing one object's Parquet file gave: its counts, rejects, content hash, and
+    the COPY lines (for the raw tables kept in PostgreSQL)."""
+
+    counts: LoadCounts
+    rejects: list[tuple[str, str, str | None]]
+    content_sha256: str
+    blocks: list[bytes]
+
+
+def write_parquet(*, warehouse: Path, run_id: str, evidence_id: str, params: dict[str, Any],
+                  path: Path) -> ParquetObject:
+    """Write one object's rows as its Parquet file (every column text), in place at once."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -437,14 +447,25 @@ def parquet_object(conn: psycopg.Connection[Any], *, warehouse: Path, run_id: st
     pq.write_table(pa.Table.from_arrays([pa.array(v, type=pa.string()) for v in values],
                                         names=list(columns)), partial)
     os.replace(partial, target)
+    return ParquetObject(counts, rejects, digest, blocks)
+
+
+def parquet_object(conn: psycopg.Connection[Any], *, warehouse: Path, run_id: str,
+                   evidence_id: str, params: dict[str, Any], path: Path) -> LoadCounts:
+    """Write one object's rows as its Parquet file, then its rejects and load stats inside
+    the caller's transaction (engine: spark)."""
+    written = write_parquet(warehouse=warehouse, run_id=run_id, evidence_id=evidence_id,
+                            params=params, path=path)
+    table_name = params["raw_table"]
     with conn.cursor() as cur:
         if table_name in KEPT_IN_POSTGRES:
             with cur.copy(copy_sql(table_name)) as copy:  # type: ignore[arg-type]
-                for block in blocks:
+                for block in written.blocks:
                     copy.write(block)
         _finish_object(cur, run_id=run_id, evidence_id=evidence_id, params=params,
-                       counts=counts, rejects=rejects, content_sha256=digest)
-    return counts
+                       counts=written.counts, rejects=written.rejects,
+                       content_sha256=written.content_sha256)
+    return written.counts
 
 
 def load_one(conn: psycopg.Connection[Any], *, warehouse: Path | None, run_id: str,

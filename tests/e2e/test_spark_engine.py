@@ -35,7 +35,9 @@ from soxtrail.reconcile.engine import mart_columns, mart_models
 from tests.support import engines
 from tests.support.cli import soxtrail
 
-pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
+# `make test-spark`, not `make test`: the demo quarter on local Spark takes tens of minutes
+# on two cores (docs/performance.md, "engine: spark")
+pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow, pytest.mark.spark]
 
 QUARTER = "2024Q3"
 SPARK_ENV = {"SOXTRAIL_ENGINE": "spark", "SOXTRAIL_SPARK_MASTER": "local[2]"}

@@ -64,6 +64,23 @@ def export_raw(conn: psycopg.Connection[Any], run_id: str, warehouse: Path) -> d
     return counts
 
 
+def export_settings(conn: psycopg.Connection[Any], run_id: str, warehouse: Path) -> int:
+    """The run's raw.source_settings rows as the Spark load's settings file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = dict(spark_raw_tables())["source_settings"]
+    rows = conn.execute(f"select {', '.join(c + '::text' for c in columns)}"  # type: ignore[arg-type]
+                        " from raw.source_settings where run_id = %s order by 2, 3",
+                        (run_id,)).fetchall()
+    path = engine_spark.raw_object_path(warehouse, "source_settings", run_id, "settings")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_arrays([pa.array([r[i] for r in rows], type=pa.string())
+                                         for i in range(len(columns))], names=list(columns)),
+                   path)
+    return len(rows)
+
+
 def raw_tables() -> list[tuple[str, tuple[str, ...]]]:
     """(table without schema, columns) of every raw table."""
     return spark_raw_tables()
