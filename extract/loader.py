@@ -428,9 +428,6 @@ class ParquetObject:
 def write_parquet(*, warehouse: Path, run_id: str, evidence_id: str, params: dict[str, Any],
                   path: Path) -> ParquetObject:
     """Write one object's rows as its Parquet file (every column text), in place at once."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     from soxtrail.kernel import spark
 
     counts = LoadCounts()
@@ -439,14 +436,9 @@ def write_parquet(*, warehouse: Path, run_id: str, evidence_id: str, params: dic
     columns = RAW_TABLES[table_name].columns
     blocks, digest = object_blocks(run_id=run_id, evidence_id=evidence_id, params=params,
                                    path=path, counts=counts, rejects=rejects)
-    values = copy_lines_columns(b"".join(blocks), len(columns))
-    target = spark.raw_object_path(warehouse, table_name.removeprefix("raw."), run_id,
-                                   evidence_id)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.parent / f".{target.name}.partial"  # Spark skips dot files
-    pq.write_table(pa.Table.from_arrays([pa.array(v, type=pa.string()) for v in values],
-                                        names=list(columns)), partial)
-    os.replace(partial, target)
+    spark.write_text_table(
+        spark.raw_object_path(warehouse, table_name.removeprefix("raw."), run_id, evidence_id),
+        columns, copy_lines_columns(b"".join(blocks), len(columns)))
     return ParquetObject(counts, rejects, digest, blocks)
 
 
@@ -593,19 +585,13 @@ def load_settings(conn: psycopg.Connection[Any], run_id: str, sources: Iterable[
             rows.append((run_id, source.name, source.connector, setting, key,
                          None if value is None else secrets.redact(str(value))))
     if warehouse is not None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
         from soxtrail.kernel import spark
 
-        target = spark.raw_object_path(warehouse, "source_settings", run_id, "settings")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.parent / f".{target.name}.partial"
-        pq.write_table(pa.Table.from_arrays(
-            [pa.array([None if r[i] is None else str(r[i]) for r in rows], type=pa.string())
-             for i in range(len(SOURCE_SETTINGS_COLUMNS))],
-            names=list(SOURCE_SETTINGS_COLUMNS)), partial)
-        os.replace(partial, target)
+        spark.write_text_table(
+            spark.raw_object_path(warehouse, "source_settings", run_id, "settings"),
+            SOURCE_SETTINGS_COLUMNS,
+            [[None if r[i] is None else str(r[i]) for r in rows]
+             for i in range(len(SOURCE_SETTINGS_COLUMNS))])
         return len(rows)
     with conn.cursor() as cur:
         cur.executemany(

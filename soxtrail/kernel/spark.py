@@ -103,6 +103,20 @@ def raw_object_path(warehouse: Path, table: str, run_id: str, evidence_id: str) 
     return raw_folder(warehouse, table) / run_id / f"{evidence_id}.parquet"
 
 
+def write_text_table(target: Path, columns: Iterable[str],
+                     values: list[list[str | None]]) -> None:
+    """Write a raw table's Parquet file (every column text, `values` column by column),
+    whole or not at all: written beside it as a dot file (Spark skips those), then renamed."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.parent / f".{target.name}.partial"
+    pq.write_table(pa.Table.from_arrays([pa.array(v, type=pa.string()) for v in values],
+                                        names=list(columns)), partial)
+    os.replace(partial, target)
+
+
 def marts_root(warehouse: Path) -> Path:
     """The folder dbt writes the marts under (`location_root`)."""
     return warehouse / MARTS_SCHEMA

@@ -42,9 +42,6 @@ def run_vars(conn: psycopg.Connection[Any], run_id: str) -> dict[str, Any]:
 
 def export_raw(conn: psycopg.Connection[Any], run_id: str, warehouse: Path) -> dict[str, int]:
     """Every raw table's rows of the run as one Parquet file per raw object (all text)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     counts = {}
     for table, columns in spark_raw_tables():
         select = ", ".join(f"{c}::text" for c in columns)
@@ -55,29 +52,22 @@ def export_raw(conn: psycopg.Connection[Any], run_id: str, warehouse: Path) -> d
             by_object.setdefault(row[1] if "evidence_id" in columns else "settings",
                                  []).append(row)
         for evidence_id, object_rows in by_object.items():
-            path = engine_spark.raw_object_path(warehouse, table, run_id, evidence_id)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            arrays = [pa.array([r[i] for r in object_rows], type=pa.string())
-                      for i in range(len(columns))]
-            pq.write_table(pa.Table.from_arrays(arrays, names=list(columns)), path)
+            engine_spark.write_text_table(
+                engine_spark.raw_object_path(warehouse, table, run_id, evidence_id), columns,
+                [[r[i] for r in object_rows] for i in range(len(columns))])
         counts[table] = len(rows)
     return counts
 
 
 def export_settings(conn: psycopg.Connection[Any], run_id: str, warehouse: Path) -> int:
     """The run's raw.source_settings rows as the Spark load's settings file."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     columns = dict(spark_raw_tables())["source_settings"]
     rows = conn.execute(f"select {', '.join(c + '::text' for c in columns)}"  # type: ignore[arg-type]
                         " from raw.source_settings where run_id = %s order by 2, 3",
                         (run_id,)).fetchall()
-    path = engine_spark.raw_object_path(warehouse, "source_settings", run_id, "settings")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_arrays([pa.array([r[i] for r in rows], type=pa.string())
-                                         for i in range(len(columns))], names=list(columns)),
-                   path)
+    engine_spark.write_text_table(
+        engine_spark.raw_object_path(warehouse, "source_settings", run_id, "settings"),
+        columns, [[r[i] for r in rows] for i in range(len(columns))])
     return len(rows)
 
 
