@@ -118,6 +118,11 @@ def _spark_digest(compute: Callable[[], canonical.Canonical]) -> canonical.Canon
         return " ".join(str(exc).split())[:300] or exc.__class__.__name__
 
 
+def _spark_rerun(session: Any, row: dict[str, Any]) -> canonical.Canonical:
+    spark.build_stages(session, evidence.stages_of(row["query_params"]))
+    return spark.canonical_result(session, row["query_text"])
+
+
 def run_session(conn: psycopg.Connection[Any], run: runs.Run) -> Any:
     """A Spark session over the run's warehouse (engine: spark), or None."""
     if run.config.get("engine") != "spark":
@@ -142,8 +147,8 @@ def check_control(conn: psycopg.Connection[Any], row: dict[str, Any],
     subject = f"{control_id} {model} (evidence {row['id']})"
     version = evidence.canonical_version(row["query_params"])
     verdicts = []
-    if session is not None:
-        rerun = _spark_digest(lambda: spark.canonical_result(session, row["query_text"]))
+    if session is not None:  # the intermediate tables the SQL reads first, from their SQL
+        rerun = _spark_digest(lambda: _spark_rerun(session, row))
     else:
         rerun = _digest(conn, lambda: canonical.sql_result(conn, row["query_text"],
                                                            version=version))

@@ -69,12 +69,13 @@ CONTROL_ID_KEY = "control_id"
 MODEL_KEY = "model"
 VARS_KEY = "vars"
 CANONICAL_KEY = "canonical"  # the canonical form's version; absent = 1
+STAGES_KEY = "stages"
 
 
 def snapshot_params(own: Mapping[str, Any], *, source: str, connector: str, raw_table: str,
                     cluster: Any) -> dict[str, Any]:
     """A snapshot row's query_params: the connector's own (secrets redacted), then ours."""
-    params = {
+    params: dict[str, Any] = {
         **{key: secrets.redact_value(value) for key, value in own.items()},
         SOURCE_KEY: source,
         CONNECTOR_KEY: connector,
@@ -87,9 +88,11 @@ def snapshot_params(own: Mapping[str, Any], *, source: str, connector: str, raw_
 
 def control_params(*, control_id: str, model: str, unique_id: str, checksum: str,
                    git_commit: str | None, variables: Mapping[str, Any],
-                   canonical: int) -> dict[str, Any]:
-    """A control evidence row's query_params: the control, its dbt node and vars, the form."""
-    return {
+                   canonical: int, stages: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    """A control evidence row's query_params: the control, its dbt node and vars, the form;
+    on Spark, the intermediate tables its SQL reads, with the SQL each is built from
+    (`stages`, in build order: `soxtrail verify` builds them before re-running the SQL)."""
+    params: dict[str, Any] = {
         CONTROL_ID_KEY: control_id,
         MODEL_KEY: model,
         "unique_id": unique_id,
@@ -98,6 +101,14 @@ def control_params(*, control_id: str, model: str, unique_id: str, checksum: str
         VARS_KEY: dict(variables),
         CANONICAL_KEY: canonical,
     }
+    if stages:
+        params[STAGES_KEY] = list(stages)
+    return params
+
+
+def stages_of(params: Mapping[str, Any] | None) -> list[dict[str, str]]:
+    """The intermediate tables a control evidence row's SQL reads (engine: spark; else [])."""
+    return list((params or {}).get(STAGES_KEY) or [])
 
 
 def control_query_name(unique_id: str, checksum: str) -> str:

@@ -8,6 +8,8 @@ process registers the tables from their folders (`register_tables`), which are t
 
     <warehouse>/raw/<table>/<run_id>/<evidence_id>.parquet     one file per raw object
     <warehouse>/marts/<model>/run_id=<run_id>/part-*.parquet   dbt's insert_overwrite
+    <warehouse>/_work/<pid>-…/<model>/part-*.parquet            this process's intermediate
+                                                               tables (removed at exit)
 
 pyspark is an optional extra (`pip install soxtrail[spark]`); it is imported here only
 when a Spark session is asked for.
@@ -19,6 +21,7 @@ import atexit
 import hashlib
 import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +35,7 @@ MASTER_ENV = "SOXTRAIL_SPARK_MASTER"
 DEFAULT_MASTER = "local[*]"  # every core of this machine; a cluster URL in production
 RAW_SCHEMA = "raw"
 MARTS_SCHEMA = "marts"
+WORK_SCHEMA = "work"  # the intermediate models' tables (dbt_project.yml), this process's own
 # what every soxtrail Spark session runs with: UTC like the PostgreSQL sessions, ANSI off
 # as dbt-spark sets it (its casts return null instead of failing), dynamic partition
 # overwrite for the marts' insert_overwrite, few shuffle partitions (the marts are small)
@@ -49,6 +53,9 @@ SESSION_CONF: dict[str, str] = {
     "spark.buffer.pageSize": "2m",
     # local mode: the driver is the executor (a cluster sets its own in `spark: conf:`)
     "spark.driver.memory": "4g",
+    # inferring filters from the constraints of every join and window of a mart's plan
+    # takes the optimizer minutes (int_role_holdings_reconstructed: never finished)
+    "spark.sql.constraintPropagation.enabled": "false",
 }
 
 
@@ -88,7 +95,7 @@ def session(warehouse: Path, *, master: str | None = None,
         atexit.register(spark.stop)
         _STOP_AT_EXIT.append(spark)
     spark.sparkContext.setLogLevel("ERROR")
-    for schema in (RAW_SCHEMA, MARTS_SCHEMA):
+    for schema in (RAW_SCHEMA, MARTS_SCHEMA, WORK_SCHEMA):
         spark.sql(f"create database if not exists {schema}")
     return spark
 
@@ -120,6 +127,52 @@ def write_text_table(target: Path, columns: Iterable[str],
 def marts_root(warehouse: Path) -> Path:
     """The folder dbt writes the marts under (`location_root`)."""
     return warehouse / MARTS_SCHEMA
+
+
+def work_root(warehouse: Path | None = None) -> Path:
+    """This process's folder for the intermediate tables (`location_root` of the work
+    schema): made once (under the warehouse's `_work/`, or the system's temporary folder
+    when no warehouse is given), removed when the process exits. They are working copies,
+    read by no other process: `verify` builds its own from the stored SQL (`build_stages`)."""
+    if not _WORK_ROOT:
+        parent = warehouse / "_work" if warehouse is not None else None
+        if parent is not None:
+            parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=parent))
+        atexit.register(shutil.rmtree, folder, True)
+        _WORK_ROOT.append(folder)
+    return _WORK_ROOT[0]
+
+
+_WORK_ROOT: list[Path] = []
+# relation -> SHA-256 of the SQL it was built from in this process by build_stages
+_BUILT_STAGES: dict[str, str] = {}
+
+
+def build_stages(spark: SparkSession, stages: Iterable[dict[str, str]]) -> int:
+    """Build, in order, the intermediate tables a control's stored SQL reads: each stage's
+    stored SQL (`{"relation": "work.<model>", "sql": …}`) into a Parquet table of this
+    process's work folder. A relation already built here from the same SQL is kept; one
+    built by dbt, or from other SQL, is replaced. The number built."""
+    from soxtrail.kernel import canonical
+
+    built = 0
+    for stage in stages:
+        relation, query = str(stage["relation"]), str(stage["sql"])
+        schema, _, name = relation.replace("`", "").partition(".")
+        if schema != WORK_SCHEMA or not name.replace("_", "").isalnum():
+            raise ValueError(f"not an intermediate table of the work schema: {relation!r}")
+        digest = hashlib.sha256(query.encode("utf-8")).hexdigest()
+        if _BUILT_STAGES.get(relation) == digest:
+            continue
+        folder = work_root() / "stages" / name
+        shutil.rmtree(folder, ignore_errors=True)
+        spark.sql(f"drop table if exists {WORK_SCHEMA}.{name}")
+        spark.sql(f"create table {WORK_SCHEMA}.{name} using parquet"
+                  f" location '{quote_path(folder)}' as\n{canonical.strip_sql(query)}")
+        _BUILT_STAGES[relation] = digest
+        built += 1
+    return built
 
 
 def quote_path(path: Path) -> str:

@@ -253,6 +253,13 @@ def phase_reconcile(p: Pipeline) -> dict[str, Any]:
         p.conn.execute("select pg_advisory_unlock(hashtext('soxtrail.reconcile'))")
         p.conn.commit()
     nodes = {getattr(r.node, "name", ""): r.node for r in result.results if hasattr(r, "node")}
+    by_id = {node.unique_id: node for node in nodes.values()}
+
+    def evidence_of(control_id: str, model: str, node: Any) -> int:
+        # on Spark, with the intermediate tables the mart's SQL reads
+        stages = engine.stages(node, by_id) if session is not None else None
+        return write_control_evidence(p, control_id, model, node, variables, session, stages)
+
     written = 0
     # the controls, then the completeness marts: evidenced (and re-run) alike
     marts = {**controls.CONTROLS, **controls.COMPLETENESS}
@@ -260,21 +267,20 @@ def phase_reconcile(p: Pipeline) -> dict[str, Any]:
         node = nodes.get(model)
         if node is None:
             raise PipelineError(f"dbt build did not build control model {model}")
-        written += write_control_evidence(p, control_id, model, node, variables, session)
+        written += evidence_of(control_id, model, node)
         p.checkpoint("reconcile", f"control{n}")
     # the summary mart the workbook's Summary sheet shows: evidenced (and re-run) like a control
     summary = nodes.get(controls.SUMMARY_MODEL)
     if summary is None:
         raise PipelineError(f"dbt build did not build the summary model {controls.SUMMARY_MODEL}")
-    written += write_control_evidence(p, controls.SUMMARY_ID, controls.SUMMARY_MODEL, summary,
-                                      variables, session)
+    written += evidence_of(controls.SUMMARY_ID, controls.SUMMARY_MODEL, summary)
     # the populations the absence claims searched, and the exceptions register: evidenced
     # (and re-run) like the summary
     for population_id, model in {**controls.POPULATIONS, **controls.REGISTERS}.items():
         node = nodes.get(model)
         if node is None:
             raise PipelineError(f"dbt build did not build the population model {model}")
-        written += write_control_evidence(p, population_id, model, node, variables, session)
+        written += evidence_of(population_id, model, node)
     p.outputs["dbt_target"] = str(result.target_path)
     return {"controls": len(controls.CONTROLS), "evidence_rows": written}
 
@@ -296,9 +302,11 @@ def publish_marts(p: Pipeline, session: Any, variables: dict[str, Any]) -> None:
 
 
 def write_control_evidence(p: Pipeline, control_id: str, model: str, node: Any,
-                           variables: dict[str, Any], session: Any = None) -> int:
+                           variables: dict[str, Any], session: Any = None,
+                           stages: list[dict[str, str]] | None = None) -> int:
     """Store the mart's canonical result and insert its evidence row (idempotent); with a
-    Spark `session` (engine: spark), the result of the Spark mart's rows."""
+    Spark `session` (engine: spark), the result of the Spark mart's rows, and the
+    intermediate tables its SQL reads (`stages`, engine.stages) in the row's params."""
     evidence_id = controls.control_evidence_id(p.run.id, model)
     key = f"{p.quarter.label}/{p.run.id}/reconcile/{model}.jsonl"
     spool = p.workdir / "spool" / f"{model}.jsonl"
@@ -331,7 +339,7 @@ def write_control_evidence(p: Pipeline, control_id: str, model: str, node: Any,
     params = evidence.control_params(
         control_id=control_id, model=model, unique_id=node.unique_id,
         checksum=node.checksum.checksum, git_commit=p.run.git_commit, variables=variables,
-        canonical=version)
+        canonical=version, stages=stages)
     evidence.insert_rows(p.conn, [evidence.EvidenceRow(
         id=evidence_id, run_id=p.run.id, source_system=evidence.RECONCILE,
         query_name=evidence.control_query_name(node.unique_id, node.checksum.checksum),

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 
 MARTS_ENV = "SOXTRAIL_SPARK_MARTS"  # where dbt-spark writes the marts (their location_root)
+WORK_ENV = "SOXTRAIL_SPARK_WORK"  # where it writes the intermediate tables (this process's)
 
 
 def warehouse(settings: dict[str, Any]) -> Path:
@@ -51,12 +52,39 @@ def spark_session(settings: dict[str, Any], raw_tables: list[tuple[str, tuple[st
     of the evidence table registered."""
     folder = warehouse(settings)
     os.environ[MARTS_ENV] = str(spark.marts_root(folder))  # dbt_project.yml: location_root
+    os.environ[WORK_ENV] = str(spark.work_root(folder))
     session = spark.session(folder, master=settings.get("master"),
                             conf={str(k): str(v) for k, v in (settings.get("conf") or {}).items()})
     spark.register_raw(session, folder, raw_tables)
     spark.register_marts(session, folder)
     mirror_evidence(conn, session, folder)
     return session
+
+
+def stages(node: Any, nodes: dict[str, Any]) -> list[dict[str, str]]:
+    """The intermediate tables a model built on Spark reads, directly or through another,
+    each before the ones that read it: `{"model", "relation", "sql"}` with the compiled SQL
+    dbt built it from. `nodes`: the invocation's nodes by unique id. On PostgreSQL (and for
+    models that read none) an empty list: there the intermediate models are ephemeral and a
+    mart's SQL stands alone."""
+    ordered: list[dict[str, str]] = []
+    seen: set[str] = set()
+
+    def visit(current: Any) -> None:
+        for upstream_id in sorted(current.depends_on.nodes):
+            upstream = nodes.get(upstream_id)
+            if upstream is None or upstream_id in seen \
+                    or upstream.config.materialized != "table":
+                continue
+            seen.add(upstream_id)
+            visit(upstream)
+            if not upstream.compiled_code:
+                raise PipelineError(f"dbt gave no compiled SQL for {upstream.name}")
+            ordered.append({"model": upstream.name, "relation": upstream.relation_name,
+                            "sql": upstream.compiled_code})
+
+    visit(node)
+    return ordered
 
 
 # the soxtrail tables some models read (what a run snapshotted; the runs before it), as

@@ -17,6 +17,7 @@ import argparse
 import json
 import shutil
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from soxtrail.kernel import canonical
 from soxtrail.kernel import spark as engine_spark
 from soxtrail.kernel.database import Database
 from soxtrail.reconcile import dbt, engine
+from soxtrail.reconcile.engine import stages as model_stages
 
 
 def run_vars(conn: psycopg.Connection[Any], run_id: str) -> dict[str, Any]:
@@ -77,15 +79,22 @@ def raw_tables() -> list[tuple[str, tuple[str, ...]]]:
 
 
 def compile_models(engine: str, db: Database, models: list[str], variables: dict[str, Any],
-                   work: Path) -> dict[str, str]:
-    """Each model's compiled SQL (ephemeral CTEs injected) for one engine."""
-    result = dbt.invoke(db, ["compile", "--select", *models], workdir=work, vars=variables,
+                   work: Path, stages: dict[str, list[dict[str, str]]] | None = None
+                   ) -> dict[str, str]:
+    """Each model's compiled SQL (ephemeral CTEs injected) for one engine; with `stages`,
+    also each model's intermediate tables (reconcile.engine.stages: on Spark), to build
+    (spark.build_stages) before its SQL runs."""
+    selected = [f"+{m}" for m in models] if stages is not None else models
+    result = dbt.invoke(db, ["compile", "--select", *selected], workdir=work, vars=variables,
                         engine=engine)
+    nodes = {item.node.unique_id: item.node for item in result.results
+             if getattr(item, "node", None) is not None}
     out = {}
-    for item in result.results:
-        node = getattr(item, "node", None)
-        if node is not None and node.name in models:
+    for node in nodes.values():
+        if node.name in models:
             out[node.name] = node.compiled_code
+            if stages is not None:
+                stages[node.name] = model_stages(node, nodes)
     return out
 
 
@@ -136,8 +145,9 @@ def main(argv: list[str] | None = None) -> int:
             engine_spark.register_raw(spark, warehouse, raw_tables())
             engine.mirror_evidence(conn, spark, warehouse)
         pg_sql = compile_models("postgres", db, models, variables, work / "dbt_pg")
+        sp_stages: dict[str, list[dict[str, str]]] = {}
         sp_sql = {} if args.pg_only else compile_models("spark", db, models, variables,
-                                                        work / "dbt_spark")
+                                                        work / "dbt_spark", sp_stages)
         failed = 0
         for model in models:
             (work / "sql").mkdir(exist_ok=True)
@@ -162,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
                     continue
             if spark is None:
                 continue
+            started = time.monotonic()
             try:
+                engine_spark.build_stages(spark, sp_stages.get(model, []))
                 right = spark_lines(spark, sp_sql[model])
             except Exception as exc:
                 print(f"{model}: Spark failed: {str(exc)[:1500]}")
@@ -170,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             a, b = Counter(left), Counter(right)
             if a == b:
-                print(f"{model}: SAME ({len(left)} rows)")
+                print(f"{model}: SAME ({len(left)} rows, Spark {time.monotonic() - started:.1f} s)")
                 continue
             failed += 1
             only_pg = sorted((a - b).elements())
