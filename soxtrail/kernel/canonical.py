@@ -49,19 +49,22 @@ def _v2_sql(relation: str) -> str:
     return f"select canonical_row.* from {relation} as canonical_row "
 
 
-def _relation_query(relation: str, version: int, where: str = "") -> str:
+def _relation_query(relation: str, version: int, where: str = "", key: str = "item_key") -> str:
     if version not in (1, 2):
         raise PipelineError(f"unknown canonical form version {version}")
+    if not key.replace("_", "").isalnum():
+        raise ValueError(f"not a key column: {key!r}")
     select = _v1_sql(relation) if version == 1 else _v2_sql(relation)
-    return select + where + 'order by canonical_row.item_key collate "C"'
+    return select + where + f'order by canonical_row.{key} collate "C"'
 
 
 def mart_result(conn: psycopg.Connection[Any], schema: str, model: str, run_id: str, *,
                 version: int = CANONICAL_VERSION,
-                sink: Callable[[bytes], Any] | None = None) -> Canonical:
-    """The canonical result of the run's rows of a built mart (bytes also to `sink`)."""
+                sink: Callable[[bytes], Any] | None = None, key: str = "item_key") -> Canonical:
+    """The canonical result of the run's rows of a built mart (bytes also to `sink`), in
+    the order of its `key` column (unique in a run: a control's item_key)."""
     relation = sql.Identifier(schema, model).as_string(conn)
-    query = _relation_query(relation, version, "where canonical_row.run_id = %s ")
+    query = _relation_query(relation, version, "where canonical_row.run_id = %s ", key)
     return _canonical(conn, query, (run_id,), version, sink)
 
 

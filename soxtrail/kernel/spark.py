@@ -257,13 +257,16 @@ def arrow_lines(table: Any) -> list[str]:
 
 
 def canonical_result(spark: SparkSession, query: str,
-                     sink: Callable[[bytes], Any] | None = None) -> Any:
-    """The canonical result (form 2) of a query's rows on Spark, ordered by item_key as on
-    PostgreSQL (binary order: PostgreSQL's "C" collation): the same bytes, the same hash."""
+                     sink: Callable[[bytes], Any] | None = None, key: str = "item_key") -> Any:
+    """The canonical result (form 2) of a query's rows on Spark, ordered by its `key`
+    column (item_key) as on PostgreSQL (binary order: PostgreSQL's "C" collation): the
+    same bytes, the same hash."""
     from soxtrail.kernel import canonical
 
+    if not key.replace("_", "").isalnum():
+        raise ValueError(f"not a key column: {key!r}")
     table = fetch_arrow(spark, f"select canonical_row.* from (\n{canonical.strip_sql(query)}\n)"
-                               " as canonical_row order by canonical_row.item_key")
+                               f" as canonical_row order by canonical_row.{key}")
     lines = arrow_lines(table)
     digest = hashlib.sha256()
     for start in range(0, len(lines), canonical.CANONICAL_BATCH):

@@ -292,7 +292,9 @@ def publish_marts(p: Pipeline, session: Any, variables: dict[str, Any]) -> None:
     engine.ensure_pg_marts(p.db, p.conn, p.workdir / "dbt_pg", variables, models)
     for model in models:
         published = engine.publish_mart(p.conn, session, model, p.run.id)
-        built = spark.canonical_result(session, engine.spark_mart_query(p.conn, model, p.run.id))
+        columns = engine.mart_columns(p.conn, model)
+        built = spark.canonical_result(session, spark.mart_query(model, p.run.id, columns),
+                                       key=engine.mart_key(columns))
         if (published.sha256, published.row_count) != (built.sha256, built.row_count):
             p.conn.rollback()
             raise PipelineError(f"{model}: the rows published to PostgreSQL hash to "

@@ -192,10 +192,20 @@ def spark_mart_query(conn: psycopg.Connection[Any], model: str, run_id: str) -> 
     return spark.mart_query(model, run_id, mart_columns(conn, model))
 
 
+def mart_key(columns: list[str]) -> str:
+    """The column that orders a mart's canonical result: a control's item_key, else the
+    mart's own key (the role holding periods' period_key)."""
+    keys = [c for c in columns if c == "item_key"] or [c for c in columns if c.endswith("_key")]
+    if not keys:
+        raise PipelineError(f"a mart with no key column: {', '.join(columns)}")
+    return keys[0]
+
+
 def publish_mart(conn: psycopg.Connection[Any], session: SparkSession, model: str,
                  run_id: str) -> canonical.Canonical:
     """Replace the run's rows of a PostgreSQL mart with the Spark mart's; their canonical
-    result (on PostgreSQL) is returned for the caller to compare."""
+    result (on PostgreSQL, in the order of mart_key) is returned for the caller to
+    compare."""
     table = spark.fetch_arrow(session, spark_mart_query(conn, model, run_id))
     names = table.schema.names
     relation = sql.Identifier(controls.MARTS_SCHEMA, model)
@@ -205,4 +215,5 @@ def publish_mart(conn: psycopg.Connection[Any], session: SparkSession, model: st
         with cur.copy(sql.SQL("copy {} ({}) from stdin").format(relation, columns)) as copy:
             for row in zip(*[c.to_pylist() for c in table.columns], strict=True):
                 copy.write_row(row)
-    return canonical.mart_result(conn, controls.MARTS_SCHEMA, model, run_id)
+    return canonical.mart_result(conn, controls.MARTS_SCHEMA, model, run_id,
+                                 key=mart_key(names))
