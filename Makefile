@@ -80,11 +80,11 @@ system-deps: ## Install the Debian packages the tests drive (pgaudit, pgBackRest
 	  else echo "warning: missing Debian packages:$$missing (run as root or install them)" >&2; fi; \
 	fi
 
-test: $(STAMP) $(SPARK_STAMP) system-deps ## Run the whole test suite (the Spark engine's parts; its whole demo quarter: make test-spark)
+test: $(STAMP) $(SPARK_STAMP) system-deps ## Run the whole test suite (with one demo quarter on local Spark and the dbt unit tests on Spark)
 	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not spark"
 
-test-spark: $(STAMP) spark-deps system-deps ## The whole demo quarter on local Spark, verified and compared with PostgreSQL (tens of minutes)
-	$(BIN)/pytest -q -m spark tests/e2e/test_spark_engine.py
+test-spark: $(STAMP) spark-deps system-deps ## Every Spark engine test, with the porting harness's model-by-model comparison (marker spark, left out of make test)
+	$(BIN)/pytest -q tests/integration/test_spark_engine_parts.py tests/e2e/test_spark_engine.py tests/integration/test_dbt_unit_tests_on_spark.py
 
 test-fast: $(STAMP) ## Unit tests only
 	$(BIN)/pytest -q tests/unit

@@ -56,6 +56,9 @@ SESSION_CONF: dict[str, str] = {
     # inferring filters from the constraints of every join and window of a mart's plan
     # takes the optimizer minutes (int_role_holdings_reconstructed: never finished)
     "spark.sql.constraintPropagation.enabled": "false",
+    # timestamps in the marts' files as Parquet's standard UTC instants (Spark's default,
+    # INT96, reads back in other readers as a time without zone)
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
 }
 
 

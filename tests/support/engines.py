@@ -20,12 +20,23 @@ from soxtrail.kernel import canonical, controls, spark
 from soxtrail.kernel.database import Database
 from soxtrail.kernel.store import Store
 from soxtrail.reconcile import dbt
+from soxtrail.reconcile.engine import mart_columns, mart_key
 
 
 def load_into_postgres(conn: psycopg.Connection[Any], run_id: str, store: Store,
-                       scratch: Path) -> int:
+                       scratch: Path, warehouse: Path) -> int:
     """COPY every snapshot object of the run into PostgreSQL's raw tables (no load stats:
-    the Spark load recorded them); the rows loaded."""
+    the Spark load recorded them), and the run's source settings (written from its config,
+    as the Spark load's Parquet file of them); the rows loaded."""
+    import pyarrow.parquet as pq
+
+    settings = pq.read_table(spark.raw_object_path(warehouse, "source_settings", run_id,
+                                                   "settings")).to_pylist()
+    with conn.cursor() as cur:
+        cur.executemany(
+            f"insert into raw.source_settings ({', '.join(loader.SOURCE_SETTINGS_COLUMNS)})"
+            f" values ({', '.join(['%s'] * len(loader.SOURCE_SETTINGS_COLUMNS))})",
+            [tuple(row[c] for c in loader.SOURCE_SETTINGS_COLUMNS) for row in settings])
     rows = 0
     objects = conn.execute(
         "select evidence.id::text, evidence.query_params, evidence.raw_output_s3_key"
@@ -69,14 +80,15 @@ def spark_lines(warehouse: Path, model: str, run_id: str, columns: list[str]) ->
     if "run_id" in table.schema.names:  # the partition column, as a dictionary of strings
         table = table.set_column(table.schema.get_field_index("run_id"), "run_id",
                                  table.column("run_id").cast("string"))
-    table = table.select(columns).sort_by([("item_key", "ascending")])
+    table = table.select(columns).sort_by([(mart_key(columns), "ascending")])
     return spark.arrow_lines(table)
 
 
 def postgres_lines(conn: psycopg.Connection[Any], model: str, run_id: str) -> list[str]:
     """The canonical lines of the run's rows of a PostgreSQL mart."""
     out: list[bytes] = []
-    canonical.mart_result(conn, controls.MARTS_SCHEMA, model, run_id, sink=out.append)
+    canonical.mart_result(conn, controls.MARTS_SCHEMA, model, run_id, sink=out.append,
+                          key=mart_key(mart_columns(conn, model)))
     conn.commit()
     text = b"".join(out).decode("utf-8")
     return text.split("\n") if text else []
