@@ -353,7 +353,10 @@ def _control_sql_files(conn: psycopg.Connection[Any], run: dict[str, Any],
         control_id = (control.get("control_id") or marts.get(model)
                       or str((params or {}).get("control_id") or "-"))
         description = " ".join(str(control.get("description") or "").split())
-        vars_text = _dumps(secrets.redact_value(params))
+        # on Spark, the intermediate tables' SQL goes before the control's, not in the header
+        shown = {k: v for k, v in params.items() if k != evidence.STAGES_KEY} \
+            if params and evidence.STAGES_KEY in params else params
+        vars_text = _dumps(secrets.redact_value(shown))
         header = "\n".join([
             f"-- soxtrail control {control_id}: {control.get('control_name') or model}",
             f"-- description: {description or '-'}",
@@ -363,7 +366,8 @@ def _control_sql_files(conn: psycopg.Connection[Any], run: dict[str, Any],
             f"-- result:      {row_count} rows, canonical SHA-256 {result_hash}",
             f"-- vars:        {vars_text}",
         ])
-        yield f"{name}.sql", secrets.redact(header) + "\n\n" + secrets.redact(query_text) + "\n"
+        yield f"{name}.sql", (secrets.redact(header) + "\n\n"
+                              + secrets.redact(evidence.control_sql(params, query_text)) + "\n")
 
 
 def _query_file_names(files: Sequence[Path] | Mapping[str, Path]) -> list[tuple[str, Path]]:

@@ -132,13 +132,16 @@ class SqlDiff:
 
 
 def compiled(row: Mapping[str, Any]) -> CompiledControl:
-    """The compiled control of one control evidence row (all columns)."""
+    """The compiled control of one control evidence row (all columns). On Spark its SQL
+    is the SQL of the intermediate tables it reads (their stages, each headed by the
+    table's name) and then its own: what PostgreSQL's one statement inlines."""
     params = row["query_params"] or {}
     run_id = str(row["run_id"])
+    text = evidence.control_sql(params, str(row["query_text"]))
     return CompiledControl(
         control_id=str(params.get(evidence.CONTROL_ID_KEY) or row["query_name"]),
         model=str(params.get(evidence.MODEL_KEY) or ""),
-        sql=str(row["query_text"]).replace(run_id, RUN_ID_PLACEHOLDER),
+        sql=text.replace(run_id, RUN_ID_PLACEHOLDER),
         checksum=str(params.get("checksum") or ""), git_commit=params.get("git_commit"),
         variables=dict(params.get(evidence.VARS_KEY) or {}))
 

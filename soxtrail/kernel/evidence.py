@@ -111,6 +111,14 @@ def stages_of(params: Mapping[str, Any] | None) -> list[dict[str, str]]:
     return list((params or {}).get(STAGES_KEY) or [])
 
 
+def control_sql(params: Mapping[str, Any] | None, query_text: str) -> str:
+    """A control's whole SQL as an auditor reads it: on Spark the SQL of each intermediate
+    table it reads, in build order, each headed by the table's name, then its own (what
+    PostgreSQL's one statement inlines); elsewhere `query_text` as it is."""
+    return "".join(f"-- {stage['relation']}, built first from:\n{stage['sql']}\n\n"
+                   for stage in stages_of(params)) + query_text
+
+
 def control_query_name(unique_id: str, checksum: str) -> str:
     """A control evidence row's query_name: the dbt node and the first 12 of its checksum."""
     return f"{unique_id}@{checksum[:12]}"

@@ -133,6 +133,21 @@ def test_both_engines_give_every_mart_row_alike(spark_run: dict[str, Any],
     assert compared > 1000
 
 
+def test_the_bundle_shows_each_intermediate_tables_sql_before_the_controls(
+        spark_run: dict[str, Any]) -> None:
+    """What verify builds first (query_params.stages) is in the auditor's SQL file of the
+    control, in build order, and not in its header's vars line."""
+    files = sorted((spark_run["home"] / "store").rglob(
+        "bundle/queries/controls/fct_control_ac02__timely_revocation_*.sql"))
+    assert len(files) == 1, files
+    text = files[0].read_text(encoding="utf-8")
+    header, _, body = text.partition("\n\n")
+    assert "stages" not in header and "-- vars:" in header
+    events = body.index("-- work.int_role_events_unioned, built first from:")
+    holdings = body.index("-- work.int_role_holdings_reconstructed, built first from:")
+    assert events < holdings < body.index("from work.int_role_holdings_reconstructed")
+
+
 def _differences(on_postgres: list[str], on_spark: list[str]) -> list[Any]:
     """Up to three rows that differ, as (their first column values, {column: (postgres,
     spark)}), or the rows only one engine has."""

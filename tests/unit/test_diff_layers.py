@@ -71,11 +71,29 @@ def test_catalog_rows_are_matched_by_their_key() -> None:
 
 
 def _compiled(run_id: str, sql: str, checksum: str = "c1",
-              variables: dict[str, Any] | None = None) -> diff_sql.CompiledControl:
+              variables: dict[str, Any] | None = None,
+              stages: list[dict[str, str]] | None = None) -> diff_sql.CompiledControl:
     return diff_sql.compiled({
         "run_id": run_id, "query_name": "model.x@c", "query_text": sql,
         "query_params": {"control_id": "AC-01", "model": "fct_x", "checksum": checksum,
-                         "git_commit": "g", "vars": {"run_id": run_id, **(variables or {})}}})
+                         "git_commit": "g", "vars": {"run_id": run_id, **(variables or {})},
+                         **({"stages": stages} if stages else {})}})
+
+
+def test_on_spark_the_sql_of_the_intermediate_tables_read_is_compared_too() -> None:
+    def stage(sql: str) -> list[dict[str, str]]:
+        return [{"model": "int_x", "relation": "work.int_x", "sql": sql}]
+
+    mart = "select * from work.int_x"
+    same = diff_sql.diff_control(
+        "AC-01", _compiled(RUN_A, mart, stages=stage(f"select '{RUN_A}' as run_id")),
+        _compiled(RUN_B, mart, stages=stage(f"select '{RUN_B}' as run_id")))
+    assert same.status == "same"
+    changed = diff_sql.diff_control("AC-01", _compiled(RUN_A, mart, stages=stage("select 1")),
+                                    _compiled(RUN_B, mart, stages=stage("select 2")))
+    assert changed.status != "same"
+    assert "-select 1" in changed.unified_diff and "+select 2" in changed.unified_diff
+    assert "-- work.int_x, built first from:" in _compiled(RUN_A, mart, stages=stage("x")).sql
 
 
 def test_the_run_id_in_compiled_sql_is_not_a_change() -> None:
