@@ -49,13 +49,19 @@ def _v2_sql(relation: str) -> str:
     return f"select canonical_row.* from {relation} as canonical_row "
 
 
+def key_column(key: str) -> str:
+    """A column name that orders a canonical result (item_key, a mart's own key), checked
+    to be a plain identifier before it goes into SQL."""
+    if not key.replace("_", "").isalnum():
+        raise ValueError(f"not a key column: {key!r}")
+    return key
+
+
 def _relation_query(relation: str, version: int, where: str = "", key: str = "item_key") -> str:
     if version not in (1, 2):
         raise PipelineError(f"unknown canonical form version {version}")
-    if not key.replace("_", "").isalnum():
-        raise ValueError(f"not a key column: {key!r}")
     select = _v1_sql(relation) if version == 1 else _v2_sql(relation)
-    return select + where + f'order by canonical_row.{key} collate "C"'
+    return select + where + f'order by canonical_row.{key_column(key)} collate "C"'
 
 
 def mart_result(conn: psycopg.Connection[Any], schema: str, model: str, run_id: str, *,

@@ -266,10 +266,9 @@ def canonical_result(spark: SparkSession, query: str,
     same bytes, the same hash."""
     from soxtrail.kernel import canonical
 
-    if not key.replace("_", "").isalnum():
-        raise ValueError(f"not a key column: {key!r}")
+    order = canonical.key_column(key)
     table = fetch_arrow(spark, f"select canonical_row.* from (\n{canonical.strip_sql(query)}\n)"
-                               f" as canonical_row order by canonical_row.{key}")
+                               f" as canonical_row order by canonical_row.{order}")
     lines = arrow_lines(table)
     digest = hashlib.sha256()
     for start in range(0, len(lines), canonical.CANONICAL_BATCH):
